@@ -1,0 +1,66 @@
+"""ASE calculator for an exported student file: energy, forces, per-atom energies, and stress when periodic.
+
+Example
+-------
+>>> from hessdistill.calculator import StudentCalculator
+>>> atoms.calc = StudentCalculator("student.pt")
+>>> atoms.get_forces()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .export import StudentFile
+from .neighbors import neighbor_list
+from .structures import check_structure
+
+
+class StudentCalculator(Calculator):
+    """Energy (eV), forces (eV/A), ``energies`` (per atom) and, for fully periodic cells, stress (eV/A^3).
+
+    Forces are -dE/dx and stress is (1/V) dE/d(strain), both by autograd through the exported TorchScript model,
+    so they are exactly consistent with the energy.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
+
+    def __init__(self, model_path, device: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.student = StudentFile(model_path, device=device)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        check_structure(atoms)
+        sf = self.student
+        species = sf.species(atoms.get_chemical_symbols())
+        edge_index, shifts = neighbor_list(atoms, sf.cutoff)
+        dev, dt = sf.device, sf.dtype
+        pos = torch.tensor(atoms.positions, dtype=dt, device=dev)
+        sh = torch.tensor(shifts, dtype=dt, device=dev)
+        ei = torch.tensor(edge_index, dtype=torch.long, device=dev)
+        want_stress = "stress" in properties and bool(atoms.pbc.all())
+        strain = torch.zeros(3, 3, dtype=dt, device=dev, requires_grad=want_stress)
+        pos.requires_grad_(True)
+        deform = torch.eye(3, dtype=dt, device=dev) + strain
+        atomic = sf.module(pos @ deform, species, ei, sh @ deform)
+        energy = atomic.sum()
+        inputs = [pos, strain] if want_stress else [pos]
+        grads = torch.autograd.grad(energy, inputs)
+        self.results = {
+            "energy": float(energy.detach()),
+            "free_energy": float(energy.detach()),
+            "energies": atomic.detach().cpu().double().numpy(),
+            "forces": -grads[0].cpu().double().numpy(),
+        }
+        if want_stress:
+            sigma = grads[1].cpu().double().numpy() / atoms.get_volume()
+            sigma = 0.5 * (sigma + sigma.T)
+            self.results["stress"] = sigma.flat[[0, 4, 8, 5, 2, 1]]
+        elif "stress" in properties:
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

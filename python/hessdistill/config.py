@@ -1,0 +1,133 @@
+"""Distillation settings: a dataclass whose defaults are documented, loaded from YAML, overridden by CLI flags.
+
+``hessdistill distill --write-config distill.yaml`` writes these defaults, with their comments, to start from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+# name -> help text; also the comments of the written YAML file.
+HELP = {
+    "architecture": "student architecture: painn (equivariant, the paper's student) or schnet (smaller, faster)",
+    "features": "feature width of the student",
+    "num_interactions": "message-passing layers (interaction range = num_interactions x cutoff)",
+    "num_basis": "radial basis functions",
+    "cutoff": "radial cutoff in Angstrom",
+    "energy_weight": "wE: weight of the energy-per-atom MSE (each term is divided by its training-set variance)",
+    "force_weight": "wF: weight of the force MSE",
+    "hessian_weight": "wH: weight of the Hessian-row MSE; 0 trains the undistilled baseline",
+    "hessian_rows": "s: Hessian rows sampled per structure per step (uniform, without replacement over 3N)",
+    "batch_size": "structures per optimizer step",
+    "epochs": "maximum epochs",
+    "lr": "peak AdamW learning rate",
+    "weight_decay": "AdamW weight decay",
+    "lr_schedule": "cosine (to lr*lr_min_factor at the last epoch), plateau (halve on stalled val force MAE), constant",
+    "lr_min_factor": "final learning rate as a fraction of lr (cosine)",
+    "ema_decay": "decay of the exponential moving average of weights used for validation and export (0: off)",
+    "grad_clip": "clip the gradient norm to this value (0: off)",
+    "patience": "stop after this many epochs without a better validation force MAE",
+    "seed": "seed of initialization, shuffling and row sampling",
+    "dtype": "training dtype: float32 or float64",
+    "export_dtype": "dtype of the exported TorchScript student: float32 or float64",
+    "device": "auto (cuda when present, else cpu), cpu or cuda",
+    "val_hessian_rows": "Hessian rows per validation structure used for the Hessian MAE",
+}
+
+
+@dataclass
+class DistillConfig:
+    architecture: str = "painn"
+    features: int = 32
+    num_interactions: int = 2
+    num_basis: int = 16
+    cutoff: float = 5.0
+    energy_weight: float = 1.0
+    force_weight: float = 10.0
+    hessian_weight: float = 10.0
+    hessian_rows: int = 1
+    batch_size: int = 4
+    epochs: int = 200
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    lr_min_factor: float = 0.02
+    ema_decay: float = 0.99
+    grad_clip: float = 10.0
+    patience: int = 50
+    seed: int = 0
+    dtype: str = "float32"
+    export_dtype: str = "float64"
+    device: str = "auto"
+    val_hessian_rows: int = 6
+
+    def validate(self) -> "DistillConfig":
+        choices = {
+            "architecture": ("painn", "schnet"),
+            "lr_schedule": ("cosine", "plateau", "constant"),
+            "dtype": ("float32", "float64"),
+            "export_dtype": ("float32", "float64"),
+            "device": ("auto", "cpu", "cuda"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("features", "num_interactions", "num_basis", "hessian_rows", "batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("energy_weight", "force_weight", "hessian_weight", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cutoff <= 0 or self.lr <= 0:
+            raise ConfigError("cutoff and lr must be positive")
+        return self
+
+    def replace(self, **changes) -> "DistillConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
+    """Defaults, then the YAML file (if given), then ``overrides`` whose value is not None."""
+    values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of option: value")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name: f for f in dataclasses.fields(DistillConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    typed = {}
+    for k, v in values.items():
+        kind = type(known[k].default)
+        try:
+            typed[k] = kind(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"option {k} must be {kind.__name__}, got {v!r}") from None
+    return DistillConfig(**typed).validate()
+
+
+def write_config(path: str | Path, config: DistillConfig | None = None) -> None:
+    """Write a YAML file with every option, its value and its meaning."""
+    config = config or DistillConfig()
+    lines = ["# hessdistill distillation settings (hessdistill distill --config FILE); CLI flags override."]
+    for k, v in config.to_dict().items():
+        lines.append(f"# {HELP[k]}")
+        lines.append(yaml.safe_dump({k: v}, default_flow_style=False).strip())
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,109 @@
+"""Labelled structures as tensors for training: per-structure graphs and their batching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .labels import LabeledStructure
+from .neighbors import neighbor_list
+
+
+@dataclass
+class Graph:
+    species: torch.Tensor  # (N,)
+    positions: torch.Tensor  # (N, 3)
+    edge_index: torch.Tensor  # (2, E)
+    shifts: torch.Tensor  # (E, 3)
+    energy: float
+    forces: torch.Tensor  # (N, 3)
+    hessian_rows: np.ndarray  # (R,) stored row numbers in 0..3N-1
+    hessian: torch.Tensor  # (R, 3N)
+
+    @property
+    def n_atoms(self) -> int:
+        return self.positions.shape[0]
+
+
+def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutoff: float, dtype, device) -> list[Graph]:
+    from ase.data import chemical_symbols
+
+    index = {s: k for k, s in enumerate(type_names)}
+    graphs = []
+    for it in items:
+        symbols = [chemical_symbols[z] for z in it.numbers]
+        missing = sorted(set(symbols) - set(index))
+        if missing:
+            raise InputError(f"structure #{it.index} has element(s) {missing} that the student does not cover")
+        ei, sh = neighbor_list(it.atoms(), cutoff)
+        kw = dict(dtype=dtype, device=device)
+        graphs.append(
+            Graph(
+                species=torch.tensor([index[s] for s in symbols], dtype=torch.long, device=device),
+                positions=torch.tensor(it.positions, **kw),
+                edge_index=torch.tensor(ei, dtype=torch.long, device=device),
+                shifts=torch.tensor(sh, **kw),
+                energy=it.energy,
+                forces=torch.tensor(it.forces, **kw),
+                hessian_rows=np.asarray(it.hessian_rows, dtype=np.int64),
+                hessian=torch.tensor(it.hessian, **kw),
+            )
+        )
+    return graphs
+
+
+@dataclass
+class Batch:
+    species: torch.Tensor
+    positions: torch.Tensor
+    edge_index: torch.Tensor
+    shifts: torch.Tensor
+    batch: torch.Tensor  # (N_total,) structure index of each atom
+    n_atoms: torch.Tensor  # (B,)
+    offsets: list[int]  # first atom of each structure
+    energy: torch.Tensor  # (B,)
+    forces: torch.Tensor  # (N_total, 3)
+    graphs: list[Graph]
+
+
+def collate(graphs: Sequence[Graph]) -> Batch:
+    """One disjoint graph from several structures (atom indices offset per structure)."""
+    offsets, total = [], 0
+    for g in graphs:
+        offsets.append(total)
+        total += g.n_atoms
+    device = graphs[0].positions.device
+    return Batch(
+        species=torch.cat([g.species for g in graphs]),
+        positions=torch.cat([g.positions for g in graphs]),
+        edge_index=torch.cat([g.edge_index + o for g, o in zip(graphs, offsets)], dim=1),
+        shifts=torch.cat([g.shifts for g in graphs]),
+        batch=torch.cat([torch.full((g.n_atoms,), b, dtype=torch.long, device=device) for b, g in enumerate(graphs)]),
+        n_atoms=torch.tensor([g.n_atoms for g in graphs], device=device),
+        offsets=offsets,
+        energy=torch.tensor([g.energy for g in graphs], dtype=graphs[0].positions.dtype, device=device),
+        forces=torch.cat([g.forces for g in graphs]),
+        graphs=list(graphs),
+    )
+
+
+def sample_row_slots(batch: Batch, s: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick ``s`` stored Hessian rows per structure, uniformly without replacement.
+
+    Returns (coords (s, B) global flat coordinates for ``hessian.hessian_rows``, teacher (s, 3 N_total): slot j
+    holds, in each structure's block, the teacher row picked for it, laid out like the student's VJP result).
+    """
+    device = batch.positions.device
+    n_total = batch.positions.shape[0]
+    coords = torch.empty(s, len(batch.graphs), dtype=torch.long, device=device)
+    teacher = torch.zeros(s, 3 * n_total, dtype=batch.positions.dtype, device=device)
+    for b, (g, off) in enumerate(zip(batch.graphs, batch.offsets)):
+        picks = rng.choice(len(g.hessian_rows), size=s, replace=False)
+        for j, p in enumerate(picks):
+            coords[j, b] = 3 * off + int(g.hessian_rows[p])
+            teacher[j, 3 * off : 3 * (off + g.n_atoms)] = g.hessian[p]
+    return coords, teacher

@@ -1,0 +1,37 @@
+"""One error hierarchy for hessdistill.
+
+Every error raised on purpose for bad input or a failed run derives from ``HessdistillError``, so the CLI can
+print a one-line message instead of a traceback. Messages say what was expected and what was found.
+"""
+
+
+class HessdistillError(Exception):
+    """Base class of all errors raised on purpose by hessdistill."""
+
+
+class InputError(HessdistillError, ValueError):
+    """Bad user input: a structure, a file, an option value."""
+
+
+class UnsupportedElementError(InputError):
+    """A structure holds an element the teacher or student does not cover."""
+
+
+class StructureError(InputError):
+    """A structure is unphysical or malformed (NaN coordinates, overlapping atoms, bad cell)."""
+
+
+class ModelFileError(InputError):
+    """A file that should hold an exported student (or a teacher model) is missing or unreadable."""
+
+
+class LabelStoreError(InputError):
+    """A label store is missing, corrupt, or inconsistent."""
+
+
+class ConfigError(InputError):
+    """A configuration file or option is invalid."""
+
+
+class EnergyConservationError(HessdistillError, RuntimeError):
+    """An MD run stopped because the energy monitor saw drift, a jump, or non-finite values."""

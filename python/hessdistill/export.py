@@ -1,0 +1,136 @@
+"""The student file: one TorchScript archive that every engine loads (ASE calculator, OpenMM, LAMMPS).
+
+The archive holds the scripted student (see ``students.common`` for its forward contract) and its metadata as
+plain-text extra files, one value per key, so C++ reads them with ``torch::jit::load(path, device, extra_files)``
+without a JSON parser:
+
+=====================  ===========================================================================
+key                    value
+=====================  ===========================================================================
+``format``             ``hessdistill-student-1``
+``hessdistill_version`` package version that wrote the file
+``architecture``       ``painn`` or ``schnet``
+``cutoff``             radial cutoff, in ``length_unit``
+``num_interactions``   message-passing layers
+``interaction_range``  num_interactions x cutoff: how far an atom's energy depends on other atoms
+``type_names``         element symbols, space separated, in type-index order (``species`` input)
+``atomic_numbers``     the matching atomic numbers, space separated
+``energy_unit``        ``eV``
+``length_unit``        ``A`` (Angstrom)
+``dtype``              ``float32`` or ``float64``: the dtype positions must be given in
+``teacher``            the teacher the student was distilled from (informational)
+=====================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import ModelFileError
+from .students import StudentBase
+
+FORMAT = "hessdistill-student-1"
+METADATA_KEYS = (
+    "format",
+    "hessdistill_version",
+    "architecture",
+    "cutoff",
+    "num_interactions",
+    "interaction_range",
+    "type_names",
+    "atomic_numbers",
+    "energy_unit",
+    "length_unit",
+    "dtype",
+    "teacher",
+)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "float64", teacher: str = "") -> Path:
+    """Script ``model`` in ``dtype`` and write it with its metadata to ``path`` (atomically)."""
+    if dtype not in DTYPES:
+        raise ModelFileError(f"dtype must be float32 or float64, got {dtype!r}")
+    model = _clone(model).to(DTYPES[dtype]).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    scripted = torch.jit.script(model)
+    metadata = {
+        "format": FORMAT,
+        "hessdistill_version": __version__,
+        "architecture": model.architecture,
+        "cutoff": repr(model.cutoff),
+        "num_interactions": str(model.num_interactions),
+        "interaction_range": repr(model.cutoff * model.num_interactions),
+        "type_names": " ".join(model.type_names),
+        "atomic_numbers": " ".join(str(z) for z in model.atomic_numbers),
+        "energy_unit": "eV",
+        "length_unit": "A",
+        "dtype": dtype,
+        "teacher": teacher,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def _clone(model: StudentBase) -> StudentBase:
+    from .students import build_student
+
+    copy = build_student(model.architecture, **model.hyperparameters())
+    copy.load_state_dict(model.state_dict())
+    return copy
+
+
+class StudentFile:
+    """A loaded student file: ``module`` (TorchScript), parsed ``metadata`` and convenience accessors."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelFileError(f"student file {self.path} does not exist")
+        if not zipfile.is_zipfile(self.path):
+            raise ModelFileError(f"{self.path} is not a TorchScript archive (not a zip file)")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        extra = dict.fromkeys(METADATA_KEYS, "")
+        try:
+            self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+        except Exception as exc:  # torch raises bare RuntimeErrors of many kinds for bad archives
+            raise ModelFileError(f"cannot load {self.path} as TorchScript: {str(exc).splitlines()[0]}") from None
+        extra = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+        if extra["format"] != FORMAT:
+            raise ModelFileError(
+                f"{self.path} is not a hessdistill student file (format {extra['format']!r}, expected {FORMAT!r})"
+            )
+        self.metadata = extra
+        self.cutoff = float(extra["cutoff"])
+        self.num_interactions = int(extra["num_interactions"])
+        self.type_names = extra["type_names"].split()
+        self.atomic_numbers = [int(z) for z in extra["atomic_numbers"].split()]
+        self.dtype = DTYPES[extra["dtype"]]
+
+    def species(self, symbols) -> torch.Tensor:
+        """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
+        from .errors import UnsupportedElementError
+
+        index = {s: k for k, s in enumerate(self.type_names)}
+        missing = sorted(set(symbols) - set(index))
+        if missing:
+            raise UnsupportedElementError(
+                f"student {self.path.name} does not cover element(s) {', '.join(missing)}; "
+                f"it covers {', '.join(self.type_names)}"
+            )
+        return torch.tensor([index[s] for s in symbols], dtype=torch.long, device=self.device)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Metadata of a student file, without keeping the model."""
+    return StudentFile(path, device="cpu").metadata

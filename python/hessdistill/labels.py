@@ -1,0 +1,219 @@
+"""The label store: teacher energy, forces and Hessian rows per structure, in HDF5.
+
+Crash safety: HDF5 files have no journal, so a SIGKILL during a write can leave a file unreadable. Each finished
+structure is therefore committed as its own small HDF5 file in ``<store>.parts/`` (written under a temporary name,
+then renamed, which is atomic), and ``merge`` gathers the parts into the single store file ``<store>``. Resuming
+skips every structure whose part exists. ``--shard i/n`` makes a process label only structures k with
+k % n == i, so shards on several processes or jobs share the parts folder and never write the same file.
+
+Layout of a part and of each ``/structures/NNNNNN`` group of the merged store: datasets ``numbers`` (N,),
+``positions`` (N, 3) A, ``cell`` (3, 3) A, ``pbc`` (3,), ``forces`` (N, 3) eV/A, ``hessian_rows`` (R,) and
+``hessian`` (R, 3N) eV/A^2; attributes ``energy`` (eV), ``split``, ``index``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+from ase import Atoms
+
+from . import __version__
+from .errors import InputError, LabelStoreError
+from .teachers.base import Label, Teacher
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class LabeledStructure:
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    energy: float
+    forces: np.ndarray
+    hessian_rows: np.ndarray
+    hessian: np.ndarray
+    split: str
+    index: int
+
+    def atoms(self) -> Atoms:
+        return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
+
+
+def parts_dir(store: str | os.PathLike) -> Path:
+    return Path(str(store) + ".parts")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def choose_rows(n_atoms: int, rows: str | int, index: int, seed: int = 0) -> np.ndarray:
+    """Which Hessian rows to store: all 3N ('full'), or a seeded uniform subset of ``rows`` of them."""
+    n3 = 3 * n_atoms
+    if rows == "full" or rows is None:
+        return np.arange(n3)
+    k = int(rows)
+    if not 0 < k <= n3:
+        raise InputError(f"rows per structure must be in 1..3N = {n3}, got {k}")
+    rng = np.random.default_rng([seed, index])
+    return np.sort(rng.choice(n3, size=k, replace=False))
+
+
+def _write_group(group: h5py.Group, atoms: Atoms, label: Label, split: str, index: int) -> None:
+    group.create_dataset("numbers", data=atoms.numbers.astype(np.int64))
+    group.create_dataset("positions", data=atoms.positions)
+    group.create_dataset("cell", data=atoms.cell.array)
+    group.create_dataset("pbc", data=atoms.pbc.astype(bool))
+    group.create_dataset("forces", data=label.forces)
+    rows = label.hessian_rows if label.hessian_rows is not None else np.zeros(0, dtype=np.int64)
+    hess = label.hessian if label.hessian is not None else np.zeros((0, 3 * len(atoms)))
+    group.create_dataset("hessian_rows", data=rows)
+    group.create_dataset("hessian", data=hess, compression="gzip" if hess.size > 4096 else None)
+    group.attrs["energy"] = float(label.energy)
+    group.attrs["split"] = split
+    group.attrs["index"] = int(index)
+
+
+def _read_group(group: h5py.Group) -> LabeledStructure:
+    return LabeledStructure(
+        numbers=group["numbers"][()],
+        positions=group["positions"][()],
+        cell=group["cell"][()],
+        pbc=group["pbc"][()],
+        energy=float(group.attrs["energy"]),
+        forces=group["forces"][()],
+        hessian_rows=group["hessian_rows"][()],
+        hessian=group["hessian"][()],
+        split=str(group.attrs["split"]),
+        index=int(group.attrs["index"]),
+    )
+
+
+def _part_path(store, index: int) -> Path:
+    return parts_dir(store) / f"{index:06d}.h5"
+
+
+def _read_part(path: Path) -> LabeledStructure | None:
+    try:
+        with h5py.File(path, "r") as f:
+            return _read_group(f["structure"])
+    except (OSError, KeyError):
+        return None
+
+
+def label_structures(
+    structures: Sequence[Atoms],
+    teacher: Teacher,
+    store: str | os.PathLike,
+    rows: str | int = "full",
+    shard: tuple[int, int] = (0, 1),
+    seed: int = 0,
+    progress: bool = True,
+    merge_when_done: bool = True,
+) -> dict:
+    """Label this shard's structures into ``<store>.parts/``, skipping finished ones; merge when all are done.
+
+    Returns counts: {"labelled", "skipped", "total", "merged"}.
+    """
+    from tqdm import tqdm
+
+    if len(structures) == 0:
+        raise InputError("no structures to label (empty input)")
+    pdir = parts_dir(store)
+    pdir.mkdir(parents=True, exist_ok=True)
+    i_shard, n_shard = shard
+    mine = [k for k in range(len(structures)) if k % n_shard == i_shard]
+    todo, skipped = [], 0
+    for k in mine:
+        done = _part_path(store, k)
+        if done.exists():
+            part = _read_part(done)
+            if part is not None:
+                if part.positions.shape != structures[k].positions.shape or not np.allclose(
+                    part.positions, structures[k].positions
+                ):
+                    raise LabelStoreError(
+                        f"{done} holds a different structure than input #{k}: the parts folder {pdir} belongs to "
+                        "another structure set; remove it or choose another store path"
+                    )
+                skipped += 1
+                continue
+        todo.append(k)
+    for k in tqdm(todo, desc=f"label [{teacher.name}]", disable=not progress, unit="struct"):
+        atoms = structures[k]
+        label = teacher.label(atoms, rows=choose_rows(len(atoms), rows, k, seed))
+        split = str(atoms.info.get("split", "train"))
+        final = _part_path(store, k)
+        tmp = final.with_suffix(".h5.tmp")
+        with h5py.File(tmp, "w") as f:
+            _write_group(f.create_group("structure"), atoms, label, split, k)
+            f.attrs["teacher"] = teacher.name
+        os.replace(tmp, final)
+    merged = False
+    if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
+        merge(store, len(structures), teacher_name=teacher.name)
+        merged = True
+    return {"labelled": len(todo), "skipped": skipped, "total": len(structures), "merged": merged}
+
+
+def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_name: str = "") -> Path:
+    """Gather the parts of ``store`` into the single HDF5 file ``store`` (atomically). All parts must exist."""
+    pdir = parts_dir(store)
+    if not pdir.is_dir():
+        raise LabelStoreError(f"no parts folder {pdir}: run `hessdistill label` first")
+    files = sorted(pdir.glob("[0-9]*.h5"))
+    indices = [int(p.stem) for p in files]
+    n = n_structures if n_structures is not None else (max(indices) + 1 if indices else 0)
+    missing = sorted(set(range(n)) - set(indices))
+    if n == 0 or missing:
+        raise LabelStoreError(
+            f"cannot merge {store}: {len(missing)} of {n} structures not labelled yet (e.g. #{missing[:5]}); "
+            "run the remaining shards"
+        )
+    tmp = Path(str(store) + ".tmp")
+    with h5py.File(tmp, "w") as out:
+        out.attrs.update(
+            {"format": "hessdistill-labels-1", "version": __version__, "energy_unit": "eV", "length_unit": "A",
+             "n_structures": n, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        )
+        grp = out.create_group("structures")
+        for k in range(n):
+            with h5py.File(_part_path(store, k), "r") as f:
+                f.copy(f["structure"], grp, name=f"{k:06d}")
+                teacher_name = teacher_name or str(f.attrs.get("teacher", ""))
+        out.attrs["teacher"] = teacher_name
+    os.replace(tmp, store)
+    return Path(store)
+
+
+def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
+    """All structures of a merged store, in index order."""
+    path = Path(store)
+    if not path.is_file():
+        hint = " (labelling unfinished? run `hessdistill merge`)" if parts_dir(path).is_dir() else ""
+        raise LabelStoreError(f"label store {path} does not exist{hint}")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "hessdistill-labels-1":
+                raise LabelStoreError(f"{path} is not a hessdistill label store")
+            items = [_read_group(f["structures"][k]) for k in sorted(f["structures"])]
+    except OSError as exc:
+        raise LabelStoreError(f"cannot read label store {path}: {exc}") from None
+    if not items:
+        raise LabelStoreError(f"label store {path} holds no structures")
+    return items

@@ -1,0 +1,49 @@
+"""Checks on input structures, shared by every stage, so bad input fails early with a clear message."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from ase import Atoms
+
+from .errors import StructureError, UnsupportedElementError
+
+#: Two atoms closer than this (Angstrom) are taken as overlapping: no force field is meaningful there.
+MIN_DISTANCE = 0.4
+
+
+def check_elements(atoms: Atoms, allowed: Iterable[str] | None, who: str) -> None:
+    """Raise UnsupportedElementError naming the elements of ``atoms`` that ``who`` does not cover."""
+    if allowed is None:
+        return
+    allowed = set(allowed)
+    missing = sorted(set(atoms.get_chemical_symbols()) - allowed)
+    if missing:
+        raise UnsupportedElementError(
+            f"{who} does not cover element(s) {', '.join(missing)} in {atoms.get_chemical_formula()}; "
+            f"it covers {', '.join(sorted(allowed))}"
+        )
+
+
+def check_structure(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> None:
+    """Raise StructureError for empty structures, non-finite coordinates/cell, or overlapping atoms."""
+    if len(atoms) == 0:
+        raise StructureError("structure has no atoms")
+    pos = atoms.get_positions()
+    if not np.all(np.isfinite(pos)):
+        bad = np.unique(np.nonzero(~np.isfinite(pos))[0])
+        raise StructureError(f"non-finite coordinates for atom(s) {bad.tolist()[:10]}")
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise StructureError("non-finite cell vectors")
+    if atoms.pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
+        raise StructureError("periodic structure with a zero-volume cell")
+    if len(atoms) > 1:
+        d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] < min_distance:
+            raise StructureError(
+                f"atoms {i} and {j} overlap: distance {d[i, j]:.3f} A < {min_distance} A"
+            )

@@ -1,0 +1,107 @@
+"""PaiNN (Schuett et al. 2021): equivariant message passing with scalar and vector features; the paper's student.
+
+Energies are invariant by construction; forces come from autograd of the energy.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from .common import BesselBasis, PolynomialEnvelope, StudentBase, mlp
+
+
+class _Message(nn.Module):
+    def __init__(self, features: int, num_basis: int):
+        super().__init__()
+        self.features = features
+        self.phi = mlp([features, features, 3 * features])
+        self.filter = nn.Linear(num_basis, 3 * features)
+
+    def forward(self, s, v, edge_index, rbf, env, unit):
+        i, j = edge_index[0], edge_index[1]
+        x = self.phi(s).index_select(0, j) * self.filter(rbf) * env.unsqueeze(-1)
+        ds, dvv, dvs = torch.split(x, self.features, dim=-1)
+        dv = v.index_select(0, j) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * unit.unsqueeze(-1)
+        s = s.index_add(0, i, ds)
+        v = v.index_add(0, i, dv)
+        return s, v
+
+
+class _Update(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.features = features
+        self.u = nn.Linear(features, features, bias=False)
+        self.w = nn.Linear(features, features, bias=False)
+        self.mix = mlp([2 * features, features, 3 * features])
+
+    def forward(self, s, v):
+        uv = self.u(v)
+        wv = self.w(v)
+        # eps keeps the norm differentiable at v = 0 (vector features start at zero).
+        norm = torch.sqrt((wv * wv).sum(dim=1) + 1e-8)
+        a = self.mix(torch.cat([s, norm], dim=-1))
+        avv, asv, ass = torch.split(a, self.features, dim=-1)
+        s = s + asv * (uv * wv).sum(dim=1) + ass
+        v = v + avv.unsqueeze(1) * uv
+        return s, v
+
+
+class PaiNN(StudentBase):
+    """PaiNN student.
+
+    Parameters
+    ----------
+    type_names, atomic_numbers: elements covered, in type-index order.
+    cutoff: radial cutoff (A).
+    features: width of scalar and vector features.
+    num_interactions: message-passing layers (interaction range = num_interactions x cutoff).
+    num_basis: Bessel radial functions.
+    """
+
+    architecture = "painn"
+
+    def __init__(
+        self,
+        type_names: List[str],
+        atomic_numbers: List[int],
+        cutoff: float = 5.0,
+        features: int = 32,
+        num_interactions: int = 3,
+        num_basis: int = 16,
+    ):
+        super().__init__(type_names, atomic_numbers, cutoff, num_interactions)
+        self.features = features
+        self.num_basis = num_basis
+        self.embedding = nn.Embedding(len(type_names), features)
+        self.rbf = BesselBasis(cutoff, num_basis)
+        self.envelope = PolynomialEnvelope(cutoff)
+        self.messages = nn.ModuleList([_Message(features, num_basis) for _ in range(num_interactions)])
+        self.updates = nn.ModuleList([_Update(features) for _ in range(num_interactions)])
+        self.readout = mlp([features, features, 1])
+
+    def hyperparameters(self) -> dict:
+        return dict(
+            type_names=self.type_names,
+            atomic_numbers=self.atomic_numbers,
+            cutoff=self.cutoff,
+            features=self.features,
+            num_interactions=self.num_interactions,
+            num_basis=self.num_basis,
+        )
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
+        r = self.edge_vectors(positions, edge_index, shifts)
+        d = torch.linalg.norm(r, dim=-1)
+        unit = r / d.unsqueeze(-1)
+        rbf = self.rbf(d)
+        env = self.envelope(d)
+        s = self.embedding(species)
+        v = torch.zeros(s.shape[0], 3, self.features, dtype=s.dtype, device=s.device)
+        for message, update in zip(self.messages, self.updates):
+            s, v = message(s, v, edge_index, rbf, env, unit)
+            s, v = update(s, v)
+        return self.finish(self.readout(s).squeeze(-1), species)

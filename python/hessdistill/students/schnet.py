@@ -1,0 +1,71 @@
+"""A small invariant message-passing student (SchNet-style continuous-filter convolutions on distances only).
+
+Cheaper than PaiNN (no vector features) for the same width; the fast option when the system is simple.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from .common import BesselBasis, PolynomialEnvelope, StudentBase, mlp
+
+
+class _Interaction(nn.Module):
+    def __init__(self, features: int, num_basis: int):
+        super().__init__()
+        self.filter = mlp([num_basis, features, features])
+        self.inp = nn.Linear(features, features, bias=False)
+        self.out = mlp([features, features, features])
+
+    def forward(self, s, edge_index, rbf, env):
+        i, j = edge_index[0], edge_index[1]
+        msg = self.inp(s).index_select(0, j) * self.filter(rbf) * env.unsqueeze(-1)
+        agg = torch.zeros_like(s).index_add(0, i, msg)
+        return s + self.out(agg)
+
+
+class SchNetLite(StudentBase):
+    """Distance-only message passing student: embedding -> interactions -> per-atom MLP readout."""
+
+    architecture = "schnet"
+
+    def __init__(
+        self,
+        type_names: List[str],
+        atomic_numbers: List[int],
+        cutoff: float = 5.0,
+        features: int = 32,
+        num_interactions: int = 2,
+        num_basis: int = 16,
+    ):
+        super().__init__(type_names, atomic_numbers, cutoff, num_interactions)
+        self.features = features
+        self.num_basis = num_basis
+        self.embedding = nn.Embedding(len(type_names), features)
+        self.rbf = BesselBasis(cutoff, num_basis)
+        self.envelope = PolynomialEnvelope(cutoff)
+        self.interactions = nn.ModuleList([_Interaction(features, num_basis) for _ in range(num_interactions)])
+        self.readout = mlp([features, features, 1])
+
+    def hyperparameters(self) -> dict:
+        return dict(
+            type_names=self.type_names,
+            atomic_numbers=self.atomic_numbers,
+            cutoff=self.cutoff,
+            features=self.features,
+            num_interactions=self.num_interactions,
+            num_basis=self.num_basis,
+        )
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
+        r = self.edge_vectors(positions, edge_index, shifts)
+        d = torch.linalg.norm(r, dim=-1)
+        rbf = self.rbf(d)
+        env = self.envelope(d)
+        s = self.embedding(species)
+        for interaction in self.interactions:
+            s = interaction(s, edge_index, rbf, env)
+        return self.finish(self.readout(s).squeeze(-1), species)

@@ -1,0 +1,51 @@
+"""Teachers, looked up by name. Heavy back ends are imported only when their teacher is asked for.
+
+Names: ``ani1x``, ``sevennet0``, ``chgnet``, ``morse`` / ``lj`` (analytic pair potentials),
+``torchscript:PATH`` (a user TorchScript energy model), ``ase:MODULE:CLASS`` (any ASE calculator; Hessians by
+finite differences).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+from .base import AutogradTeacher, Label, Teacher
+
+_REGISTRY = {
+    "ani1x": ("ani", "ANI1xTeacher", "pip install torchani==2.2.4 'setuptools<81'"),
+    "sevennet0": ("sevennet", "SevenNetTeacher", "pip install sevenn==0.13.0"),
+    "chgnet": ("chgnet", "CHGNetTeacher", "pip install chgnet==0.4.2"),
+    "morse": ("analytic", "MorseTeacher", ""),
+    "lj": ("analytic", "LennardJonesTeacher", ""),
+}
+
+
+def load_teacher(spec: str, **kwargs) -> Teacher:
+    """Make a teacher from its name (see module docstring); ``kwargs`` go to its constructor."""
+    if spec.startswith("torchscript:"):
+        from .torchscript import TorchScriptTeacher
+
+        return TorchScriptTeacher(spec.split(":", 1)[1], **kwargs)
+    if spec.startswith("ase:"):
+        from .ase_fd import ASECalculatorTeacher
+
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"ASE teacher spec must be ase:MODULE:CLASS, got {spec!r}")
+        cls = getattr(importlib.import_module(parts[1]), parts[2])
+        return ASECalculatorTeacher(cls(), **kwargs)
+    try:
+        module, name, hint = _REGISTRY[spec]
+    except KeyError:
+        raise ConfigError(
+            f"unknown teacher {spec!r}; choose one of {', '.join(_REGISTRY)}, torchscript:PATH or ase:MODULE:CLASS"
+        ) from None
+    try:
+        mod = importlib.import_module(f".{module}", __name__)
+    except ImportError as exc:
+        raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {hint}") from None
+    return getattr(mod, name)(**kwargs)
+
+
+__all__ = ["AutogradTeacher", "Label", "Teacher", "load_teacher"]
