@@ -35,7 +35,10 @@ def hessian_rows(gradient: torch.Tensor, positions: torch.Tensor, coords: torch.
     v = torch.zeros(s, gradient.numel(), dtype=gradient.dtype, device=gradient.device)
     v.scatter_(1, coords, 1.0)
     v = v.view(s, *gradient.shape)
+    if s == 1:  # a plain VJP: vmap's batching machinery only costs time here
+        (row,) = torch.autograd.grad(gradient, positions, grad_outputs=v[0], create_graph=create_graph, retain_graph=True)
+        return row.unsqueeze(0)
     (rows,) = torch.autograd.grad(
-        gradient, positions, grad_outputs=v, create_graph=create_graph, is_grads_batched=True
+        gradient, positions, grad_outputs=v, create_graph=create_graph, retain_graph=True, is_grads_batched=True
     )
     return rows

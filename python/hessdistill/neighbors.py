@@ -48,7 +48,14 @@ def neighbor_list_torch(
     n = pos.shape[0]
     periodic = pbc.to(torch.bool)
     n_images = torch.zeros(3, dtype=torch.long, device=pos.device)
+    # Wrap periodic coordinates into the cell first (engines such as OpenMM hand over unwrapped positions) and
+    # fold the wrapping offsets into the shifts, so edge vectors refer to the positions given.
+    offset = torch.zeros_like(pos)
     if bool(periodic.any()):
+        frac = pos @ torch.linalg.inv(cell)
+        whole = torch.where(periodic.unsqueeze(0), torch.floor(frac), torch.zeros_like(frac))
+        offset = whole @ cell
+        pos = pos - offset
         # Plane spacing d_k = 1/|b_k| (reciprocal vectors b); images needed along k: ceil(cutoff/d_k).
         recip = torch.linalg.inv(cell).transpose(0, 1)
         reach = torch.ceil(cutoff * torch.linalg.norm(recip, dim=1)).to(torch.long)
@@ -74,6 +81,6 @@ def neighbor_list_torch(
         all_s.append(shift.unsqueeze(0).expand(ij.shape[0], 3))
     i = torch.cat(all_i)
     j = torch.cat(all_j)
-    s = torch.cat(all_s)
+    s = torch.cat(all_s) + offset.index_select(0, i) - offset.index_select(0, j)
     order = torch.argsort(i * n + j, stable=True)
     return torch.stack([i[order], j[order]]), s[order]

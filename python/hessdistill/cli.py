@@ -1,0 +1,239 @@
+"""The ``hessdistill`` command: one subcommand per pipeline stage.
+
+sample -> label (-> merge) -> distill -> export -> md; ``example`` runs them all on the built-in example.
+Errors raised on purpose (bad input, failed runs) print one line and exit with status 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import HessdistillError
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="build the specialized structure set (teacher MD, rattling, or a file)")
+    p.add_argument("--start", help="starting structure: file, ase g2 molecule name (ethanol), or bulk:Si[:repeat]")
+    p.add_argument("--from-file", help="use the structures of this file (any ase.io format) instead of sampling")
+    p.add_argument("--teacher", default="ani1x", help="teacher for MD (default ani1x)")
+    p.add_argument("--md", type=int, default=0, help="snapshots from teacher Langevin MD")
+    p.add_argument("--temperature", type=float, default=500.0, help="MD temperature, K")
+    p.add_argument("--interval", type=int, default=10, help="MD steps between snapshots")
+    p.add_argument("--timestep", type=float, default=0.5, help="MD timestep, fs")
+    p.add_argument("--rattle", type=int, default=0, help="rattled copies of the starting structure")
+    p.add_argument("--rattle-stdev", type=float, default=0.05, help="rattle displacement, A")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output extxyz file")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(a):
+    from .errors import InputError
+    from .sample import rattled, read_structures, split, starting_structure, teacher_md, write_structures
+
+    fractions = tuple(float(x) for x in a.split.split(","))
+    if a.from_file:
+        structures = read_structures(a.from_file)
+        if not all("split" in s.info for s in structures):
+            structures = split(structures, fractions, a.seed)
+    else:
+        if not a.start:
+            raise InputError("give --start STRUCTURE (or --from-file FILE)")
+        if a.md <= 0 and a.rattle <= 0:
+            raise InputError("nothing to sample: give --md N and/or --rattle N")
+        start = starting_structure(a.start)
+        structures = []
+        if a.md > 0:
+            from .teachers import load_teacher
+
+            teacher = load_teacher(a.teacher)
+            teacher.check(start)
+            structures += teacher_md(start, teacher.as_calculator(), a.md, a.temperature, a.interval, a.timestep,
+                                     seed=a.seed)
+        if a.rattle > 0:
+            structures += rattled(start, a.rattle, a.rattle_stdev, a.seed)
+        structures = split(structures, fractions, a.seed)
+    write_structures(structures, a.output)
+    print(f"wrote {len(structures)} structures to {a.output}")
+
+
+def _add_label(sub):
+    p = sub.add_parser("label", help="label structures with the teacher: energy, forces, Hessian rows (resumable)")
+    p.add_argument("structures", help="structure file from `hessdistill sample` (or any ase.io file)")
+    p.add_argument("--teacher", default="ani1x")
+    p.add_argument("-o", "--output", required=True, help="label store (HDF5); parts go to OUTPUT.parts/")
+    p.add_argument("--rows", default="full", help="Hessian rows stored per structure: full or a number")
+    p.add_argument("--shard", default="0/1", help="label only structures k with k %% n == i (i/n)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_label)
+
+
+def cmd_label(a):
+    from .labels import label_structures, parse_shard
+    from .sample import read_structures, split
+    from .teachers import load_teacher
+
+    structures = read_structures(a.structures)
+    if not all("split" in s.info for s in structures):
+        structures = split(structures, seed=a.seed)
+    teacher = load_teacher(a.teacher)
+    rows = a.rows if a.rows == "full" else int(a.rows)
+    res = label_structures(structures, teacher, a.output, rows=rows, shard=parse_shard(a.shard), seed=a.seed)
+    print(json.dumps(res))
+
+
+def _add_merge(sub):
+    p = sub.add_parser("merge", help="merge the parts of sharded labelling into the store file")
+    p.add_argument("store")
+    p.set_defaults(func=lambda a: print(__import__("hessdistill.labels", fromlist=["merge"]).merge(a.store)))
+
+
+def _add_distill(sub):
+    from .config import HELP, DistillConfig
+
+    p = sub.add_parser("distill", help="train a student on the labels (Hessian-row loss) and export it")
+    p.add_argument("labels", nargs="?", help="label store from `hessdistill label`")
+    p.add_argument("--out", default="run", help="run folder (checkpoint, metrics, student.pt)")
+    p.add_argument("--config", help="YAML file of settings (see --write-config)")
+    p.add_argument("--write-config", metavar="FILE", help="write the documented defaults to FILE and exit")
+    p.add_argument("--baseline", action="store_true", help="train the undistilled baseline (hessian_weight 0)")
+    p.add_argument("--compare", action="store_true", help="train distilled and baseline students and compare")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in the run folder")
+    for name, default in DistillConfig().to_dict().items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=None, help=HELP[name])
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(a):
+    from pathlib import Path
+
+    from .config import DistillConfig, load_config, write_config
+    from .errors import InputError
+    from .train import distill
+
+    if a.write_config:
+        write_config(a.write_config)
+        print(f"wrote {a.write_config}")
+        return
+    if not a.labels:
+        raise InputError("give the label store: hessdistill distill LABELS.h5")
+    names = DistillConfig().to_dict()
+    config = load_config(a.config, **{k: getattr(a, k) for k in names})
+    runs = []
+    if a.compare:
+        runs = [("distilled", config, Path(a.out) / "distilled"), ("baseline", config.replace(hessian_weight=0.0),
+                                                                    Path(a.out) / "baseline")]
+    elif a.baseline:
+        runs = [("baseline", config.replace(hessian_weight=0.0), Path(a.out))]
+    else:
+        runs = [("distilled", config, Path(a.out))]
+    results = {}
+    for name, cfg, out in runs:
+        summary = distill(cfg, a.labels, out, resume=not a.no_resume)
+        results[name] = summary
+        t = summary["test"]
+        print(f"{name}: {summary['student']}  test force MAE {t['force_mae'] * 1000:.2f} meV/A, energy MAE "
+              f"{t['energy_mae_per_atom'] * 1000:.2f} meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2")
+    if a.compare:
+        ratio = results["distilled"]["test"]["force_mae"] / results["baseline"]["test"]["force_mae"]
+        print(f"force MAE distilled / baseline = {ratio:.3f}")
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="export a run's best student as a TorchScript file")
+    p.add_argument("checkpoint", help="run folder or its checkpoint.pt")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a):
+    from .export import export_student
+    from .train import model_from_checkpoint
+
+    model, state = model_from_checkpoint(a.checkpoint)
+    print(export_student(model, a.output, dtype=a.dtype, teacher=state.get("teacher", "")))
+
+
+def _add_md(sub):
+    p = sub.add_parser("md", help="run MD of an exported student with energy-conservation monitoring")
+    p.add_argument("--engine", default="ase", choices=["ase", "openmm", "lammps"])
+    p.add_argument("--model", required=True, help="student file (TorchScript)")
+    p.add_argument("--structure", required=True, help="starting structure (file, g2 molecule name, bulk:Si[:n])")
+    p.add_argument("--out", default="md_run")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--temperature", type=float, default=300.0, help="initial/bath temperature, K")
+    p.add_argument("--ensemble", default="nve", choices=["nve", "nvt"])
+    p.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps")
+    p.add_argument("--report-interval", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-drift", type=float, default=0.01, help="stop above this drift, eV/atom/ps")
+    p.add_argument("--max-deviation", type=float, default=0.05, help="stop above this |E-E0|, eV/atom")
+    p.add_argument("--platform", help="OpenMM platform (Reference, CPU, CUDA, OpenCL)")
+    p.add_argument("--precision", help="OpenMM precision (single, mixed, double)")
+    p.add_argument("--nprocs", type=int, default=1, help="LAMMPS MPI ranks")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_md)
+
+
+def cmd_md(a):
+    from .engines import get_runner
+    from .sample import starting_structure
+
+    run_md = get_runner(a.engine)
+    opts = {k: v for k, v in dict(platform=a.platform, precision=a.precision, nprocs=a.nprocs,
+                                  device=a.device).items() if v is not None}
+    summary = run_md(a.model, starting_structure(a.structure), out_dir=a.out, steps=a.steps, timestep_fs=a.timestep,
+                     temperature_K=a.temperature, ensemble=a.ensemble, friction_per_ps=a.friction,
+                     report_interval=a.report_interval, seed=a.seed, max_drift=a.max_drift,
+                     max_deviation=a.max_deviation, **opts)
+    print(json.dumps(summary, indent=2))
+    if summary.get("stopped"):
+        print(summary["reason"], file=sys.stderr)
+        raise SystemExit(3)
+
+
+def _add_example(sub):
+    p = sub.add_parser("example", help="the whole pipeline on the built-in example (ANI-1x ethanol)")
+    p.add_argument("--out", default="example_run")
+    p.add_argument("--quick", action="store_true", help="fewer structures and epochs (a smoke run)")
+    p.set_defaults(func=lambda a: __import__("hessdistill.example", fromlist=["main"]).main(a.out, a.quick))
+
+
+def _add_lammps_plugin(sub):
+    p = sub.add_parser("lammps-plugin", help="build the LAMMPS pair_style hessdistill plugin; prints its path")
+    p.add_argument("--build-dir", default=None)
+    p.set_defaults(func=lambda a: print(__import__("hessdistill.engines.lammps", fromlist=["x"]).build_plugin(a.build_dir)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="hessdistill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"hessdistill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_example,
+                _add_lammps_plugin):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HessdistillError as exc:
+        if args.debug:
+            raise
+        print(f"hessdistill: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""A hessdistill student as an OpenMM force: ``openmmtorch.TorchForce`` by default, ``openmm.PythonForce`` as fallback.
+
+The student file is wrapped in a small TorchScript module, :class:`StudentForceModule`, that speaks OpenMM's
+units and calling convention: positions (N, 3) in nm (and box vectors (3, 3) in nm for periodic systems) in,
+energy in kJ/mol out (and forces in kJ/mol/nm when ``outputs_forces``). Species are baked in as a buffer; a subset
+of atoms (an ML region) is picked out with ``atoms``. OpenMM does not wrap positions into the box, so the module
+wraps them itself (a piecewise-constant lattice shift, invisible to autograd) before the student's own
+image-searching neighbor list runs; atoms many boxes away from the origin therefore give the same energy.
+
+Back ends, chosen by ``backend="auto"``:
+
+* ``torchforce``: ``openmmtorch.TorchForce`` around the scripted module (runs inside the OpenMM kernels; CUDA
+  platform with the model on the GPU when present, Reference/CPU otherwise).
+* ``pythonforce``: ``openmm.PythonForce`` (OpenMM >= 8.5) calling the same module from Python; used when
+  openmmtorch is missing or its plugin does not load. A warning says so.
+
+Example
+-------
+>>> import torch  # before openmm, for openmmtorch's plugin (see the shared notes)
+>>> from openmm.app import PDBFile
+>>> from hessdistill.engines.openmm import create_system
+>>> pdb = PDBFile("ethanol.pdb")
+>>> system = create_system(pdb.topology, "student.pt")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import HessdistillError, InputError, StructureError
+from ..export import StudentFile
+from ..units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+
+log = logging.getLogger("hessdistill.engines.openmm")
+BACKENDS = ("auto", "torchforce", "pythonforce")
+
+
+class OpenMMBackendError(HessdistillError, ImportError):
+    """No way to put a student into OpenMM here: OpenMM, or both openmmtorch and openmm.PythonForce, missing."""
+
+
+class StudentForceModule(nn.Module):
+    """TorchScript-able OpenMM adapter around a loaded student (TorchScript) module.
+
+    ``forward(positions (N, 3) nm, boxvectors (3, 3) nm or None)`` returns the energy in kJ/mol (float64).
+    Non-finite positions give a non-finite energy (not an exception), so the energy monitor sees and reports them.
+    """
+
+    def __init__(self, student: torch.jit.ScriptModule, species: torch.Tensor, atoms: Optional[torch.Tensor],
+                 periodic: bool, dtype: torch.dtype):
+        super().__init__()
+        self.student = student
+        self.register_buffer("species", species.to(torch.long))
+        self.subset = atoms is not None
+        self.register_buffer("atoms", (atoms if atoms is not None else torch.zeros(0)).to(torch.long))
+        self.periodic = bool(periodic)
+        self.dtype = dtype
+        self.nm_to_angstrom = float(NM_TO_ANGSTROM)
+        self.ev_to_kj_per_mol = float(EV_TO_KJ_PER_MOL)
+
+    def energy(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
+        x = positions.to(self.dtype) * self.nm_to_angstrom
+        if self.subset:
+            x = x.index_select(0, self.atoms)
+        cell = torch.zeros(3, 3, dtype=self.dtype, device=x.device)
+        pbc = torch.zeros(3, dtype=torch.bool, device=x.device)
+        if self.periodic and boxvectors is not None:
+            cell = boxvectors.to(self.dtype) * self.nm_to_angstrom
+            pbc = torch.ones(3, dtype=torch.bool, device=x.device)
+            # OpenMM hands over unwrapped positions: shift each atom into the cell (constant, no gradient).
+            frac = x.detach() @ torch.linalg.inv(cell)
+            x = x - torch.floor(frac) @ cell
+        edge_index, shifts = self.student.neighbor_list(x, cell, pbc)
+        energy = self.student(x, self.species, edge_index, shifts).sum() * self.ev_to_kj_per_mol
+        # 0 * sum(x) is exactly zero (value and gradient) for finite x and NaN otherwise.
+        return (energy + 0.0 * x.sum()).to(torch.float64)
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.energy(positions, boxvectors)
+
+
+class StudentForceModuleWithForces(StudentForceModule):
+    """As :class:`StudentForceModule`, returning ``(energy kJ/mol, forces (N, 3) kJ/mol/nm)`` by autograd inside
+    the module (TorchForce ``setOutputsForces(True)``; the PythonForce fallback)."""
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+        pos = positions.detach().requires_grad_(True)
+        energy = self.energy(pos, boxvectors)
+        grad = torch.autograd.grad([energy], [pos])[0]
+        assert grad is not None
+        return energy.detach(), (-grad).to(positions.dtype)
+
+
+def _import_openmm():
+    import torch  # noqa: F401  (first: openmmtorch's plugin needs libtorch's libraries already loaded)
+
+    try:
+        import openmm
+    except ImportError as exc:
+        raise OpenMMBackendError(f"OpenMM is not installed ({exc}); pip install openmm") from None
+    return openmm
+
+
+def _load_openmmtorch():
+    """(openmmtorch module or None, reason). Repairs the plugin when openmm was imported before torch."""
+    openmm = _import_openmm()
+    try:
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # openmmtorch imports simtk.openmm, which warns through the root logger
+        try:
+            import openmmtorch
+        finally:
+            root.setLevel(level)
+    except Exception as exc:  # ImportError, or an undefined symbol from a libtorch/ABI mismatch
+        return None, f"openmmtorch cannot be imported ({str(exc).splitlines()[0]})"
+    if any("OpenMMTorchReference" in f for f in openmm.Platform.getPluginLoadFailures()):
+        lib = os.path.join(openmm.version.openmm_library_path, "plugins", "libOpenMMTorchReference.so")
+        try:
+            openmm.Platform.loadPluginLibrary(lib)
+        except Exception as exc:
+            return None, f"openmmtorch's plugin does not load ({str(exc).splitlines()[0]})"
+        log.info("reloaded %s (openmm was imported before torch)", lib)
+    return openmmtorch, ""
+
+
+def available_backend(backend: str = "auto") -> str:
+    """The back end that ``backend`` resolves to here (``torchforce`` or ``pythonforce``); raises if none works."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    openmm = _import_openmm()
+    has_python_force = hasattr(openmm, "PythonForce")
+    if backend in ("auto", "torchforce"):
+        module, reason = _load_openmmtorch()
+        if module is not None:
+            return "torchforce"
+        if backend == "torchforce":
+            raise OpenMMBackendError(f"backend 'torchforce' requested but {reason}")
+        if not has_python_force:
+            raise OpenMMBackendError(
+                f"cannot add a student to OpenMM {openmm.__version__}: {reason}, and openmm.PythonForce needs "
+                "OpenMM >= 8.5. Install openmmtorch matching your torch, or OpenMM >= 8.5"
+            )
+        log.warning("%s; using the openmm.PythonForce fallback (model called from Python each step)", reason)
+        return "pythonforce"
+    if not has_python_force:
+        raise OpenMMBackendError(f"openmm.PythonForce needs OpenMM >= 8.5; this is OpenMM {openmm.__version__}")
+    return "pythonforce"
+
+
+class _PythonForceCallback:
+    """``openmm.PythonForce`` computation: State -> (energy kJ/mol, forces kJ/mol/nm). Picklable (PythonForce
+    pickles its function when a System is copied or serialized): the module travels as TorchScript bytes."""
+
+    def __init__(self, module: torch.jit.ScriptModule, periodic: bool, device: torch.device):
+        self.module, self.periodic, self.device = module, periodic, torch.device(device)
+
+    def __call__(self, state):
+        from openmm import unit
+
+        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        box = None
+        if self.periodic:
+            box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
+            box = box.to(self.device)
+        energy, forces = self.module(pos.to(self.device), box)
+        return float(energy), forces.detach().cpu().numpy()
+
+    def __getstate__(self):
+        import io
+
+        buf = io.BytesIO()
+        torch.jit.save(self.module, buf)
+        return {"module": buf.getvalue(), "periodic": self.periodic, "device": str(self.device)}
+
+    def __setstate__(self, state):
+        import io
+
+        self.device = torch.device(state["device"])
+        self.periodic = state["periodic"]
+        self.module = torch.jit.load(io.BytesIO(state["module"]), map_location=self.device)
+
+
+def element_symbols(topology_or_symbols) -> list[str]:
+    """Element symbols of an OpenMM Topology (or a sequence of symbols / openmm Elements / ASE Atoms)."""
+    if hasattr(topology_or_symbols, "atoms") and callable(topology_or_symbols.atoms):
+        symbols = []
+        for atom in topology_or_symbols.atoms():
+            if atom.element is None:
+                raise InputError(
+                    f"topology atom {atom.index} ({atom.name} in residue {atom.residue.name}) has no element; "
+                    "the student needs an element for every atom it covers"
+                )
+            symbols.append(atom.element.symbol)
+        return symbols
+    if hasattr(topology_or_symbols, "get_chemical_symbols"):
+        return list(topology_or_symbols.get_chemical_symbols())
+    return [getattr(s, "symbol", s) for s in topology_or_symbols]
+
+
+def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *, periodic: Optional[bool] = None,
+                  backend: str = "auto", outputs_forces: bool = False, device: Optional[str] = None):
+    """An OpenMM Force computing the student's energy of ``atoms`` (default all) of ``topology``.
+
+    ``periodic`` defaults to whether the topology has box vectors. ``outputs_forces`` makes the module return
+    forces itself (TorchForce ``setOutputsForces``); the PythonForce fallback always does. ``device`` places the
+    model for the fallback (default: CUDA when torch sees it); TorchForce follows the Context's platform itself.
+    The force's name records the back end: ``hessdistill student (TorchForce)`` or ``(PythonForce)``.
+    """
+    chosen = available_backend(backend)
+    symbols = element_symbols(topology)
+    n_total = len(symbols)
+    if atoms is not None:
+        atoms = [int(a) for a in atoms]
+        bad = [a for a in atoms if not 0 <= a < n_total]
+        if bad or len(set(atoms)) != len(atoms) or not atoms:
+            raise InputError(
+                f"atoms must be distinct indices in [0, {n_total}) of the topology; got "
+                f"{'out-of-range ' + str(bad[:5]) if bad else 'an empty or repeated list'}"
+            )
+        symbols = [symbols[a] for a in atoms]
+    if periodic is None:
+        periodic = getattr(topology, "getPeriodicBoxVectors", lambda: None)() is not None
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
+    species = sf.species(symbols)
+    index = None if atoms is None or atoms == list(range(n_total)) else torch.tensor(atoms)
+    cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule
+    wrapper = cls(sf.module, species, index, periodic, sf.dtype)
+    module = torch.jit.script(wrapper.to(sf.device))
+    openmm = _import_openmm()
+    if chosen == "torchforce":
+        openmmtorch, _ = _load_openmmtorch()
+        force = openmmtorch.TorchForce(module)
+        force.setOutputsForces(bool(outputs_forces))
+        log.info("student %s -> openmmtorch.TorchForce (%d atoms, periodic=%s)", sf.path.name, len(symbols), periodic)
+    else:
+        force = openmm.PythonForce(_PythonForceCallback(module, periodic, sf.device))
+        log.info("student %s -> openmm.PythonForce on %s (%d atoms, periodic=%s)", sf.path.name, sf.device,
+                 len(symbols), periodic)
+    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    force.setName(f"hessdistill student ({'TorchForce' if chosen == 'torchforce' else 'PythonForce'})")
+    return force
+
+
+def add_student_force(system, topology, model_path, atoms: Optional[Sequence[int]] = None, *,
+                      force_group: int = 0, **kwargs) -> int:
+    """Add the student's force for ``atoms`` (default all) to ``system``; returns the force index.
+
+    The system must hold one particle per topology atom. Other forces in the system (an MM force field for the
+    atoms outside an ML region, restraints) are left alone: removing double-counted MM terms is the caller's job.
+    """
+    n_topology = topology.getNumAtoms()
+    if system.getNumParticles() != n_topology:
+        raise InputError(
+            f"system has {system.getNumParticles()} particles but the topology has {n_topology} atoms; "
+            "they must match one to one"
+        )
+    force = student_force(model_path, topology, atoms, **kwargs)
+    force.setForceGroup(force_group)
+    return system.addForce(force)
+
+
+def create_system(topology, model_path, *, masses: Optional[Sequence[float]] = None, remove_cm_motion: bool = False,
+                  **kwargs):
+    """A System of ``topology`` whose only force is the student: element masses (or ``masses`` in amu), no
+    constraints, the topology's box when it has one. Keyword arguments go to :func:`student_force`."""
+    openmm = _import_openmm()
+    symbols = element_symbols(topology)
+    if masses is None:
+        masses = [atom.element.mass.value_in_unit(atom.element.mass.unit) for atom in topology.atoms()]
+    if len(masses) != len(symbols):
+        raise InputError(f"got {len(masses)} masses for {len(symbols)} atoms")
+    system = openmm.System()
+    for m in masses:
+        system.addParticle(float(m))
+    box = topology.getPeriodicBoxVectors()
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
+    if remove_cm_motion:
+        system.addForce(openmm.CMMotionRemover())
+    add_student_force(system, topology, model_path, **kwargs)
+    return system
+
+
+def check_positions(positions, n_atoms: int) -> np.ndarray:
+    """Positions as an (n_atoms, 3) float array in nm (Quantity or plain nm); StructureError if malformed."""
+    if hasattr(positions, "value_in_unit"):
+        from openmm import unit
+
+        positions = positions.value_in_unit(unit.nanometer)
+    try:
+        pos = np.asarray(positions, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise StructureError(f"positions are not an (N, 3) array of numbers: {exc}") from None
+    if pos.shape != (n_atoms, 3):
+        raise StructureError(f"expected positions of shape ({n_atoms}, 3) for {n_atoms} atoms, got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        bad = np.unique(np.nonzero(~np.isfinite(pos))[0])
+        raise StructureError(f"non-finite coordinates for atom(s) {bad.tolist()[:10]}")
+    return pos
+
+
+def select_platform(name: Optional[str] = None, precision: Optional[str] = None) -> Tuple[object, dict]:
+    """(Platform, properties): ``name`` if given, else CUDA when both OpenMM and torch see a GPU, else CPU.
+    ``precision`` (single/mixed/double) applies to CUDA/OpenCL; Reference is always double, CPU mixed."""
+    openmm = _import_openmm()
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name is None:
+        name = "CUDA" if "CUDA" in names and torch.cuda.is_available() else ("CPU" if "CPU" in names else "Reference")
+    if name not in names:
+        raise InputError(f"OpenMM platform {name!r} is not available here; available: {', '.join(names)}")
+    platform = openmm.Platform.getPlatformByName(name)
+    properties = {}
+    if precision is not None:
+        if precision not in ("single", "mixed", "double"):
+            raise InputError(f"precision must be single, mixed or double, got {precision!r}")
+        if "Precision" in platform.getPropertyNames():
+            properties["Precision"] = precision
+        else:
+            log.warning("platform %s has no precision setting; ignoring precision=%s", name, precision)
+    return platform, properties
+
+
+__all__ = [
+    "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "add_student_force",
+    "available_backend", "check_positions", "create_system", "element_symbols", "select_platform", "student_force",
+]

@@ -1,0 +1,116 @@
+"""ANI-1x teacher (torchani 2.2.4): the 8-model ensemble, built offline from the files shipped in the wheel.
+
+torchani's own ``ANI1x()`` loader reads an index file that is empty in the 2.2.4 wheel and then tries to
+download the weights; this module builds the same ensemble (AEV computer -> 8 networks -> self energies)
+directly from ``torchani/resources/ani-1x_8x/``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from ase import Atoms
+
+with warnings.catch_warnings():  # "cuaev not installed": the CUDA AEV extension is optional
+    warnings.simplefilter("ignore")
+    import torchani
+    from torchani import neurochem
+    from torchani.utils import map2central
+
+from ..errors import ConfigError, ModelFileError
+from ..structures import check_elements
+from ..units import HARTREE_TO_EV
+from .base import AutogradTeacher, EnergyFn
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_RESOURCE_DIR = os.path.join(os.path.dirname(torchani.__file__), "resources", "ani-1x_8x")
+_CONSTANTS = "rHCNO-5.2R_16-3.5A_a4-8.params"
+_SELF_ENERGIES = "sae_linfit.dat"
+_ENSEMBLE_SIZE = 8
+
+
+def parse_dtype(dtype: str | torch.dtype, allowed: tuple[str, ...], who: str) -> torch.dtype:
+    """The torch dtype named ``dtype`` (``"float32"``/``"float64"`` or a torch dtype), if ``who`` supports it."""
+    name = str(dtype).replace("torch.", "")
+    if name not in allowed:
+        raise ConfigError(f"{who} supports dtype {' or '.join(allowed)}, got {dtype!r}")
+    return _DTYPES[name]
+
+
+def build_ani1x(resource_dir: str = _RESOURCE_DIR) -> tuple[torch.nn.Module, list[str]]:
+    """The ANI-1x ensemble as ``torchani.nn.Sequential(aev, ensemble, shifter)`` and its species order.
+
+    The module maps ``(species indices (1, N), positions (1, N, 3) A)`` to energies in Hartree.
+    """
+    needed = [_CONSTANTS, _SELF_ENERGIES] + [f"train{i}" for i in range(_ENSEMBLE_SIZE)]
+    missing = [f for f in needed if not os.path.exists(os.path.join(resource_dir, f))]
+    if missing:
+        raise ModelFileError(
+            f"ANI-1x files missing in {resource_dir}: {', '.join(missing)}; "
+            "expected the torchani==2.2.4 wheel, which ships them"
+        )
+    consts = neurochem.Constants(os.path.join(resource_dir, _CONSTANTS))
+    aev = torchani.AEVComputer(**consts)
+    shifter = neurochem.load_sae(os.path.join(resource_dir, _SELF_ENERGIES))
+    nets = neurochem.load_model_ensemble(consts.species, os.path.join(resource_dir, "train"), _ENSEMBLE_SIZE)
+    return torchani.nn.Sequential(aev, nets, shifter), list(consts.species)
+
+
+class ANI1xTeacher(AutogradTeacher):
+    """ANI-1x (wB97X/6-31G(d), H C N O) as a teacher; energies converted from Hartree to eV.
+
+    Periodic and partly periodic boxes work (atoms are wrapped into the cell inside the energy function, which
+    does not change the energy or its derivatives). Caveat: ANI's CELU activations make the Hessian slightly
+    non-smooth, so finite-difference checks need float64 and small steps (~1e-5 A).
+
+    Parameters
+    ----------
+    dtype:
+        ``"float64"`` (default) or ``"float32"``.
+    hessian_mode, chunk_size, device:
+        See ``AutogradTeacher``.
+
+    Example
+    -------
+    >>> from ase.build import molecule
+    >>> teacher = ANI1xTeacher()
+    >>> label = teacher.label(molecule("CH4"))  # energy (eV), forces (eV/A), Hessian (eV/A^2)
+    """
+
+    name = "ani1x"
+    elements = frozenset("HCNO")
+
+    def __init__(self, dtype: str = "float64", hessian_mode: str = "auto", chunk_size: int = 64,
+                 device: str | None = None):
+        super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
+        self.dtype = parse_dtype(dtype, ("float32", "float64"), "teacher ani1x")
+        model, species = build_ani1x()
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._index = {s: i for i, s in enumerate(species)}
+
+    def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        check_elements(atoms, self.elements, f"teacher {self.name}")
+        kw = {"device": self.device}
+        species = torch.tensor([[self._index[s] for s in atoms.get_chemical_symbols()]], dtype=torch.long, **kw)
+        pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, **kw)
+        model = self.model
+        if not atoms.pbc.any():
+
+            def energy_fn(x: torch.Tensor) -> torch.Tensor:
+                return model((species, x.unsqueeze(0))).energies[0] * HARTREE_TO_EV
+
+            return energy_fn, pos
+        # complete(): unit vectors in non-periodic directions, so the cell stays invertible.
+        cell = torch.tensor(atoms.cell.complete().array, dtype=self.dtype, **kw)
+        pbc = torch.tensor(atoms.pbc, dtype=torch.bool, **kw)
+
+        def energy_fn_pbc(x: torch.Tensor) -> torch.Tensor:
+            # torchani's periodic neighbour search needs atoms inside the cell; wrapping has unit Jacobian.
+            xc = map2central(cell, x.unsqueeze(0), pbc)
+            return model((species, xc), cell=cell, pbc=pbc).energies[0] * HARTREE_TO_EV
+
+        return energy_fn_pbc, pos

@@ -1,0 +1,101 @@
+"""CHGNet teacher (chgnet 0.4.2, pretrained CHGNet 0.3.0 shipped in the wheel; Z = 1..94, PBE/MPtrj).
+
+The crystal graph is built once per structure; each call sets the graph's fractional coordinates from the
+Cartesian positions tensor (``x @ inv(cell)``), so autograd on positions gives forces and Hessians. CHGNet
+predicts eV/atom; the teacher returns the total energy (times N).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from chgnet.model import CHGNet
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from ..errors import ConfigError, StructureError
+from ..structures import check_elements
+from .base import AutogradTeacher, EnergyFn
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class CHGNetTeacher(AutogradTeacher):
+    """CHGNet as a teacher: energy in eV (total, not per atom), positions in Angstrom.
+
+    Needs a cell with three non-zero vectors (CHGNet is a crystal model; put a molecule in a box).
+    Caveats: the energy surface is rough on the 0.01 A scale, so finite-difference checks need float64 and steps
+    ~1e-4 A. In float64 the composition (reference energy) term stays float32: it is a constant in the positions.
+    The graph is fixed at the structure's positions (exact for derivatives there).
+
+    Parameters
+    ----------
+    model_name:
+        CHGNet pretrained version (default ``"0.3.0"``).
+    dtype:
+        ``"float64"`` (default; smoother derivatives) or ``"float32"`` (CHGNet's native precision, faster).
+    hessian_mode, chunk_size, device:
+        See ``AutogradTeacher``; "auto" switches to the row loop above ``loop_above_atoms`` atoms.
+
+    Example
+    -------
+    >>> from ase.build import bulk
+    >>> label = CHGNetTeacher().label(bulk("Si"))
+    """
+
+    name = "chgnet"
+    elements = frozenset(chemical_symbols[1:95])
+    loop_above_atoms = 20
+
+    def __init__(self, model_name: str = "0.3.0", dtype: str = "float64", hessian_mode: str = "auto",
+                 chunk_size: int = 64, device: str | None = None):
+        super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
+        name = str(dtype).replace("torch.", "")
+        if name not in _DTYPES:
+            raise ConfigError(f"teacher chgnet supports dtype float32 or float64, got {dtype!r}")
+        self.dtype = _DTYPES[name]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its parameter count on load
+                model = CHGNet.load(model_name=model_name, use_device=str(self.device), verbose=False)
+        except ValueError as exc:
+            raise ConfigError(f"teacher chgnet: {exc}; known versions: 0.3.0, 0.2.0, r2scan") from None
+        if model_name != "0.3.0":
+            self.name = f"chgnet:{model_name}"
+        model = model.to(self.dtype).eval()
+        if model.composition_model is not None:
+            model.composition_model.float()  # it builds float32 features itself; its output is position-free
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+
+    def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        check_elements(atoms, self.elements, f"teacher {self.name}")
+        cell_np = atoms.cell.array
+        if atoms.cell.rank < 3 or abs(np.linalg.det(cell_np)) < 1e-6:
+            raise StructureError(
+                f"teacher {self.name} needs a cell with three non-zero vectors, got {atoms.cell.cellpar().round(3)}; "
+                "CHGNet is a crystal model: for a molecule use atoms.center(vacuum=10.0) and atoms.pbc = True"
+            )
+        graph = self.model.graph_converter(AseAtomsAdaptor.get_structure(atoms)).to(str(self.device))
+        kw = {"dtype": self.dtype, "device": self.device}
+        cell = torch.tensor(cell_np, **kw)
+        inv_cell = torch.linalg.inv(cell)
+        graph.lattice = cell
+        graph.neighbor_image = graph.neighbor_image.to(**kw)
+        pos = torch.tensor(atoms.get_positions(), **kw)
+        n_atoms = len(atoms)
+        model = self.model
+        scale = n_atoms if model.is_intensive else 1
+
+        def energy_fn(x: torch.Tensor) -> torch.Tensor:
+            g = copy.copy(graph)  # shallow: only the fractional coordinates change
+            g.atom_frac_coord = x @ inv_cell
+            return model([g], task="e")["e"].reshape(()) * scale
+
+        return energy_fn, pos

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny students and structures, one thread (CI has 2 cores and runs MPI tests too)."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def ethanol():
+    a = molecule("CH3CH2OH")
+    a.rattle(0.05, seed=3)
+    return a
+
+
+@pytest.fixture
+def silicon():
+    a = bulk("Si", cubic=True)
+    a.rattle(0.05, seed=4)
+    return a
+
+
+def make_student(arch="painn", type_names=("H", "C", "O", "Si"), cutoff=3.5, features=8, layers=2, seed=0,
+                 dtype=torch.float64):
+    """A small random student; random weights still give a smooth, conservative energy."""
+    from ase.data import atomic_numbers
+
+    from hessdistill.students import build_student
+
+    torch.manual_seed(seed)
+    m = build_student(arch, type_names=list(type_names), atomic_numbers=[atomic_numbers[s] for s in type_names],
+                      cutoff=cutoff, features=features, num_interactions=layers)
+    with torch.no_grad():
+        m.scale.fill_(0.5)
+    return m.to(dtype)
+
+
+def cluster(n=5, seed=0, spacing=1.6):
+    """A compact random cluster of carbon-labelled atoms with no two atoms closer than 1.1 A."""
+    rng = np.random.default_rng(seed)
+    pts = [np.zeros(3)]
+    while len(pts) < n:
+        p = pts[rng.integers(len(pts))] + rng.normal(size=3) / np.sqrt(3) * spacing
+        if min(np.linalg.norm(p - q) for q in pts) > 1.1:
+            pts.append(p)
+    return Atoms(f"C{n}", positions=np.array(pts))

@@ -1,0 +1,136 @@
+"""Contract every student keeps: forces = -dE/dx, invariance, and Hessian rows by VJP equal to the full
+autograd Hessian and to finite differences; neighbor lists agree between vesin and the TorchScript search."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from conftest import make_student
+from hessdistill.data import Graph, collate
+from hessdistill.hessian import energy_gradient, hessian_rows
+from hessdistill.neighbors import neighbor_list, neighbor_list_torch
+
+ARCHS = ["painn", "schnet"]
+
+
+def graph_inputs(model, atoms):
+    ei, sh = neighbor_list(atoms, model.cutoff)
+    index = {s: k for k, s in enumerate(model.type_names)}
+    species = torch.tensor([index[s] for s in atoms.get_chemical_symbols()])
+    return species, torch.tensor(ei), torch.tensor(sh)
+
+
+def energy_fn(model, atoms):
+    species, ei, sh = graph_inputs(model, atoms)
+    return lambda x: model(x.reshape(-1, 3), species, ei, sh).sum()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("system", ["ethanol", "silicon"])
+def test_hessian_rows_by_vjp_equal_full_hessian_and_finite_differences(arch, system, request):
+    atoms = request.getfixturevalue(system)
+    model = make_student(arch)
+    f = energy_fn(model, atoms)
+    x0 = torch.tensor(atoms.positions)
+    full = torch.autograd.functional.hessian(f, x0.reshape(-1)).numpy()
+    n3 = full.shape[0]
+    rows = torch.tensor([[0], [n3 // 2], [n3 - 1]])  # three single-coordinate VJPs, batched
+    x = x0.clone().requires_grad_(True)
+    grad = energy_gradient(f(x).reshape(1), x)
+    vjp = hessian_rows(grad, x, rows, create_graph=False).reshape(3, -1).numpy()
+    np.testing.assert_allclose(vjp, full[rows[:, 0]], rtol=1e-10, atol=1e-10)
+    one = hessian_rows(grad, x, rows[1:2], create_graph=False).reshape(1, -1).numpy()  # the s = 1 path
+    np.testing.assert_allclose(one[0], full[rows[1, 0]], rtol=1e-10, atol=1e-10)
+    # central finite differences of the gradient (float64, independent of double backward)
+    h = 1e-5
+    for k in rows[:, 0].tolist():
+        xp, xm = x0.reshape(-1).clone(), x0.reshape(-1).clone()
+        xp[k] += h
+        xm[k] -= h
+        gp = torch.autograd.functional.jacobian(f, xp)
+        gm = torch.autograd.functional.jacobian(f, xm)
+        fd = ((gp - gm) / (2 * h)).numpy()
+        np.testing.assert_allclose(full[k], fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
+    np.testing.assert_allclose(full, full.T, atol=1e-10)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forces_are_minus_energy_gradient_and_energy_is_invariant(arch, ethanol):
+    model = make_student(arch)
+    f = energy_fn(model, ethanol)
+    x0 = torch.tensor(ethanol.positions)
+    e0 = float(f(x0))
+    x = x0.clone().requires_grad_(True)
+    forces = -torch.autograd.grad(f(x), x)[0]
+    h = 1e-5
+    for a, c in [(0, 0), (4, 2), (8, 1)]:
+        xp, xm = x0.clone(), x0.clone()
+        xp[a, c] += h
+        xm[a, c] -= h
+        fd = -(float(f(xp)) - float(f(xm))) / (2 * h)
+        assert abs(fd - float(forces[a, c])) < 1e-7
+    rot = torch.tensor(np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0])
+    assert abs(float(f(x0 @ rot.T + torch.tensor([1.0, -2.0, 0.5]))) - e0) < 1e-10
+
+
+def test_batched_rows_of_several_structures_are_rows_of_each(ethanol, silicon):
+    """One VJP over a disjoint batch returns one Hessian row of every structure (block-diagonal Hessian)."""
+    model = make_student("painn")
+    graphs = []
+    for atoms in (ethanol, silicon):
+        species, ei, sh = graph_inputs(model, atoms)
+        n = len(atoms)
+        graphs.append(Graph(species, torch.tensor(atoms.positions), ei, sh, 0.0, torch.zeros(n, 3),
+                            np.arange(3 * n), torch.zeros(3 * n, 3 * n, dtype=torch.float64)))
+    batch = collate(graphs)
+    x = batch.positions.clone().requires_grad_(True)
+    e = model(x, batch.species, batch.edge_index, batch.shifts).sum()
+    grad = energy_gradient(e.reshape(1), x)
+    k_eth, k_si = 5, 7
+    coords = torch.tensor([[k_eth, 3 * len(ethanol) + k_si]])
+    rows = hessian_rows(grad, x, coords, create_graph=False).reshape(-1).numpy()
+    full_eth = torch.autograd.functional.hessian(energy_fn(model, ethanol), torch.tensor(ethanol.positions).reshape(-1))
+    full_si = torch.autograd.functional.hessian(energy_fn(model, silicon), torch.tensor(silicon.positions).reshape(-1))
+    n_eth = 3 * len(ethanol)
+    np.testing.assert_allclose(rows[:n_eth], full_eth[k_eth].numpy(), atol=1e-10)
+    np.testing.assert_allclose(rows[n_eth:], full_si[k_si].numpy(), atol=1e-10)
+
+
+def _edges(ei, sh):
+    return sorted((int(i), int(j), *np.round(s, 6)) for i, j, s in zip(ei[0], ei[1], np.asarray(sh)))
+
+
+@pytest.mark.parametrize(
+    "atoms_fn,cutoff",
+    [
+        (lambda: bulk("Si", cubic=True), 4.0),
+        (lambda: bulk("Si"), 5.5),  # primitive cell, several images per direction
+        (lambda: bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)), 6.0),
+    ],
+)
+def test_neighbor_lists_agree(atoms_fn, cutoff):
+    atoms = atoms_fn()
+    atoms.rattle(0.05, seed=1)
+    ei, sh = neighbor_list(atoms, cutoff)
+    ei2, sh2 = neighbor_list_torch(torch.tensor(atoms.positions), torch.tensor(atoms.cell.array),
+                                   torch.tensor(atoms.pbc), cutoff)
+    assert _edges(ei, sh) == _edges(ei2.numpy(), sh2.numpy())
+    # ase.neighborlist as a third, independent reference for the count
+    from ase.neighborlist import neighbor_list as ase_nl
+
+    assert len(ase_nl("i", atoms, cutoff)) == ei.shape[1]
+
+
+def test_unwrapped_positions_give_the_same_energy(silicon):
+    """Engines like OpenMM do not wrap positions: the student must not care about the image an atom sits in."""
+    model = torch.jit.script(make_student("painn"))
+    species = torch.zeros(len(silicon), dtype=torch.long) + 3
+    cell, pbc = torch.tensor(silicon.cell.array), torch.tensor([True, True, True])
+    pos = torch.tensor(silicon.positions)
+    e0, f0 = model.energy_and_forces(pos, species, cell, pbc)
+    moved = pos.clone()
+    moved[0] += 2 * cell[0] - 3 * cell[2]
+    e1, f1 = model.energy_and_forces(moved, species, cell, pbc)
+    assert abs(float(e0 - e1)) < 1e-10
+    np.testing.assert_allclose(f0.numpy(), f1.numpy(), atol=1e-10)
