@@ -1,0 +1,108 @@
+"""Teacher Hessians against exact references: closed-form pair-potential Hessians, finite differences, sum rules;
+the TorchScript-file teacher; the symmetrized Jacobian path for non-conservative forces."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from conftest import cluster
+from hessdistill.teachers import load_teacher
+from hessdistill.teachers.analytic import LennardJonesTeacher, MorseTeacher, pair_hessian
+from hessdistill.teachers.base import AutogradTeacher
+
+
+def sum_rule(h, n):
+    """Translational invariance: every row summed over the x (or y, z) coordinates of all atoms is zero."""
+    return np.abs(h.reshape(-1, n, 3).sum(axis=1)).max()
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_morse_hessian_equals_closed_form(mode):
+    atoms = cluster(6, seed=1)
+    teacher = MorseTeacher(hessian_mode=mode, chunk_size=5)
+    h = teacher.hessian(atoms)
+    ref = pair_hessian(teacher, atoms.positions)
+    np.testing.assert_allclose(h, ref, atol=1e-11)
+    rows = [2, 7, 11]
+    np.testing.assert_allclose(teacher.hessian(atoms, rows), ref[rows], atol=1e-11)
+    assert sum_rule(h, len(atoms)) < 1e-11
+
+
+def test_lj_periodic_hessian_symmetric_sum_rule_and_finite_differences():
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+    atoms.rattle(0.1, seed=2)
+    teacher = LennardJonesTeacher(cutoff=6.0)
+    h = teacher.hessian(atoms)
+    np.testing.assert_allclose(h, h.T, atol=1e-12)
+    assert sum_rule(h, len(atoms)) < 1e-12
+    eps = 1e-5
+    for k in (0, 5, 10):
+        a, c = divmod(k, 3)
+        p, m = atoms.copy(), atoms.copy()
+        p.positions[a, c] += eps
+        m.positions[a, c] -= eps
+        fd = -(teacher.energy_forces(p)[1] - teacher.energy_forces(m)[1]).reshape(-1) / (2 * eps)
+        np.testing.assert_allclose(h[k], fd, atol=1e-7)
+
+
+class _LJModule(torch.nn.Module):
+    """A user's TorchScript energy model: uncut LJ over all pairs (eV, A)."""
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor):
+        n = positions.shape[0]
+        ij = torch.triu_indices(n, n, 1)
+        r = torch.linalg.norm(positions[ij[1]] - positions[ij[0]], dim=-1)
+        s6 = (3.4 / r) ** 6
+        return (4 * 0.0104 * (s6 * s6 - s6)).sum()
+
+
+def test_torchscript_teacher_equals_python_teacher(tmp_path):
+    path = tmp_path / "lj.pt"
+    torch.jit.save(torch.jit.script(_LJModule()), str(path))
+    atoms = cluster(5, seed=4, spacing=3.6)
+    ts = load_teacher(f"torchscript:{path}")
+    ref = LennardJonesTeacher()
+    e1, f1 = ts.energy_forces(atoms)
+    e2, f2 = ref.energy_forces(atoms)
+    assert abs(e1 - e2) < 1e-12
+    np.testing.assert_allclose(f1, f2, atol=1e-12)
+    np.testing.assert_allclose(ts.hessian(atoms), pair_hessian(ref, atoms.positions), atol=1e-12)
+
+
+class _CurlTeacher(AutogradTeacher):
+    """Morse forces plus a non-conservative swirl: its Hessian must be the symmetrized -Jacobian."""
+
+    name = "curl"
+    conservative = False
+
+    def __init__(self):
+        super().__init__()
+        self.morse = MorseTeacher()
+
+    def energy_function(self, atoms):
+        return self.morse.energy_function(atoms)
+
+    def forces_function(self, atoms):
+        energy_fn, pos = self.energy_function(atoms)
+
+        def forces_fn(x):
+            x = x if x.requires_grad else x.requires_grad_(True)
+            f = -torch.autograd.grad(energy_fn(x), x, create_graph=True)[0]
+            swirl = 0.3 * torch.stack([-x[:, 1], x[:, 0], torch.zeros_like(x[:, 0])], dim=1)
+            return f + swirl
+
+        return forces_fn, pos
+
+
+def test_non_conservative_teacher_gets_symmetrized_jacobian():
+    atoms = cluster(4, seed=5)
+    teacher = _CurlTeacher()
+    forces_fn, pos = teacher.forces_function(atoms)
+    jac = torch.autograd.functional.jacobian(lambda x: forces_fn(x.reshape(-1, 3)).reshape(-1), pos.reshape(-1))
+    jac = jac.numpy()
+    assert np.abs(jac - jac.T).max() > 0.1  # the swirl really breaks symmetry
+    h = teacher.hessian(atoms)
+    np.testing.assert_allclose(h, -0.5 * (jac + jac.T), atol=1e-10)
+    np.testing.assert_allclose(teacher.hessian(atoms, [1, 4]), h[[1, 4]], atol=1e-10)
+    assert np.abs(h - h.T).max() < 1e-12
