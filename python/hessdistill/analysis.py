@@ -191,7 +191,7 @@ def plot_analysis(traj, bonds: dict, rdfs: dict, monitor_csv, png, title: str = 
             state = "UNSTABLE" if bonds["unstable"] else "stable"
             ax.set_title(f"max bond deviation {bonds['max_bond_deviation_A']:.3g} A ({state})")
             ax.set_xlabel("time (ps)" if x is traj.time else "frame")
-            ax.set_ylabel("max |d - d0| (A)")
+            ax.set_ylabel(f"max |d - d0| (A, clipped at {10 * bonds['threshold_A']:g})")
             ax.legend(loc="upper left", fontsize=8)
         else:
             for name, (r, g) in rdfs.items():

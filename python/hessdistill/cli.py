@@ -78,9 +78,14 @@ def cmd_label(a):
     from .teachers import load_teacher
 
     structures = read_structures(a.structures)
+    teacher = load_teacher(a.teacher)
+    for k, atoms in enumerate(structures):  # fail before any work, naming the first bad structure
+        try:
+            teacher.check(atoms)
+        except HessdistillError as exc:
+            raise type(exc)(f"structure #{k}: {exc}") from None
     if not all("split" in s.info for s in structures):
         structures = split(structures, seed=a.seed)
-    teacher = load_teacher(a.teacher)
     rows = a.rows if a.rows == "full" else int(a.rows)
     res = label_structures(structures, teacher, a.output, rows=rows, shard=parse_shard(a.shard), seed=a.seed)
     print(json.dumps(res))

@@ -101,6 +101,8 @@ def read_structures(path: str | os.PathLike) -> list[Atoms]:
     """All frames of an ase.io-readable file, checked."""
     if not Path(path).exists():
         raise InputError(f"structure file {path} does not exist")
+    if Path(path).stat().st_size == 0:
+        raise InputError(f"{path} holds no structures (empty file)")
     try:
         frames = read(path, index=":")
     except Exception as exc:

@@ -1,0 +1,410 @@
+/* pair_style hessdistill: see pair_hessdistill.h for the scheme. */
+
+#include "pair_hessdistill.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
+
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+const char *const FORMAT = "hessdistill-student-1";
+const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N]";
+// same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
+const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
+
+std::string first_line(const std::string &text)
+{
+  return text.substr(0, text.find('\n'));
+}
+
+std::string join(const std::vector<std::string> &words)
+{
+  std::string out;
+  for (const auto &w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+// Host float64 copy of a result tensor.
+torch::Tensor to_host(const torch::Tensor &t)
+{
+  return t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+}
+
+}    // namespace
+
+PairHessdistill::PairHessdistill(LAMMPS *lmp) :
+    Pair(lmp), device(torch::kCPU), nthreads(1), dtype(torch::kFloat64), cutoff(0.0),
+    num_interactions(0), interaction_range(0.0), energy_factor(1.0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  no_virial_fdotr_compute = 1;    // compute() accumulates the virial itself, including image shifts
+  centroidstressflag = CENTROID_SAME;    // per-atom virial is a pairwise split over edges
+}
+
+PairHessdistill::~PairHessdistill()
+{
+  if (copymode) return;
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairHessdistill::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+/* pair_style hessdistill [device cpu|cuda] [threads N] */
+
+void PairHessdistill::settings(int narg, char **arg)
+{
+  device = torch::Device(torch::kCPU);
+  nthreads = 1;
+  for (int iarg = 0; iarg < narg; iarg += 2) {
+    const std::string key = arg[iarg];
+    if (iarg + 1 >= narg)
+      error->all(FLERR, "pair_style hessdistill: keyword '{}' needs a value; expected: {}", key,
+                 SETTINGS_SYNTAX);
+    const std::string value = arg[iarg + 1];
+    if (key == "device") {
+      if (value == "cpu") {
+        device = torch::Device(torch::kCPU);
+      } else if (value == "cuda") {
+        if (!torch::cuda::is_available())
+          error->all(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
+        device = torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count());
+      } else {
+        error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value,
+                   SETTINGS_SYNTAX);
+      }
+    } else if (key == "threads") {
+      nthreads = utils::inumeric(FLERR, value, false, lmp);
+      if (nthreads < 1) error->all(FLERR, "pair_style hessdistill: threads must be >= 1, got {}", nthreads);
+    } else {
+      error->all(FLERR, "pair_style hessdistill: unknown keyword '{}'; expected: {}", key, SETTINGS_SYNTAX);
+    }
+  }
+  at::set_num_threads(nthreads);
+  if (!student_path.empty()) student.to(device);
+}
+
+/* pair_coeff * * student.pt Si O ...   (one element name per atom type) */
+
+void PairHessdistill::coeff(int narg, char **arg)
+{
+  const int ntypes = atom->ntypes;
+  const std::string syntax =
+      fmt::format("expected: pair_coeff * * student.pt <element> x {} (one element name per atom type)", ntypes);
+  if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "Incorrect pair_coeff for pair_style hessdistill; {}", syntax);
+  if (!allocated) allocate();
+
+  load_student(arg[2]);
+
+  if (narg - 3 != ntypes)
+    error->all(FLERR, "pair_coeff hessdistill: got {} element name(s) for {} atom type(s); {}; student {} covers {}",
+               narg - 3, ntypes, syntax, student_path, join(type_names));
+  species_of_type.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    const std::string name = arg[2 + t];
+    for (size_t k = 0; k < type_names.size(); k++)
+      if (type_names[k] == name) species_of_type[t] = (int64_t) k;
+    if (species_of_type[t] < 0)
+      error->all(FLERR, "pair_coeff hessdistill: element '{}' (atom type {}) is not covered by student {}, "
+                 "which covers {}; {}", name, t, student_path, join(type_names), syntax);
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+/* Load the TorchScript student and its metadata (plain-text extra files, see hessdistill/export.py). */
+
+void PairHessdistill::load_student(const std::string &path)
+{
+  if (!std::ifstream(path).good())
+    error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}'", path);
+
+  std::unordered_map<std::string, std::string> meta;
+  for (const char *key : {"format", "architecture", "cutoff", "num_interactions", "interaction_range",
+                          "type_names", "energy_unit", "length_unit", "dtype"})
+    meta[key] = "";
+  try {
+    student = torch::jit::load(path, device, meta);
+  } catch (const c10::Error &e) {
+    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}' as a TorchScript student: {}", path,
+               first_line(e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}' as a TorchScript student: {}", path,
+               first_line(e.what()));
+  }
+  if (meta["format"] != FORMAT)
+    error->all(FLERR, "pair_coeff hessdistill: '{}' is not a hessdistill student (format '{}', expected '{}'); "
+               "write one with hessdistill.export.export_student", path, meta["format"], FORMAT);
+  if (meta["energy_unit"] != "eV" || meta["length_unit"] != "A")
+    error->all(FLERR, "pair_coeff hessdistill: '{}' uses units {} / {}; expected eV / A", path,
+               meta["energy_unit"], meta["length_unit"]);
+
+  if (meta["dtype"] == "float64")
+    dtype = torch::kFloat64;
+  else if (meta["dtype"] == "float32")
+    dtype = torch::kFloat32;
+  else
+    error->all(FLERR, "pair_coeff hessdistill: '{}' has dtype '{}'; expected float32 or float64", path,
+               meta["dtype"]);
+  try {
+    cutoff = std::stod(meta["cutoff"]);
+    num_interactions = std::stoi(meta["num_interactions"]);
+    interaction_range = meta["interaction_range"].empty() ? num_interactions * cutoff
+                                                          : std::stod(meta["interaction_range"]);
+  } catch (const std::exception &) {
+    error->all(FLERR, "pair_coeff hessdistill: '{}' has unreadable metadata cutoff='{}' num_interactions='{}'",
+               path, meta["cutoff"], meta["num_interactions"]);
+  }
+  type_names = utils::split_words(meta["type_names"]);
+  if (!(cutoff > 0.0) || num_interactions < 1 || type_names.empty())
+    error->all(FLERR, "pair_coeff hessdistill: '{}' has invalid metadata: cutoff {}, num_interactions {}, "
+               "type_names '{}'", path, cutoff, num_interactions, meta["type_names"]);
+
+  student.eval();
+  student_path = path;
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair hessdistill: student {} ({}), elements {}, cutoff {} A, {} interactions, {}, "
+                   "device {}, {} thread(s)\n", path, meta["architecture"], join(type_names), cutoff,
+                   num_interactions, meta["dtype"], device.str(), nthreads);
+}
+
+void PairHessdistill::init_style()
+{
+  if (force->newton_pair == 0) error->all(FLERR, "Pair style hessdistill requires newton pair on");
+  if (domain->dimension != 3) error->all(FLERR, "Pair style hessdistill requires a 3d simulation");
+  if (atom->tag_enable == 0) error->all(FLERR, "Pair style hessdistill requires atom IDs");
+
+  const std::string units = update->unit_style;
+  if (units == "metal")
+    energy_factor = 1.0;
+  else if (units == "real")
+    energy_factor = EV_TO_KCAL_PER_MOL;
+  else
+    error->all(FLERR, "Pair style hessdistill supports units metal (eV, Angstrom) and real (kcal/mol, "
+               "Angstrom); this input uses units {}", units);
+
+  // One rank: every ghost is an image of a local atom and is folded onto it, so ghosts within cutoff + skin
+  // suffice. Several ranks: a local energy depends on atoms num_interactions x cutoff away, owned elsewhere,
+  // and on their neighbors: ghosts out to that range, with neighbor lists of their own.
+  if (comm->nprocs == 1) {
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+    return;
+  }
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  if (comm->mode != Comm::SINGLE)
+    error->all(FLERR, "Pair style hessdistill requires comm_modify mode single");
+  const double needed = interaction_range + neighbor->skin;
+  if (comm->style == Comm::TILED) {
+    // comm_style tiled cannot bring ghosts from farther than one periodic box width
+    const double *h = domain->h;    // xprd, yprd, zprd, yz, xz, xy
+    const double width[3] = {
+        h[0] * h[1] * h[2] / std::sqrt(std::pow(h[1] * h[2], 2) + std::pow(h[5] * h[2], 2) +
+                                       std::pow(h[5] * h[3] - h[1] * h[4], 2)),
+        h[1] * h[2] / std::sqrt(h[2] * h[2] + h[3] * h[3]), h[2]};
+    const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
+    for (int d = 0; d < 3; d++)
+      if (periodic[d] && needed > width[d])
+        error->all(FLERR, "Pair style hessdistill: ghost atoms are needed out to {:.4g} A (num_interactions x "
+                   "cutoff + skin = {} x {} + {}), more than the periodic box width {:.4g} A along {}; "
+                   "comm_style tiled cannot do that: use comm_style brick or a larger box",
+                   needed, num_interactions, cutoff, neighbor->skin, width[d], "xyz"[d]);
+  }
+  if (comm->cutghostuser < needed) {
+    comm->cutghostuser = needed;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair hessdistill: communication cutoff set to {:.4g} A (num_interactions x cutoff "
+                     "+ skin) for message passing across {} ranks\n", needed, comm->nprocs);
+  }
+}
+
+double PairHessdistill::init_one(int, int)
+{
+  return cutoff;
+}
+
+/* Graph of this step. Nodes: local atoms (same index), then ghosts owned by other ranks that lie fewer than
+   num_interactions + 1 hops from a local atom. A ghost that is a periodic image of a local atom becomes that atom,
+   its edges carrying the image shift. Edges: pairs closer than the student's cutoff, centred on nodes fewer than
+   num_interactions hops from a local atom (only those messages reach a local energy). */
+
+void PairHessdistill::build_graph()
+{
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  double **x = atom->x;
+  tagint *tag = atom->tag;
+
+  // owner[a]: the local atom that atom a is (an image of), or -1 for a ghost owned by another rank
+  local_of_tag.clear();
+  for (int i = 0; i < nlocal; i++) local_of_tag[tag[i]] = i;
+  owner.resize(nall);
+  for (int a = 0; a < nall; a++) {
+    auto it = a < nlocal ? local_of_tag.end() : local_of_tag.find(tag[a]);
+    owner[a] = a < nlocal ? a : (it == local_of_tag.end() ? -1 : it->second);
+  }
+  auto rep = [&](int a) { return owner[a] >= 0 ? owner[a] : a; };    // atom standing for a's node
+
+  // candidate edges within the cutoff; images of local atoms need no edges of their own
+  const double cutsq_student = cutoff * cutoff;
+  cand_i.clear();
+  cand_j.clear();
+  const int ncentres = list->inum + list->gnum;
+  for (int ii = 0; ii < ncentres; ii++) {
+    const int i = list->ilist[ii];
+    if (i >= nlocal && owner[i] >= 0) continue;
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cutsq_student) {
+        cand_i.push_back(i);
+        cand_j.push_back(j);
+      }
+    }
+  }
+
+  // hops from the local atoms (breadth first, one pass over the edges per hop)
+  hop.assign(nall, INT_MAX);
+  for (int i = 0; i < nlocal; i++) hop[i] = 0;
+  if (list->gnum > 0)
+    for (int k = 0; k + 1 < num_interactions; k++)
+      for (size_t e = 0; e < cand_i.size(); e++)
+        if (hop[cand_i[e]] == k && hop[rep(cand_j[e])] > k + 1) hop[rep(cand_j[e])] = k + 1;
+
+  // nodes and edges
+  node_of.assign(nall, -1);
+  node_atom.resize(nlocal);
+  for (int i = 0; i < nlocal; i++) node_of[i] = node_atom[i] = i;
+  auto node = [&](int a) {
+    if (node_of[a] < 0) {
+      node_of[a] = (int) node_atom.size();
+      node_atom.push_back(a);
+    }
+    return node_of[a];
+  };
+  edge_src.clear();
+  edge_dst.clear();
+  edge_shift.clear();
+  for (size_t e = 0; e < cand_i.size(); e++) {
+    const int i = cand_i[e], j = cand_j[e], rj = rep(j);
+    if (hop[i] >= num_interactions) continue;
+    edge_src.push_back(node(i));
+    edge_dst.push_back(node(rj));
+    for (int d = 0; d < 3; d++) edge_shift.push_back(x[j][d] - x[rj][d]);
+  }
+}
+
+void PairHessdistill::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  build_graph();
+
+  const int nlocal = atom->nlocal;
+  const int64_t nnodes = (int64_t) node_atom.size();
+  const int64_t nedges = (int64_t) edge_src.size();
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+
+  // inputs, built on the host in float64 and cast once to the student's dtype and device
+  auto host_f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto host_i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor x_nodes = torch::empty({nnodes, 3}, host_f64);
+  torch::Tensor species = torch::empty({nnodes}, host_i64);
+  double *xp = x_nodes.data_ptr<double>();
+  int64_t *sp = species.data_ptr<int64_t>();
+  for (int64_t n = 0; n < nnodes; n++) {
+    const int a = node_atom[n];
+    for (int d = 0; d < 3; d++) xp[3 * n + d] = x[a][d];
+    sp[n] = species_of_type[type[a]];
+  }
+  torch::Tensor shifts_host = torch::from_blob(edge_shift.data(), {nedges, 3}, host_f64);
+  torch::Tensor edge_index = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
+                                           torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
+                                 .to(device);
+  torch::Tensor pos = x_nodes.to(device, dtype, false, true).requires_grad_(true);
+  torch::Tensor shifts = shifts_host.to(device, dtype, false, true).requires_grad_(vflag_either != 0);
+
+  // energy of the local atoms and its gradient
+  torch::Tensor atomic, energy;
+  std::vector<torch::Tensor> grads;
+  try {
+    atomic = student.forward({pos, species.to(device), edge_index, shifts}).toTensor();
+    energy = atomic.narrow(0, 0, nlocal).sum();
+    std::vector<torch::Tensor> inputs{pos};
+    if (vflag_either) inputs.push_back(shifts);
+    grads = torch::autograd::grad({energy}, inputs, {}, false, false, true);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair hessdistill: student evaluation failed: {}", first_line(e.what()));
+  }
+
+  // forces f = -dE/dx on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
+  torch::Tensor forces = grads[0].defined() ? to_host(grads[0]).mul_(-energy_factor)
+                                            : torch::zeros({nnodes, 3}, host_f64);
+  const double *fp = forces.data_ptr<double>();
+  for (int64_t n = 0; n < nnodes; n++)
+    for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
+
+  if (eflag_global) eng_vdwl += energy_factor * energy.item<double>();
+  if (eflag_atom) {
+    torch::Tensor e = to_host(atomic.narrow(0, 0, nlocal));
+    const double *ep = e.data_ptr<double>();
+    for (int i = 0; i < nlocal; i++) eatom[i] += energy_factor * ep[i];
+  }
+  if (!vflag_either) return;
+
+  // virial W = sum_nodes x f^T + sum_edges shift f_shift^T (f_shift = -dE/dshift): the strain derivative of E
+  torch::Tensor fshift = grads[1].defined() ? to_host(grads[1]).mul_(-energy_factor)
+                                            : torch::zeros({nedges, 3}, host_f64);
+  const int64_t voigt[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
+  if (vflag_global) {
+    torch::Tensor w = x_nodes.t().mm(forces) + shifts_host.t().mm(fshift);
+    for (int k = 0; k < 6; k++) virial[k] += w[voigt[k][0]][voigt[k][1]].item<double>();
+  }
+  if (vflag_atom) {
+    // pairwise split: edge e adds r_e f_shift_e^T, half to each end (sums to the global virial)
+    torch::Tensor src = torch::from_blob(edge_src.data(), {nedges}, host_i64);
+    torch::Tensor dst = torch::from_blob(edge_dst.data(), {nedges}, host_i64);
+    torch::Tensor r = x_nodes.index_select(0, dst) - x_nodes.index_select(0, src) + shifts_host;
+    std::vector<torch::Tensor> parts;
+    for (auto &ab : voigt) parts.push_back(r.select(1, ab[0]) * fshift.select(1, ab[1]));
+    torch::Tensor half = torch::stack(parts, 1).mul_(0.5);
+    torch::Tensor v = torch::zeros({nnodes, 6}, host_f64).index_add_(0, src, half).index_add_(0, dst, half);
+    const double *vp = v.data_ptr<double>();
+    for (int64_t n = 0; n < nnodes; n++)
+      for (int k = 0; k < 6; k++) vatom[node_atom[n]][k] += vp[6 * n + k];
+  }
+}

@@ -1,0 +1,68 @@
+/* pair_style hessdistill: a hessdistill student (TorchScript message-passing potential) as a LAMMPS pair style.
+
+   pair_style hessdistill [device cpu|cuda] [threads N]
+   pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
+
+   Energies come from the student, forces and virial from autograd through it. The student sees a graph whose
+   nodes are the local atoms plus the ghost atoms owned by other ranks; a ghost that is a periodic image of a local
+   atom is folded onto that atom and its edges carry the image shift, so on one rank the student does exactly the
+   work of a periodic evaluation. Only local energies are summed; forces on remote ghosts are reverse-communicated
+   by LAMMPS (newton pair on). With several ranks, ghosts reach num_interactions x cutoff + skin, so every local
+   energy is exact and results do not depend on the number of ranks. */
+
+#ifndef LMP_PAIR_HESSDISTILL_H
+#define LMP_PAIR_HESSDISTILL_H
+
+#include "pair.h"
+
+#include <torch/script.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairHessdistill : public Pair {
+ public:
+  PairHessdistill(class LAMMPS *);
+  ~PairHessdistill() override;
+
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  void compute(int, int) override;
+
+ private:
+  void allocate();
+  void load_student(const std::string &path);
+  void build_graph();
+
+  torch::Device device;
+  int nthreads;
+
+  // the student and its metadata
+  torch::jit::Module student;
+  std::string student_path;
+  torch::ScalarType dtype;
+  double cutoff;
+  int num_interactions;
+  double interaction_range;    // num_interactions x cutoff: how far one atom's energy reaches
+  std::vector<std::string> type_names;
+
+  std::vector<int64_t> species_of_type;    // LAMMPS type (1..ntypes) -> student type index
+  double energy_factor;                    // eV -> LAMMPS energy unit
+
+  // graph of the current step, rebuilt by build_graph()
+  std::vector<int> node_atom;                   // node -> LAMMPS atom index (local atoms first, same index)
+  std::vector<int64_t> edge_src, edge_dst;      // node indices: centre, neighbour
+  std::vector<double> edge_shift;               // 3 per edge: image shift of the neighbour (0 unless folded)
+  std::vector<int> owner, hop, node_of;         // per LAMMPS atom (scratch)
+  std::vector<int> cand_i, cand_j;              // candidate edges, LAMMPS atom indices (scratch)
+  std::unordered_map<tagint, int> local_of_tag;    // scratch
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

@@ -1,0 +1,38 @@
+"""OpenMM engine: a student as one force in an OpenMM System, an energy-conservation reporter, and ``run_md``.
+
+OpenMM users add the student to their own System::
+
+    import torch                      # before openmm when openmmtorch is used (plugin loading)
+    from openmm import app
+    from hessdistill.engines.openmm import create_system, EnergyMonitorReporter
+
+    pdb = app.PDBFile("ethanol.pdb")
+    system = create_system(pdb.topology, "student.pt")         # or add_student_force(system, topology, path, atoms)
+    sim = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0005))
+    sim.reporters.append(EnergyMonitorReporter("monitor.csv", 10, system))
+
+``openmmtorch.TorchForce`` runs the student inside OpenMM; without a working openmmtorch, ``openmm.PythonForce``
+(OpenMM >= 8.5) calls it from Python, and a warning says so. The pieces live in ``openmm_force`` (the force) and
+``openmm_md`` (reporter, ``run_md``); this module is the public face.
+"""
+
+from .openmm_force import (  # noqa: F401
+    BACKENDS,
+    OpenMMBackendError,
+    StudentForceModule,
+    StudentForceModuleWithForces,
+    add_student_force,
+    available_backend,
+    check_positions,
+    create_system,
+    element_symbols,
+    select_platform,
+    student_force,
+)
+from .openmm_md import EnergyMonitorReporter, degrees_of_freedom, run_md, topology_from_atoms  # noqa: F401
+
+__all__ = [
+    "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
+    "add_student_force", "available_backend", "check_positions", "create_system", "degrees_of_freedom",
+    "element_symbols", "run_md", "select_platform", "student_force", "topology_from_atoms",
+]

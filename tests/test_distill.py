@@ -1,0 +1,125 @@
+"""Distillation: Hessian rows help on a tiny analytic teacher; training resumes exactly after a real SIGKILL;
+bad input gets a one-line error from the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import cluster
+from hessdistill.config import DistillConfig, load_config, write_config
+from hessdistill.errors import ConfigError, InputError
+from hessdistill.labels import label_structures
+from hessdistill.sample import rattled, split
+from hessdistill.teachers.analytic import MorseTeacher
+from hessdistill.train import Trainer, distill
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def morse_labels(tmp_path_factory):
+    path = tmp_path_factory.mktemp("labels") / "morse.h5"
+    structures = split(rattled(cluster(5, seed=0), 16, 0.1, seed=0), (0.5, 0.25, 0.25))
+    label_structures(structures, MorseTeacher(), path, progress=False)
+    return path
+
+
+def tiny(**kw):
+    base = dict(architecture="schnet", features=16, num_interactions=1, cutoff=4.0, batch_size=4, lr=3e-3,
+                dtype="float64", patience=1000)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def test_hessian_distillation_beats_baseline(morse_labels, tmp_path):
+    """Same data, steps and seed; only wH differs. The teacher is an exact Morse potential."""
+    results = {}
+    for name, wh in (("baseline", 0.0), ("distilled", 10.0)):
+        results[name] = distill(tiny(epochs=200, hessian_weight=wh), morse_labels, tmp_path / name, progress=False)
+    ratio = results["distilled"]["test"]["force_mae"] / results["baseline"]["test"]["force_mae"]
+    assert ratio < 0.8, results
+    assert results["distilled"]["test"]["hessian_mae"] < results["baseline"]["test"]["hessian_mae"]
+    for name in results:
+        assert (tmp_path / name / "learning_curve.png").stat().st_size > 1000
+        lines = (tmp_path / name / "metrics.csv").read_text().splitlines()
+        assert lines[0].startswith("epoch,lr,train_loss,val_energy_mae,val_force_mae") and len(lines) == 201
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "hessdistill.cli", *map(str, args)]
+
+
+def test_training_resumes_exactly_after_sigkill(morse_labels, tmp_path):
+    args = ["distill", morse_labels, "--architecture", "schnet", "--features", 8, "--num-interactions", 1,
+            "--cutoff", 4.0, "--epochs", 20, "--dtype", "float64", "--batch-size", 2, "--hessian-rows", 2]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*args, "--out", killed), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = killed / "checkpoint.pt"
+    epoch, deadline = 0, time.time() + 120
+    while time.time() < deadline and epoch < 3:
+        if ckpt.exists():
+            epoch = torch.load(ckpt, weights_only=False)["epoch"]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 3 <= at_kill < 20, "the kill must land mid-run"
+    assert not (killed / "student.pt").exists()
+    subprocess.run(_cli(*args, "--out", killed), env=ENV, check=True, capture_output=True)
+    straight = tmp_path / "straight"
+    subprocess.run(_cli(*args, "--out", straight), env=ENV, check=True, capture_output=True)
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] >= at_kill and summary["epochs"] == 20
+    a = torch.load(killed / "checkpoint.pt", weights_only=False)
+    b = torch.load(straight / "checkpoint.pt", weights_only=False)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    for k in b["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_bad_input_errors(morse_labels, tmp_path):
+    with pytest.raises(InputError, match="larger than 3N"):
+        Trainer(tiny(hessian_rows=16), morse_labels, tmp_path / "r")
+    with pytest.raises(ConfigError, match="architecture"):
+        tiny(architecture="mace").validate()
+    cfg = tmp_path / "c.yaml"
+    write_config(cfg, tiny(epochs=7))
+    assert load_config(cfg).epochs == 7 and load_config(cfg, epochs=9).epochs == 9
+    cfg.write_text("epochs: 3\nlearning_rate: 1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "setup,args,message",
+    [
+        (None, ["distill", "{tmp}/missing.h5"], "does not exist"),
+        ("corrupt", ["distill", "{tmp}/bad.h5"], "cannot read label store"),
+        ("labels", ["distill", "{labels}", "--hessian-rows", "99"], "larger than 3N"),
+        ("empty", ["label", "{tmp}/empty.xyz", "--teacher", "morse", "-o", "{tmp}/x.h5"], "holds no structures"),
+        ("nan", ["label", "{tmp}/nan.xyz", "--teacher", "morse", "-o", "{tmp}/x.h5"], "non-finite"),
+        ("si", ["label", "{tmp}/si.xyz", "--teacher", "ani1x", "-o", "{tmp}/x.h5"], "does not cover element"),
+        (None, ["md", "--model", "{tmp}/nope.pt", "--structure", "CH4"], "does not exist"),
+    ],
+)
+def test_cli_prints_one_line_errors(setup, args, message, morse_labels, tmp_path):
+    if setup == "corrupt":
+        (tmp_path / "bad.h5").write_bytes(b"junk" * 50)
+    elif setup == "empty":
+        (tmp_path / "empty.xyz").write_text("")
+    elif setup == "nan":
+        (tmp_path / "nan.xyz").write_text("2\n\nC 0 0 0\nC nan 0 1.5\n")
+    elif setup == "si":
+        (tmp_path / "si.xyz").write_text("2\n\nSi 0 0 0\nSi 0 0 2.3\n")
+    argv = [a.format(tmp=tmp_path, labels=morse_labels) for a in args]
+    res = subprocess.run(_cli(*argv), env=ENV, capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hessdistill: error:") and message in lines[0], res.stderr
