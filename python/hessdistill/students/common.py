@@ -66,18 +66,28 @@ class StudentBase(nn.Module):
 
     architecture: str = "base"
 
-    def __init__(self, type_names: List[str], atomic_numbers: List[int], cutoff: float, num_interactions: int):
+    def __init__(self, type_names: List[str], atomic_numbers: List[int], cutoff: float, features: int,
+                 num_interactions: int, num_basis: int):
         super().__init__()
+        if len(type_names) != len(atomic_numbers) or not type_names:
+            raise ValueError("type_names and atomic_numbers must be non-empty and of equal length")
         self.type_names: List[str] = list(type_names)
         self.atomic_numbers: List[int] = list(atomic_numbers)
         self.cutoff: float = float(cutoff)
+        self.features = int(features)
         self.num_interactions: int = int(num_interactions)
+        self.num_basis = int(num_basis)
+        self.embedding = nn.Embedding(len(type_names), features)
+        self.rbf = BesselBasis(cutoff, num_basis)
+        self.envelope = PolynomialEnvelope(cutoff)
+        self.readout = mlp([features, features, 1])
         self.register_buffer("shift", torch.zeros(len(type_names)))
         self.register_buffer("scale", torch.ones(()))
 
     def hyperparameters(self) -> dict:
         """Constructor arguments, so a checkpoint can rebuild the model."""
-        raise NotImplementedError
+        return dict(type_names=self.type_names, atomic_numbers=self.atomic_numbers, cutoff=self.cutoff,
+                    features=self.features, num_interactions=self.num_interactions, num_basis=self.num_basis)
 
     def edge_vectors(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         return positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts

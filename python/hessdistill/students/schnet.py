@@ -10,7 +10,7 @@ from typing import List
 import torch
 from torch import nn
 
-from .common import BesselBasis, PolynomialEnvelope, StudentBase, mlp
+from .common import StudentBase, mlp
 
 
 class _Interaction(nn.Module):
@@ -41,24 +41,8 @@ class SchNetLite(StudentBase):
         num_interactions: int = 2,
         num_basis: int = 16,
     ):
-        super().__init__(type_names, atomic_numbers, cutoff, num_interactions)
-        self.features = features
-        self.num_basis = num_basis
-        self.embedding = nn.Embedding(len(type_names), features)
-        self.rbf = BesselBasis(cutoff, num_basis)
-        self.envelope = PolynomialEnvelope(cutoff)
+        super().__init__(type_names, atomic_numbers, cutoff, features, num_interactions, num_basis)
         self.interactions = nn.ModuleList([_Interaction(features, num_basis) for _ in range(num_interactions)])
-        self.readout = mlp([features, features, 1])
-
-    def hyperparameters(self) -> dict:
-        return dict(
-            type_names=self.type_names,
-            atomic_numbers=self.atomic_numbers,
-            cutoff=self.cutoff,
-            features=self.features,
-            num_interactions=self.num_interactions,
-            num_basis=self.num_basis,
-        )
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
         r = self.edge_vectors(positions, edge_index, shifts)
