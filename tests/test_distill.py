@@ -110,13 +110,15 @@ def test_bad_input_errors(morse_labels, tmp_path):
     ],
 )
 def test_cli_prints_one_line_errors(setup, args, message, morse_labels, tmp_path):
+    if setup == "si":
+        pytest.importorskip("torchani")  # absent in the newer CI environment
     if setup == "corrupt":
         (tmp_path / "bad.h5").write_bytes(b"junk" * 50)
     elif setup == "empty":
         (tmp_path / "empty.xyz").write_text("")
     elif setup == "nan":
         (tmp_path / "nan.xyz").write_text("2\n\nC 0 0 0\nC nan 0 1.5\n")
-    elif setup == "si":
+    if setup == "si":
         (tmp_path / "si.xyz").write_text("2\n\nSi 0 0 0\nSi 0 0 2.3\n")
     argv = [a.format(tmp=tmp_path, labels=morse_labels) for a in args]
     res = subprocess.run(_cli(*argv), env=ENV, capture_output=True, text=True)

@@ -28,7 +28,7 @@ from hessdistill.engines.openmm import (  # noqa: E402
     EnergyMonitorReporter, add_student_force, available_backend, check_positions, create_system, run_md,
     select_platform, topology_from_atoms,
 )
-from hessdistill.monitor import drift_slope, read_monitor_csv  # noqa: E402
+from hessdistill.monitor import read_monitor_csv  # noqa: E402
 from hessdistill.neighbors import neighbor_list_torch  # noqa: E402
 from hessdistill.units import EV_TO_KJ_PER_MOL  # noqa: E402
 
@@ -164,6 +164,21 @@ def test_context_energy_forces_equal_student(student64, system, outputs_forces):
         e, f = context_energy_forces(system, pos_nm + lattice @ (atoms.cell.array / 10.0), "Reference")
         assert e == pytest.approx(e_ref, abs=1e-10)
         np.testing.assert_allclose(f, f_ref, atol=1e-9)
+
+
+def test_minimum_image_edges_equal_image_search():
+    from hessdistill.engines.openmm_force import minimum_image_edges
+
+    atoms = periodic_ethanol("large")
+    _, pos_nm, atoms = topology_from_atoms(atoms)
+    cell = torch.tensor(atoms.cell.array)
+    x = torch.tensor(pos_nm * 10.0) + torch.tensor([[2.0, -3.0, 1.0]], dtype=torch.float64) @ cell  # unwrapped
+    ei, sh = minimum_image_edges(x, cell, 4.0, chunk=7)
+    ref_ei, ref_sh = neighbor_list_torch(x, cell, torch.ones(3, dtype=torch.bool), 4.0)
+    vec = lambda e, s: (x[e[1]] - x[e[0]] + s).numpy()  # noqa: E731
+    order = np.lexsort(ei.numpy()[::-1])
+    np.testing.assert_array_equal(ei.numpy()[:, order], ref_ei.numpy())
+    np.testing.assert_allclose(vec(ei, sh)[order], vec(ref_ei, ref_sh), atol=1e-12)
 
 
 def test_float32_student_and_ml_subset(student32):

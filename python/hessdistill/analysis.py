@@ -140,7 +140,8 @@ def radial_distributions(traj, element_pairs: Optional[Sequence[tuple]] = None, 
         pairs = traj.topology.select_pairs(ia, ib)
         if len(pairs) == 0:
             continue
-        r, g = md.compute_rdf(traj, pairs, r_range=(0.0, r_max_A * ANGSTROM_TO_NM), bin_width=bin_width_A * ANGSTROM_TO_NM)
+        r, g = md.compute_rdf(traj, pairs, r_range=(0.0, r_max_A * ANGSTROM_TO_NM),
+                              bin_width=bin_width_A * ANGSTROM_TO_NM)
         out[f"{a}-{b}"] = (r * NM_TO_ANGSTROM, g)
     return out
 

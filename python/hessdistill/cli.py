@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hessdistill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"hessdistill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: fastest for small students on few cores)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_example,
                 _add_lammps_plugin):
@@ -231,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         args.func(args)
     except HessdistillError as exc:

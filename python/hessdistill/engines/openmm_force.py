@@ -49,7 +49,7 @@ class OpenMMBackendError(HessdistillError, ImportError):
 
 
 def minimum_image_edges(x: torch.Tensor, cell: torch.Tensor, cutoff: float,
-                        chunk: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+                        chunk: int = 128) -> Tuple[torch.Tensor, torch.Tensor]:
     """Edges (i, j) with |r_ij| < cutoff and their shifts, by the minimum-image convention for an OpenMM box in
     reduced form (a along x, b in the xy plane; |b_x|, |c_x| <= a_x / 2, |c_y| <= b_y / 2), rounding along c, b
     then a as OpenMM's own kernels do. Exact when the cutoff is at most half of a_x, b_y and c_z, which the caller
@@ -57,24 +57,36 @@ def minimum_image_edges(x: torch.Tensor, cell: torch.Tensor, cutoff: float,
     """
     xd = x.detach()
     n = xd.shape[0]
-    a, b, c = cell[0], cell[1], cell[2]
+    ax, bx, by = float(cell[0, 0]), float(cell[1, 0]), float(cell[1, 1])
+    cx, cy, cz = float(cell[2, 0]), float(cell[2, 1]), float(cell[2, 2])
+    px, py, pz = xd[:, 0], xd[:, 1], xd[:, 2]
     all_i: List[torch.Tensor] = []
     all_j: List[torch.Tensor] = []
     all_s: List[torch.Tensor] = []
     for start in range(0, n, chunk):
-        rows = xd[start:start + chunk]
-        raw = xd.unsqueeze(0) - rows.unsqueeze(1)  # raw[i, j] = x[j] - x[i]
-        d = raw - torch.round(raw[:, :, 2:3] / c[2]) * c
-        d = d - torch.round(d[:, :, 1:2] / b[1]) * b
-        d = d - torch.round(d[:, :, 0:1] / a[0]) * a
-        mask = (d * d).sum(-1) < cutoff * cutoff
-        ij = torch.nonzero(mask)
+        stop = min(start + chunk, n)
+        # d[i, j] = x[j] - x[i], one contiguous (rows, N) plane per Cartesian component
+        dx = px.unsqueeze(0) - px[start:stop].unsqueeze(1)
+        dy = py.unsqueeze(0) - py[start:stop].unsqueeze(1)
+        dz = pz.unsqueeze(0) - pz[start:stop].unsqueeze(1)
+        nc = torch.round(dz / cz)
+        dz = dz - nc * cz
+        dy = dy - nc * cy
+        dx = dx - nc * cx
+        nb = torch.round(dy / by)
+        dy = dy - nb * by
+        dx = dx - nb * bx
+        na = torch.round(dx / ax)
+        dx = dx - na * ax
+        ij = torch.nonzero(dx * dx + dy * dy + dz * dz < cutoff * cutoff)
         i, j = ij[:, 0], ij[:, 1]
         keep = i + start != j
         i, j = i[keep], j[keep]
         all_i.append(i + start)
         all_j.append(j)
-        all_s.append(d[i, j] - raw[i, j])
+        # shift = -(na a + nb b + nc c) for the kept pairs
+        lattice = -torch.stack([na[i, j], nb[i, j], nc[i, j]], dim=1)
+        all_s.append(lattice @ cell)
     return torch.stack([torch.cat(all_i), torch.cat(all_j)]), torch.cat(all_s)
 
 
