@@ -82,11 +82,13 @@ void PairHessdistill::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style hessdistill [device cpu|cuda] [threads N] */
+/* pair_style hessdistill [device cpu|cuda] [threads N]   (default: cuda when torch sees a GPU, 1 thread) */
 
 void PairHessdistill::settings(int narg, char **arg)
 {
-  device = torch::Device(torch::kCPU);
+  // ranks share the visible GPUs round robin
+  auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
+  device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   nthreads = 1;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
@@ -94,17 +96,14 @@ void PairHessdistill::settings(int narg, char **arg)
       error->all(FLERR, "pair_style hessdistill: keyword '{}' needs a value; expected: {}", key,
                  SETTINGS_SYNTAX);
     const std::string value = arg[iarg + 1];
-    if (key == "device") {
-      if (value == "cpu") {
-        device = torch::Device(torch::kCPU);
-      } else if (value == "cuda") {
-        if (!torch::cuda::is_available())
-          error->all(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
-        device = torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count());
-      } else {
-        error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value,
-                   SETTINGS_SYNTAX);
-      }
+    if (key == "device" && value == "cpu") {
+      device = torch::Device(torch::kCPU);
+    } else if (key == "device" && value == "cuda") {
+      if (!torch::cuda::is_available())
+        error->all(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
+      device = cuda();
+    } else if (key == "device") {
+      error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value, SETTINGS_SYNTAX);
     } else if (key == "threads") {
       nthreads = utils::inumeric(FLERR, value, false, lmp);
       if (nthreads < 1) error->all(FLERR, "pair_style hessdistill: threads must be >= 1, got {}", nthreads);
@@ -113,6 +112,11 @@ void PairHessdistill::settings(int narg, char **arg)
     }
   }
   at::set_num_threads(nthreads);
+  if (device.is_cuda()) {
+    // edge counts change every step: GPU fusers should compile shape-generic kernels, not re-specialize
+    torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};
+    torch::jit::setFusionStrategy(strategy);
+  }
   if (!student_path.empty()) student.to(device);
 }
 
@@ -121,8 +125,8 @@ void PairHessdistill::settings(int narg, char **arg)
 void PairHessdistill::coeff(int narg, char **arg)
 {
   const int ntypes = atom->ntypes;
-  const std::string syntax =
-      fmt::format("expected: pair_coeff * * student.pt <element> x {} (one element name per atom type)", ntypes);
+  const std::string syntax = fmt::format("expected: pair_coeff * * <student file> <element of type 1>{}",
+                                         ntypes == 1 ? "" : fmt::format(" ... <element of type {}>", ntypes));
   if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "Incorrect pair_coeff for pair_style hessdistill; {}", syntax);
   if (!allocated) allocate();
@@ -130,7 +134,7 @@ void PairHessdistill::coeff(int narg, char **arg)
   load_student(arg[2]);
 
   if (narg - 3 != ntypes)
-    error->all(FLERR, "pair_coeff hessdistill: got {} element name(s) for {} atom type(s); {}; student {} covers {}",
+    error->all(FLERR, "pair_coeff hessdistill: {} element name(s) for {} atom type(s); {}; student {} covers {}",
                narg - 3, ntypes, syntax, student_path, join(type_names));
   species_of_type.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
@@ -150,7 +154,7 @@ void PairHessdistill::coeff(int narg, char **arg)
 void PairHessdistill::load_student(const std::string &path)
 {
   if (!std::ifstream(path).good())
-    error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}'", path);
+    error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
 
   std::unordered_map<std::string, std::string> meta;
   for (const char *key : {"format", "architecture", "cutoff", "num_interactions", "interaction_range",
@@ -378,7 +382,17 @@ void PairHessdistill::compute(int eflag, int vflag)
   for (int64_t n = 0; n < nnodes; n++)
     for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
 
-  if (eflag_global) eng_vdwl += energy_factor * energy.item<double>();
+  // a non-finite energy or force means the run has left what the student can describe: stop, saying so
+  const double e_local = energy.item<double>();
+  int bad = std::isfinite(e_local) ? 0 : 1;
+  for (int64_t k = 0; k < 3 * nnodes && !bad; k++) bad = std::isfinite(fp[k]) ? 0 : 1;
+  int any_bad = 0;
+  MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, world);
+  if (any_bad)
+    error->all(FLERR, "pair hessdistill: the student gave a non-finite energy or force at step {}; the run is "
+               "unstable (timestep too large, atoms too close, or far from the training data)", update->ntimestep);
+
+  if (eflag_global) eng_vdwl += energy_factor * e_local;
   if (eflag_atom) {
     torch::Tensor e = to_host(atomic.narrow(0, 0, nlocal));
     const double *ep = e.data_ptr<double>();

