@@ -135,6 +135,29 @@ def test_matches_ase_calculator(tmp_path, plugin, students, arch):
     close(-got["vatom"].sum(axis=0) / got["volume"], got["pressure"])
 
 
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_molecule_without_periodic_boundaries(tmp_path, plugin, students, nprocs):
+    """A cluster in a shrink-wrapped box (boundary s s s), as run_md does for molecules."""
+    cluster = si_o(1, tilt=False)
+    cluster.pbc = False
+    cluster.center(vacuum=8.0)
+    atoms = write_data(cluster, tmp_path / "cluster.data")
+    atoms.pbc = False
+    got = evaluate(tmp_path, plugin, students["painn"], tmp_path / "cluster.data", nprocs=nprocs,
+                   pre="boundary s s s")
+    ref = reference_energy_forces(students["painn"], atoms)
+    close(got["pe"], ref["pe"])
+    close(got["energies"], ref["energies"])
+    close(got["forces"], ref["forces"])
+
+
+def reference_energy_forces(model, atoms):
+    atoms = atoms.copy()
+    atoms.calc = StudentCalculator(model, device="cpu")
+    return {"pe": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+            "energies": atoms.get_potential_energies()}
+
+
 def test_two_ranks_equal_one_rank(tmp_path, plugin, students):
     """216 atoms split in two along x: each domain has atoms, and with 2 interactions x 3.5 A an atom's energy
     depends on atoms up to 7 A away, across the domain boundary (half box 8.2 A)."""
@@ -202,6 +225,15 @@ def test_nve_conserves_energy(tmp_path, plugin, students):
     # LAMMPS' own drift (fix ave/time running means) is the monitor's least-squares slope
     np.testing.assert_allclose(log["v_hd_drift"][-1], rows["drift_eV_per_atom_ps"][-1], rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(rows["temperature_K"][0], 300.0, rtol=1e-9)
+
+
+def test_run_md_molecule(tmp_path, plugin, students):
+    cluster = si_o(1, tilt=False)
+    cluster.pbc = False
+    s = run_md(students["painn"], cluster, out_dir=tmp_path / "mol", steps=100, timestep_fs=0.5,
+               temperature_K=100, plugin=plugin)
+    assert not s["stopped"], s["reason"]
+    assert s["n_samples"] == 11 and abs(s["drift_eV_per_atom_ps"]) < 1e-2
 
 
 def test_nve_two_ranks_same_trajectory(tmp_path, plugin, students):

@@ -221,7 +221,7 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
 
 def md_input(*, data, model, plugin, elements, steps, timestep_fs, temperature_K, ensemble, friction_per_ps,
              report_interval, seed, max_drift, max_deviation, device=None, threads=1, skin=1.0,
-             velocities_given=False, dump=None) -> str:
+             velocities_given=False, dump=None, boundary="p p p") -> str:
     """The LAMMPS input that run_md runs (units metal)."""
     dt_ps = timestep_fs / 1000.0
     lseed = seed % 900_000_000 + 1  # LAMMPS seeds are positive
@@ -229,7 +229,7 @@ def md_input(*, data, model, plugin, elements, steps, timestep_fs, temperature_K
     text = f"""# hessdistill run_md: {ensemble} MD with pair_style hessdistill
 units           metal
 atom_style      atomic
-boundary        p p p
+boundary        {boundary}
 read_data       {data}
 plugin          load {plugin}
 pair_style      hessdistill {device_keyword}threads {threads}
@@ -284,8 +284,14 @@ def run_md(
     if steps < 0 or report_interval < 1 or nprocs < 1 or not timestep_fs > 0:
         raise ConfigError("steps must be >= 0, timestep_fs > 0, report_interval >= 1 and nprocs >= 1")
     check_structure(atoms)
-    if not atoms.pbc.all():
-        raise InputError("run_md with LAMMPS needs a cell periodic in all three directions")
+    if atoms.pbc.any() and not atoms.pbc.all():
+        raise InputError("run_md with LAMMPS needs a cell periodic in all three directions, or none (a molecule)")
+    boundary = "p p p"
+    if not atoms.pbc.any():
+        # A molecule: a box with vacuum for the data file, shrink-wrapped so no atom is ever lost or imaged.
+        atoms = atoms.copy()
+        atoms.center(vacuum=10.0)
+        boundary = "s s s"
     student = StudentFile(model_path, device="cpu")
     student.species(atoms.get_chemical_symbols())  # raises UnsupportedElementError for uncovered elements
     elements = [s for s in student.type_names if s in set(atoms.get_chemical_symbols())]
@@ -303,7 +309,7 @@ def run_md(
         steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K, ensemble=ensemble,
         friction_per_ps=friction_per_ps, report_interval=report_interval, seed=seed, max_drift=max_drift,
         max_deviation=max_deviation, device=device, threads=threads, skin=skin, velocities_given=velocities_given,
-        dump=paths["trajectory"]))
+        dump=paths["trajectory"], boundary=boundary))
 
     start = time.perf_counter()
     error = run_lammps(paths["input"], paths["log"], nprocs)
