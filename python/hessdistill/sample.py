@@ -57,13 +57,13 @@ def teacher_md(
 ) -> list[Atoms]:
     """``n`` snapshots every ``interval`` steps of Langevin MD at ``temperature`` K driven by the teacher."""
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
     from tqdm import tqdm
 
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    thermalize_momenta(atoms, temperature, rng=rng)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction, rng=rng)
     snaps: list[Atoms] = []
     bar = tqdm(total=equilibration + n * interval, desc="teacher MD", disable=not progress, unit="step")

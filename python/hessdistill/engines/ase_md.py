@@ -8,7 +8,7 @@ import numpy as np
 from ase import units
 from ase.io import Trajectory
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from ..calculator import StudentCalculator
@@ -33,7 +33,7 @@ def run_md(
     atoms = atoms.copy()
     atoms.calc = calculator if calculator is not None else StudentCalculator(model_path)
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K, rng=rng)
     Stationary(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
