@@ -1,0 +1,238 @@
+"""Shared pieces of the benchmark harness: size presets, machine and version info, side-by-side timing,
+error capture, and running a function in a fresh subprocess.
+
+Every figure of the benchmark is a ratio of two measurements taken in the same run, interleaved (A, B, A, B, ...)
+so that load from other processes on the machine hits both sides alike; the ratio uses the medians.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big each part of the benchmark is. ``DEFAULT`` fits ~30 min on 2 cores, ``QUICK`` only proves the
+    harness works (tiny data, few epochs, tiny students)."""
+
+    name: str
+    # data: (train, val, test) structures
+    ethanol_counts: tuple  # teacher-MD snapshots (ANI-1x, 600 K), full Hessians
+    ethanol_interval: int  # MD steps between snapshots
+    si_counts: tuple  # rattled Si8 cells (SevenNet-0)
+    si_rows: int  # Hessian rows labelled per Si8 structure
+    si_transfer: int  # rattled Si64 cells for a transfer check (energy + forces only)
+    # students: (architecture, features, interactions); the first is the "main" size used for seeds,
+    # conservation and the s curve
+    students: tuple = ()
+    seeds: int = 3
+    epochs: int = 40
+    batch_size: int = 2
+    lr: float = 3e-3
+    s_values: tuple = (4, "full")  # extra Hessian row counts for the accuracy-vs-s curve (s = 1 comes from seeds)
+    # timing
+    rounds: int = 3  # interleaved rounds per timing
+    student_md_steps: int = 40  # ASE steps per round and student
+    teacher_md_steps: dict = field(default_factory=dict)  # ASE steps per round of each teacher
+    engine_steps: int = 100  # OpenMM / LAMMPS steps (N and 2N, the difference is timed)
+    epoch_rounds: int = 3  # interleaved epochs per configuration (training cost)
+    label_rounds: int = 3  # interleaved Hessian calls per mode (labelling cost)
+    # conservation (NVE, 0.5 fs, 300 K)
+    nve_seeds: int = 5
+    nve_student_steps: int = 2000
+    nve_teacher_steps: int = 600
+
+
+DEFAULT = Size(
+    name="default", ethanol_counts=(16, 6, 40), ethanol_interval=10, si_counts=(16, 4, 12), si_rows=2, si_transfer=3,
+    students=(("painn", 32, 2), ("painn", 16, 1), ("schnet", 32, 2), ("schnet", 16, 1)),
+    seeds=3, epochs=60, rounds=3, student_md_steps=40, teacher_md_steps={"ani1x": 20, "sevennet0": 2},
+    engine_steps=200, epoch_rounds=3, label_rounds=3, nve_seeds=5, nve_student_steps=1000, nve_teacher_steps=400,
+)
+QUICK = Size(
+    name="quick", ethanol_counts=(6, 2, 4), ethanol_interval=3, si_counts=(3, 1, 2), si_rows=1, si_transfer=1,
+    students=(("painn", 8, 1), ("schnet", 8, 1)), seeds=2, epochs=2, s_values=(2,),
+    rounds=2, student_md_steps=5, teacher_md_steps={"ani1x": 3, "sevennet0": 1}, engine_steps=10,
+    epoch_rounds=2, label_rounds=1, nve_seeds=2, nve_student_steps=60, nve_teacher_steps=40,
+)
+
+
+def size_label(arch: str, features: int, layers: int) -> str:
+    return f"{arch}-{features}x{layers}"
+
+
+# ------------------------------------------------------------------------------------------------ run context
+
+
+def machine() -> dict:
+    """CPU model and counts (lscpu), the cores this process may use, memory, OS."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        for key, name in (("Model name", "cpu_model"), ("CPU(s)", "cpus"), ("Thread(s) per core", "threads_per_core"),
+                          ("Core(s) per socket", "cores_per_socket"), ("Hypervisor vendor", "hypervisor")):
+            if key in fields:
+                info[name] = fields[key].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import psutil
+
+        info["memory_GB"] = round(psutil.virtual_memory().total / 2**30, 1)
+        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    except ImportError:
+        pass
+    return info
+
+
+def versions() -> dict:
+    """Versions of the packages the numbers depend on (None when not installed)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("hessdistill", "torch", "numpy", "ase", "torchani", "sevenn", "openmm", "openmmtorch", "lammps",
+                 "mdtraj", "vesin"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                           text=True, timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out["git_dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def guarded(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or {"error": "<Type>: message"} if it raises (the traceback goes to stderr)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # a broken part must not take the other figures down
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
+
+
+def jsonable(obj):
+    """Numpy scalars/arrays, Paths and tuples to plain JSON types; NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        x = float(obj)
+        return x if np.isfinite(x) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------ timing
+
+
+class Seconds(float):
+    """A time a function measured itself (e.g. per MD step); ``interleaved`` takes it instead of the call's wall
+    time. Any other return value is ignored."""
+
+
+def interleaved(fns: dict[str, Callable], rounds: int, desc: str = "timing") -> dict[str, list]:
+    """Call each function once per round, in turn (A, B, C, A, B, C, ...); return the seconds of every call:
+    the wall time of the call, or the ``Seconds`` the function returned."""
+    from tqdm import tqdm
+
+    times: dict[str, list] = {k: [] for k in fns}
+    with tqdm(total=rounds * len(fns), desc=desc, unit="call", leave=False) as bar:
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                measured = fn()
+                elapsed = time.perf_counter() - t0
+                times[name].append(float(measured) if isinstance(measured, Seconds) else elapsed)
+                bar.update(1)
+    return times
+
+
+def median(xs) -> float:
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------ subprocesses
+
+
+def child_env() -> dict:
+    """Environment for child processes: one OpenMP/MKL thread, the benchmarks folder importable."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def call_in_subprocess(module: str, function: str, kwargs: dict, timeout: float, log_path: Path | None = None) -> dict:
+    """``module.function(**kwargs)`` in a fresh Python process; its return value comes back through a JSON file.
+
+    A crash (segfault, abort), a timeout or an exception becomes {"error": ...}, with the tail of its output.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        code = (
+            "import json, sys, torch; torch.set_num_threads(1)\n"
+            f"import {module} as m\n"
+            f"r = m.{function}(**json.loads(sys.argv[1]))\n"
+            "json.dump(r, open(sys.argv[2], 'w'), default=str)\n"
+        )
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs), str(result_file)],
+                                  capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return {"error": f"timed out after {timeout:.0f} s", "output_tail": _tail(exc.stdout, exc.stderr)}
+        if log_path is not None:
+            Path(log_path).write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+        if proc.returncode != 0 or not result_file.exists():
+            return {"error": f"{module}.{function} exited with code {proc.returncode}",
+                    "output_tail": _tail(proc.stdout, proc.stderr)}
+        return json.loads(result_file.read_text())
+
+
+def _tail(*texts, lines: int = 15) -> str:
+    out = []
+    for t in texts:
+        if t:
+            out += (t.decode(errors="replace") if isinstance(t, bytes) else t).splitlines()
+    return "\n".join(out[-lines:])

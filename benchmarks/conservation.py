@@ -1,0 +1,80 @@
+"""Figure 5 (energy conservation): NVE drift of the distilled main student exported in float32 and float64, and
+of the teacher, over several seeds (initial velocities), with ``engines.ase_md.run_md`` (VelocityVerlet, 0.5 fs,
+300 K Maxwell-Boltzmann start, no stopping thresholds).
+
+Drift: least-squares slope of total energy per atom against time (eV/atom/ps) after discarding the first 20%
+(``monitor.drift_slope(..., discard_fraction=0.2)``) of the run's energy CSV. Unstable run: the largest
+bond-length deviation from the starting geometry exceeds 0.5 A (``analysis.bond_deviation``, bonds guessed from
+covalent radii), or the run stopped on non-finite energies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common import median
+
+DISCARD = 0.2
+
+
+def _bond_deviation(traj_path: str, reference) -> float:
+    from ase.io import read
+
+    from hessdistill.analysis import BOND_DEVIATION_THRESHOLD, bond_deviation, trajectory_from_frames
+
+    frames = read(traj_path, index=":")
+    periodic = bool(reference.pbc.all())
+    symbols = reference.get_chemical_symbols()
+    traj = trajectory_from_frames(symbols, np.array([f.positions for f in frames]),
+                                  np.array([f.cell.array for f in frames]) if periodic else None)
+    ref = trajectory_from_frames(symbols, reference.positions[None], reference.cell.array[None] if periodic else None)
+    report = bond_deviation(traj, reference=ref, threshold=BOND_DEVIATION_THRESHOLD)
+    return float(report["max_bond_deviation_A"])
+
+
+def run_model(name: str, model_path, calculator, atoms, steps: int, seeds: int, report_interval: int,
+              workdir: Path) -> dict:
+    from hessdistill.analysis import BOND_DEVIATION_THRESHOLD
+    from hessdistill.engines.ase_md import run_md
+    from hessdistill.monitor import drift_slope, read_monitor_csv
+
+    drifts, deviations, stopped = [], [], []
+    for seed in range(seeds):
+        res = run_md(model_path, atoms, out_dir=workdir / f"{name}_seed{seed}", steps=steps, timestep_fs=0.5,
+                     temperature_K=300.0, ensemble="nve", report_interval=report_interval, seed=seed, max_drift=None,
+                     max_deviation=None, calculator=calculator() if calculator else None, progress=False)
+        data = read_monitor_csv(res["csv"])
+        drifts.append(drift_slope(data["time_ps"], data["total_per_atom_eV"], discard_fraction=DISCARD))
+        deviations.append(_bond_deviation(res["trajectory"], atoms))
+        stopped.append(bool(res["stopped"]))
+    unstable = [s or not (d <= BOND_DEVIATION_THRESHOLD) for s, d in zip(stopped, deviations)]
+    return {"steps": steps, "seeds": seeds, "drift_per_seed": drifts,
+            "median_abs_drift": median(np.abs(drifts)), "mean_drift": float(np.mean(drifts)),
+            "max_abs_drift": float(np.max(np.abs(drifts))), "max_bond_deviation_A_per_seed": deviations,
+            "stopped_runs": int(sum(stopped)), "unstable_runs": int(sum(unstable))}
+
+
+def measure(system: str, dataset, main_record: dict, teacher, size, workdir: Path) -> dict:
+    """NVE runs of the student (float32, float64) and the teacher on the system's MD structure."""
+    from tqdm import tqdm
+
+    from hessdistill.export import export_student
+    from hessdistill.train import model_from_checkpoint
+
+    atoms = dataset.md_structure
+    workdir = Path(workdir) / system / "nve"
+    model, _ = model_from_checkpoint(main_record["run_dir"])
+    paths = {dt: export_student(model, workdir / f"student_{dt}.pt", dtype=dt, teacher=teacher.name)
+             for dt in ("float32", "float64")}
+    interval = max(1, min(10, size.nve_student_steps // 20))
+    models = {f"student_{dt}": (p, None, size.nve_student_steps) for dt, p in paths.items()}
+    models["teacher"] = (None, teacher.as_calculator, size.nve_teacher_steps)
+    out = {"system": system, "atoms": len(atoms), "student": main_record["size"], "student_seed": main_record["seed"],
+           "timestep_fs": 0.5, "temperature_K": 300.0, "discard_fraction": DISCARD, "report_interval": interval,
+           "drift_unit": "eV/atom/ps", "unstable_criterion": "max bond-length deviation > 0.5 A or stopped",
+           "models": {}}
+    for name, (path, calc, steps) in tqdm(models.items(), desc=f"NVE [{system}]", unit="model"):
+        out["models"][name] = run_model(name, path, calc, atoms, steps, size.nve_seeds, interval, workdir)
+    return out

@@ -1,0 +1,50 @@
+"""Figure 3 (training cost): wall time per epoch with s = 1, 4 and all 3N Hessian rows per structure and step,
+against energy + forces only (wH = 0), for the main student size on the same training set.
+
+Each configuration is a ``hessdistill.train.Trainer``; after one warm-up epoch each, epochs are timed in
+interleaved rounds (E+F, s=1, s=4, s=3N, E+F, ...) and the medians compared. Only ``train_epoch`` is timed (no
+validation, no checkpoint writing). The accuracy-vs-s curve comes from the training runs of figure 2.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from common import interleaved, median, ratio, size_label
+
+TARGET_S1_RATIO = 2.0
+
+
+def measure(dataset, size) -> dict:
+    import accuracy
+    from hessdistill.labels import load_labels
+    from hessdistill.train import Trainer
+
+    arch, features, layers = size.students[0]
+    n_atoms = len(load_labels(dataset.labels)[0].numbers)
+    n3 = 3 * n_atoms
+    stored = n3 if dataset.rows == "full" else int(dataset.rows)
+    s_values = sorted({s for s in (1, 4, n3) if s <= stored})
+    configs = {"E+F": accuracy.config(size, dataset, arch, features, layers, 0, 0.0, 1)}
+    for s in s_values:
+        name = f"s={s}" + (" (3N)" if s == n3 else "")
+        configs[name] = accuracy.config(size, dataset, arch, features, layers, 0, accuracy.HESSIAN_WEIGHT, s)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {k: Trainer(c, dataset.labels, Path(tmp) / k.replace(" ", "_"), resume=False, progress=False)
+                    for k, c in configs.items()}
+        for t in trainers.values():
+            t.train_epoch()  # warm-up
+        times = interleaved({k: t.train_epoch for k, t in trainers.items()}, size.epoch_rounds,
+                            desc=f"epochs [{dataset.system}]")
+        n_train = len(next(iter(trainers.values())).graphs["train"])
+    base = median(times["E+F"])
+    out = {"student": size_label(arch, features, layers), "train_structures": n_train,
+           "batch_size": size.batch_size, "atoms_per_structure": n_atoms, "hessian_rows_stored": stored,
+           "rounds": size.epoch_rounds, "seconds_per_epoch": {k: median(v) for k, v in times.items()},
+           "ratio_to_EF": {k: ratio(median(v), base) for k, v in times.items() if k != "E+F"}}
+    s1 = out["ratio_to_EF"].get("s=1", float("nan"))
+    out["s1_ratio"] = s1
+    out["target_s1_ratio"] = TARGET_S1_RATIO
+    out["target_met"] = bool(s1 <= TARGET_S1_RATIO)
+    return out
