@@ -167,7 +167,7 @@ def test_context_energy_forces_equal_student(student64, system, outputs_forces):
 
 
 def test_minimum_image_edges_equal_image_search():
-    from hessdistill.engines.openmm_force import minimum_image_edges
+    from hessdistill.neighbors import minimum_image_edges
 
     atoms = periodic_ethanol("large")
     _, pos_nm, atoms = topology_from_atoms(atoms)

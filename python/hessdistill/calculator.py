@@ -9,7 +9,6 @@ Example
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 

@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def _time_forces(calc, atoms, repeats: int) -> float:
