@@ -18,6 +18,9 @@
 #include <torch/cuda.h>
 
 #include <climits>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -27,7 +30,7 @@ using namespace LAMMPS_NS;
 namespace {
 
 const char *const FORMAT = "hessdistill-student-1";
-const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N]";
+const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]";
 // same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
 const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 
@@ -41,6 +44,19 @@ std::string join(const std::vector<std::string> &words)
   std::string out;
   for (const auto &w : words) out += (out.empty() ? "" : " ") + w;
   return out;
+}
+
+// Keep freed heap memory in the process instead of returning it to the system. glibc serves blocks over 32 MB
+// with fresh mmap pages that the kernel must fault in and zero on every use; the edge tensors of a step pass that
+// size from a few thousand atoms, which made the cost per atom-step rise ~4x from 1k to 32k atoms. With mmap
+// off and trimming off, each step reuses the pages of the last (memory stays at the largest step's peak).
+bool keep_freed_memory()
+{
+#if defined(__GLIBC__)
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
+#endif
 }
 
 // Host float64 copy of a result tensor.
@@ -82,7 +98,8 @@ void PairHessdistill::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style hessdistill [device cpu|cuda] [threads N]   (default: cuda when torch sees a GPU, 1 thread) */
+/* pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]
+   (default: cuda when torch sees a GPU, 1 thread, memory keep) */
 
 void PairHessdistill::settings(int narg, char **arg)
 {
@@ -90,6 +107,7 @@ void PairHessdistill::settings(int narg, char **arg)
   auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   nthreads = 1;
+  bool keep_memory = true;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg)
@@ -104,6 +122,10 @@ void PairHessdistill::settings(int narg, char **arg)
       device = cuda();
     } else if (key == "device") {
       error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value, SETTINGS_SYNTAX);
+    } else if (key == "memory" && (value == "keep" || value == "release")) {
+      keep_memory = value == "keep";
+    } else if (key == "memory") {
+      error->all(FLERR, "pair_style hessdistill: memory must be keep or release, got '{}'", value);
     } else if (key == "threads") {
       nthreads = utils::inumeric(FLERR, value, false, lmp);
       if (nthreads < 1) error->all(FLERR, "pair_style hessdistill: threads must be >= 1, got {}", nthreads);
@@ -112,6 +134,9 @@ void PairHessdistill::settings(int narg, char **arg)
     }
   }
   at::set_num_threads(nthreads);
+  // process-wide and one-way (LAMMPS and torch share the C heap); 'memory release' leaves glibc's defaults
+  if (keep_memory && device.is_cpu() && !keep_freed_memory() && comm->me == 0)
+    error->warning(FLERR, "pair_style hessdistill: memory keep has no effect with this C library");
   if (device.is_cuda()) {
     // edge counts change every step: GPU fusers should compile shape-generic kernels, not re-specialize
     torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};

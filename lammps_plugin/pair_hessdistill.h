@@ -1,6 +1,7 @@
 /* pair_style hessdistill: a hessdistill student (TorchScript message-passing potential) as a LAMMPS pair style.
 
-   pair_style hessdistill [device cpu|cuda] [threads N]   (default: cuda when available; 1 torch thread per rank)
+   pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]
+                                      (default: cuda when available; 1 torch thread per rank; memory keep)
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
 
    Energies come from the student, forces and virial from autograd through it. The student sees a graph whose

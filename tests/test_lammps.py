@@ -329,6 +329,7 @@ BAD = {
     "not a student": (dict(model="plain.pt"), "is not a hessdistill student"),
     "units lj": (dict(units="lj"), "supports units metal"),
     "bad keyword": (dict(style="hessdistill cutoff 3"), "unknown keyword 'cutoff'"),
+    "bad memory value": (dict(style="hessdistill memory lots"), "memory must be keep or release"),
     "newton off": (dict(pre="newton off"), "requires newton pair on"),
     "box too small": (dict(pre="comm_style tiled", nprocs=2), "comm_style tiled cannot do that"),
 }
