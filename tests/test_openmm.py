@@ -96,7 +96,7 @@ def dimers(n=4, r0=1.2, spacing=5.0, periodic=False):
 
 def periodic_ethanol(box="small"):
     """Ethanol in a box narrower than two cutoffs (image search) or, "large", three rotated copies in a triclinic
-    box wider than two cutoffs (minimum image)."""
+    box wider than two (cutoff + skin) (minimum image)."""
     a = molecule("CH3CH2OH")
     if box == "large":
         b = a.copy()
@@ -106,7 +106,7 @@ def periodic_ethanol(box="small"):
         c.rotate(60, "z")
         c.positions += [1.0, 4.5, 4.5]
         a = a + b + c
-        a.cell = [[9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [-1.5, 3.0, 9.5]]
+        a.cell = [[10.0, 0.0, 0.0], [2.0, 9.5, 0.0], [-1.5, 3.0, 10.0]]
     else:
         a.cell = [6.0, 6.5, 7.0]
     a.pbc = True
@@ -164,6 +164,51 @@ def test_context_energy_forces_equal_student(student64, system, outputs_forces):
         e, f = context_energy_forces(system, pos_nm + lattice @ (atoms.cell.array / 10.0), "Reference")
         assert e == pytest.approx(e_ref, abs=1e-10)
         np.testing.assert_allclose(f, f_ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("system", ["molecule", "small-box", "large-box"])
+def test_verlet_list_follows_moving_atoms_and_box(student64, system):
+    """One Context over positions that move by more than the skin, and a rescaled box: the force's kept neighbor
+    list is searched again when needed, and every evaluation equals the student's own (energy-only evaluations
+    between force evaluations included)."""
+    from hessdistill.engines.openmm_force import DEFAULT_SKIN, StudentForceModule
+    from hessdistill.export import StudentFile
+
+    periodic = system != "molecule"
+    atoms = periodic_ethanol(system.split("-")[0]) if periodic else molecule("CH3CH2OH")
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    omm_system = create_system(topology, student64)
+    ctx = openmm.Context(omm_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    sf = StudentFile(student64)
+    module = torch.jit.script(StudentForceModule(sf.module, sf.species(atoms.get_chemical_symbols()), None,
+                                                 periodic, sf.dtype, sf.cutoff))
+    rng = np.random.default_rng(3)
+    x, cell = pos_nm.copy(), atoms.cell.array / 10.0
+    # each molecule drifts its own way, 0.15 A per call (relative motion where there are several), bonds jiggle
+    directions = rng.normal(size=(len(atoms) // 9, 3))
+    drift = np.repeat(0.015 * directions / np.linalg.norm(directions, axis=1, keepdims=True), 9, axis=0)
+    for step in range(8):
+        x = x + drift + rng.normal(scale=0.002, size=x.shape)
+        if periodic and step == 5:  # a barostat move: box and positions scaled together
+            x, cell = x * 1.03, cell * 1.03
+            ctx.setPeriodicBoxVectors(*cell)
+        ctx.setPositions(x)
+        energy_only = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ) / EV_TO_KJ_PER_MOL
+        e, f = context_energy_forces_of(ctx)
+        moved = atoms.copy()
+        moved.positions, moved.cell = x * 10.0, cell * 10.0
+        e_ref, f_ref = reference(moved, student64)
+        assert energy_only == pytest.approx(e_ref, abs=1e-10) and e == pytest.approx(e_ref, abs=1e-10)
+        np.testing.assert_allclose(f, f_ref, atol=1e-10)
+        module(torch.tensor(x), torch.tensor(cell) if periodic else None)
+    # 8 calls moving atoms 1.2 A in all, skin 1 A: more than one search, fewer than one per call
+    assert 1 < module.searches < 8 and DEFAULT_SKIN == 1.0
+
+
+def context_energy_forces_of(ctx):
+    state = ctx.getState(getEnergy=True, getForces=True)
+    energy = state.getPotentialEnergy().value_in_unit(KJ) / EV_TO_KJ_PER_MOL
+    return energy, np.asarray(state.getForces(asNumpy=True).value_in_unit(KJ_NM)) / EV_TO_KJ_PER_MOL / 10.0
 
 
 def test_minimum_image_edges_equal_image_search():

@@ -3,7 +3,8 @@
 ``neighbor_list`` (vesin, fast, used by the ASE calculator and for training data) and ``neighbor_list_torch``
 (brute force over periodic images, TorchScript-able, used inside exported models for engines such as OpenMM
 that hand over only positions and a box) return the same edges; tests compare the two. ``minimum_image_edges``
-is the faster TorchScript search for boxes at least two cutoffs wide in OpenMM's reduced form.
+is the faster TorchScript search for boxes at least two cutoffs wide in OpenMM's reduced form, and
+``edges_within`` keeps the pairs of a longer (Verlet) candidate list that are inside the cutoff now.
 """
 
 from __future__ import annotations
@@ -129,3 +130,16 @@ def minimum_image_edges(x: torch.Tensor, cell: torch.Tensor, cutoff: float,
         lattice = -torch.stack([na[i, j], nb[i, j], nc[i, j]], dim=1)
         all_s.append(lattice @ cell)
     return torch.stack([torch.cat(all_i), torch.cat(all_j)]), torch.cat(all_s)
+
+
+def edges_within(x: torch.Tensor, candidates: torch.Tensor, shifts: torch.Tensor,
+                 cutoff: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The candidate edges (and their shifts) with |x[j] - x[i] + shift| < cutoff at positions ``x``.
+
+    With candidates found within cutoff + skin at reference positions, this is the exact neighbor list as long as
+    no atom has moved more than skin / 2 since and the cell is unchanged (the Verlet-list argument).
+    """
+    xd = x.detach()
+    r = xd.index_select(0, candidates[1]) - xd.index_select(0, candidates[0]) + shifts
+    keep = torch.nonzero((r * r).sum(dim=1) < cutoff * cutoff).squeeze(1)
+    return candidates.index_select(1, keep), shifts.index_select(0, keep)

@@ -3,11 +3,15 @@
 The student file is wrapped in a small TorchScript module, :class:`StudentForceModule`, that speaks OpenMM's
 units and calling convention: positions (N, 3) in nm (and box vectors (3, 3) in nm for periodic systems) in,
 energy in kJ/mol out (and forces in kJ/mol/nm when ``outputs_forces``). Species are baked in as a buffer; a subset
-of atoms (an ML region) is picked out with ``atoms``. OpenMM does not wrap positions into the box: when the box is
-at least two cutoffs wide the module finds neighbors by the minimum-image convention on position differences (as
-OpenMM's kernels do; O(N^2), ~25x faster than a search over images at 1000 atoms), otherwise it wraps positions
-into the cell (a piecewise-constant shift, invisible to autograd) and runs the student's own search over all
-periodic images. Either way atoms many boxes away from the origin give the same energy.
+of atoms (an ML region) is picked out with ``atoms``.
+
+Neighbors come from a Verlet list kept in the module: candidate pairs within cutoff + ``skin`` are searched
+again only when an atom has moved more than skin / 2 since the last search or the box has changed; every step
+just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare student costs. The
+search itself follows OpenMM, which does not wrap positions into the box: when the box is at least two (cutoff +
+skin) wide, pairs by the minimum-image convention on position differences (as OpenMM's kernels do; ~25x faster
+than a search over images at 1000 atoms); otherwise the student's own search over all periodic images. Shifts
+refer to the positions as given, so atoms many boxes away from the origin give the same energy.
 
 Back ends, chosen by ``backend="auto"``:
 
@@ -37,11 +41,12 @@ from torch import nn
 
 from ..errors import HessdistillError, InputError, StructureError
 from ..export import StudentFile
-from ..neighbors import minimum_image_edges
+from ..neighbors import edges_within, minimum_image_edges, neighbor_list_torch
 from ..units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 log = logging.getLogger("hessdistill.engines.openmm")
 BACKENDS = ("auto", "torchforce", "pythonforce")
+DEFAULT_SKIN = 1.0  # A: Verlet skin of the module's neighbor list (searched again after a skin/2 move)
 _warned_fallback = False  # the fallback warning is given once per process, then logged at INFO
 
 
@@ -57,8 +62,10 @@ class StudentForceModule(nn.Module):
     """
 
     def __init__(self, student: torch.jit.ScriptModule, species: torch.Tensor, atoms: Optional[torch.Tensor],
-                 periodic: bool, dtype: torch.dtype, cutoff: float):
+                 periodic: bool, dtype: torch.dtype, cutoff: float, skin: float = DEFAULT_SKIN):
         super().__init__()
+        if not skin >= 0:
+            raise InputError(f"skin must be >= 0 A, got {skin}")
         self.student = student
         self.register_buffer("species", species.to(torch.long))
         self.subset = atoms is not None
@@ -66,8 +73,39 @@ class StudentForceModule(nn.Module):
         self.periodic = bool(periodic)
         self.dtype = dtype
         self.cutoff = float(cutoff)
+        self.skin = float(skin)
         self.nm_to_angstrom = float(NM_TO_ANGSTROM)
         self.ev_to_kj_per_mol = float(EV_TO_KJ_PER_MOL)
+        # Verlet list state (A): candidate edges within cutoff + skin, their shifts, positions and cell at search
+        self.register_buffer("candidates", torch.zeros(2, 0, dtype=torch.long))
+        self.register_buffer("candidate_shifts", torch.zeros(0, 3, dtype=dtype))
+        self.register_buffer("reference_positions", torch.zeros(0, 3, dtype=dtype))
+        self.register_buffer("reference_cell", torch.zeros(3, 3, dtype=dtype))
+        self.searches = 0  # how many times the candidates were searched (tests and benchmarks read it)
+
+    def _search(self, x: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        reach = self.cutoff + self.skin
+        if self.periodic and 2.0 * reach <= float(torch.diagonal(cell).min()):
+            return minimum_image_edges(x, cell, reach)
+        # a box under two reaches wide, or no box: the search over all periodic images (it wraps positions)
+        return neighbor_list_torch(x, cell, pbc, reach)
+
+    def _edges(self, x: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        # state kept across calls must hold no autograd history (each call's graph is freed by its backward)
+        xd, cd = x.detach(), cell.detach()
+        stale = xd.shape != self.reference_positions.shape or not torch.equal(cd, self.reference_cell)
+        if not stale:
+            moved = ((xd - self.reference_positions) ** 2).sum(dim=1).max()
+            stale = bool(moved > 0.25 * self.skin * self.skin)
+        if stale:
+            # no_grad as well as detach: under openmm-torch, a search result kept from a call whose graph was never
+            # run backward (an energy-only evaluation) otherwise broke the next call's backward
+            with torch.no_grad():
+                self.candidates, self.candidate_shifts = self._search(xd, cd, pbc)
+                self.reference_positions = xd.clone()
+                self.reference_cell = cd.clone()
+            self.searches += 1
+        return edges_within(xd, self.candidates, self.candidate_shifts, self.cutoff)
 
     def energy(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
         x = positions.to(self.dtype) * self.nm_to_angstrom
@@ -78,12 +116,7 @@ class StudentForceModule(nn.Module):
         if self.periodic and boxvectors is not None:
             cell = boxvectors.to(self.dtype) * self.nm_to_angstrom
             pbc = torch.ones(3, dtype=torch.bool, device=x.device)
-            if 2.0 * self.cutoff <= float(torch.diagonal(cell).min()):
-                edge_index, shifts = minimum_image_edges(x, cell, self.cutoff)
-            else:  # a box under two cutoffs wide: the student's search over all images (it wraps positions)
-                edge_index, shifts = self.student.neighbor_list(x, cell, pbc)
-        else:
-            edge_index, shifts = self.student.neighbor_list(x, cell, pbc)
+        edge_index, shifts = self._edges(x, cell, pbc)
         energy = self.student(x, self.species, edge_index, shifts).sum() * self.ev_to_kj_per_mol
         # 0 * sum(x) is exactly zero (value and gradient) for finite x and NaN otherwise.
         return (energy + 0.0 * x.sum()).to(torch.float64)
@@ -216,12 +249,14 @@ def element_symbols(topology_or_symbols) -> list[str]:
 
 
 def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *, periodic: Optional[bool] = None,
-                  backend: str = "auto", outputs_forces: bool = False, device: Optional[str] = None):
+                  backend: str = "auto", outputs_forces: bool = False, device: Optional[str] = None,
+                  skin: float = DEFAULT_SKIN):
     """An OpenMM Force computing the student's energy of ``atoms`` (default all) of ``topology``.
 
     ``periodic`` defaults to whether the topology has box vectors. ``outputs_forces`` makes the module return
     forces itself (TorchForce ``setOutputsForces``); the PythonForce fallback always does. ``device`` places the
     model for the fallback (default: CUDA when torch sees it); TorchForce follows the Context's platform itself.
+    ``skin`` (A) is the Verlet skin of the force's neighbor list (0: search every step).
     The force's name records the back end: ``hessdistill student (TorchForce)`` or ``(PythonForce)``.
     """
     chosen = available_backend(backend)
@@ -244,7 +279,7 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     species = sf.species(symbols)
     index = None if atoms is None or atoms == list(range(n_total)) else torch.tensor(atoms)
     cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule
-    wrapper = cls(sf.module, species, index, periodic, sf.dtype, sf.cutoff)
+    wrapper = cls(sf.module, species, index, periodic, sf.dtype, sf.cutoff, skin)
     module = torch.jit.script(wrapper.to(sf.device))
     openmm = _import_openmm()
     if chosen == "torchforce":
