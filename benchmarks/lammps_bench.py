@@ -143,9 +143,6 @@ def run(quick: bool = False) -> dict:
     from hessdistill.export import export_student
     from hessdistill.students import build_student
 
-    from hessdistill.heap import keep_freed_memory
-
-    keep_freed_memory()  # as the MD runners and the LAMMPS pair style do: both sides of each ratio alike
     torch.set_num_threads(1)
     plugin = build_plugin()
     cells = [3, 5] if quick else [5, 8, 10, 13, 16]

@@ -118,9 +118,6 @@ def run(quick: bool = False) -> dict:
 
         median = np.median
 
-    from hessdistill.heap import keep_freed_memory
-
-    keep_freed_memory()  # as the MD runners and the LAMMPS pair style do: both sides of each ratio alike
     torch.set_num_threads(1)
     torch.manual_seed(0)
     student = build_student("painn", type_names=["H", "C", "O"], atomic_numbers=[1, 6, 8], cutoff=4.0, features=32,

@@ -1,6 +1,7 @@
 /* pair_style hessdistill: see pair_hessdistill.h for the scheme. */
 
 #include "pair_hessdistill.h"
+#include "block_cache.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -18,9 +19,6 @@
 #include <torch/cuda.h>
 
 #include <climits>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -30,7 +28,7 @@ using namespace LAMMPS_NS;
 namespace {
 
 const char *const FORMAT = "hessdistill-student-1";
-const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]";
+const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]";
 // same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
 const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 
@@ -46,19 +44,6 @@ std::string join(const std::vector<std::string> &words)
   return out;
 }
 
-// Keep freed heap memory in the process instead of returning it to the system. glibc serves blocks over 32 MB
-// with fresh mmap pages that the kernel must fault in and zero on every use; the edge tensors of a step pass that
-// size from a few thousand atoms, which made the cost per atom-step rise ~4x from 1k to 32k atoms. With mmap
-// off and trimming off, each step reuses the pages of the last (memory stays at the largest step's peak).
-bool keep_freed_memory()
-{
-#if defined(__GLIBC__)
-  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
-#else
-  return false;
-#endif
-}
-
 // Host float64 copy of a result tensor.
 torch::Tensor to_host(const torch::Tensor &t)
 {
@@ -68,7 +53,7 @@ torch::Tensor to_host(const torch::Tensor &t)
 }    // namespace
 
 PairHessdistill::PairHessdistill(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), nthreads(1), dtype(torch::kFloat64), cutoff(0.0),
+    Pair(lmp), device(torch::kCPU), nthreads(1), use_block_cache(false), dtype(torch::kFloat64), cutoff(0.0),
     num_interactions(0), interaction_range(0.0), energy_factor(1.0)
 {
   single_enable = 0;
@@ -98,8 +83,8 @@ void PairHessdistill::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]
-   (default: cuda when torch sees a GPU, 1 thread, memory keep) */
+/* pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
+   (default: cuda when torch sees a GPU, 1 thread, memory cache) */
 
 void PairHessdistill::settings(int narg, char **arg)
 {
@@ -107,7 +92,7 @@ void PairHessdistill::settings(int narg, char **arg)
   auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   nthreads = 1;
-  bool keep_memory = true;
+  use_block_cache = true;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg)
@@ -122,10 +107,10 @@ void PairHessdistill::settings(int narg, char **arg)
       device = cuda();
     } else if (key == "device") {
       error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value, SETTINGS_SYNTAX);
-    } else if (key == "memory" && (value == "keep" || value == "release")) {
-      keep_memory = value == "keep";
+    } else if (key == "memory" && (value == "cache" || value == "system")) {
+      use_block_cache = value == "cache";
     } else if (key == "memory") {
-      error->all(FLERR, "pair_style hessdistill: memory must be keep or release, got '{}'", value);
+      error->all(FLERR, "pair_style hessdistill: memory must be cache or system, got '{}'", value);
     } else if (key == "threads") {
       nthreads = utils::inumeric(FLERR, value, false, lmp);
       if (nthreads < 1) error->all(FLERR, "pair_style hessdistill: threads must be >= 1, got {}", nthreads);
@@ -134,9 +119,12 @@ void PairHessdistill::settings(int narg, char **arg)
     }
   }
   at::set_num_threads(nthreads);
-  // process-wide and one-way (LAMMPS and torch share the C heap); 'memory release' leaves glibc's defaults
-  if (keep_memory && device.is_cpu() && !keep_freed_memory() && comm->me == 0)
-    error->warning(FLERR, "pair_style hessdistill: memory keep has no effect with this C library");
+  // large CPU tensors reuse last step's blocks (block_cache.h); GPU tensors have torch's caching allocator
+  use_block_cache = use_block_cache && device.is_cpu();
+  if (use_block_cache)
+    hessdistill::BlockCache::instance().install();
+  else
+    hessdistill::BlockCache::instance().uninstall();
   if (device.is_cuda()) {
     // edge counts change every step: GPU fusers should compile shape-generic kernels, not re-specialize
     torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};
@@ -359,6 +347,7 @@ void PairHessdistill::build_graph()
 void PairHessdistill::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  if (use_block_cache) hessdistill::BlockCache::instance().step_boundary();
   build_graph();
 
   const int nlocal = atom->nlocal;

@@ -1,7 +1,7 @@
 /* pair_style hessdistill: a hessdistill student (TorchScript message-passing potential) as a LAMMPS pair style.
 
-   pair_style hessdistill [device cpu|cuda] [threads N] [memory keep|release]
-                                      (default: cuda when available; 1 torch thread per rank; memory keep)
+   pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
+                                      (default: cuda when available; 1 torch thread per rank; memory cache)
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
 
    Energies come from the student, forces and virial from autograd through it. The student sees a graph whose
@@ -42,6 +42,7 @@ class PairHessdistill : public Pair {
 
   torch::Device device;
   int nthreads;
+  bool use_block_cache;    // large CPU tensors reuse the blocks of the previous step (block_cache.h)
 
   // the student and its metadata
   torch::jit::Module student;

@@ -227,6 +227,34 @@ def test_nve_conserves_energy(tmp_path, plugin, students):
     np.testing.assert_allclose(rows["temperature_K"][0], 300.0, rtol=1e-9)
 
 
+def test_block_cache_changes_no_numbers(tmp_path, plugin, students):
+    """memory cache (the default: large CPU blocks reused from step to step) and memory system give the same
+    trajectory to the last bit; 512 atoms make the edge tensors large enough (> 1 MB) to be cached."""
+    data = tmp_path / "si512.data"
+    write(data, bulk("Si", "diamond", a=5.43, cubic=True).repeat(4), format="lammps-data", specorder=["Si"],
+          masses=True, units="metal", atom_style="atomic")
+    out = {}
+    for mode in ("cache", "system"):
+        code, log = lmp(tmp_path, f"""units metal
+atom_style atomic
+read_data {data}
+plugin load {plugin}
+pair_style hessdistill memory {mode}
+pair_coeff * * {students["painn"]} Si
+velocity all create 600 4 loop geom
+fix nve all nve
+thermo 5
+thermo_style custom step pe ke press
+thermo_modify format float %.17g
+run 15
+""", name=mode)
+        assert code == 0, log[-2000:]
+        out[mode] = read_log(tmp_path / f"log.{mode}")
+    for key in ("PotEng", "KinEng", "Press"):
+        assert len(out["cache"][key]) == 4
+        np.testing.assert_array_equal(out["cache"][key], out["system"][key])
+
+
 def test_run_md_molecule(tmp_path, plugin, students):
     cluster = si_o(1, tilt=False)
     cluster.pbc = False
@@ -329,7 +357,7 @@ BAD = {
     "not a student": (dict(model="plain.pt"), "is not a hessdistill student"),
     "units lj": (dict(units="lj"), "supports units metal"),
     "bad keyword": (dict(style="hessdistill cutoff 3"), "unknown keyword 'cutoff'"),
-    "bad memory value": (dict(style="hessdistill memory lots"), "memory must be keep or release"),
+    "bad memory value": (dict(style="hessdistill memory lots"), "memory must be cache or system"),
     "newton off": (dict(pre="newton off"), "requires newton pair on"),
     "box too small": (dict(pre="comm_style tiled", nprocs=2), "comm_style tiled cannot do that"),
 }

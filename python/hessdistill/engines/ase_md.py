@@ -13,7 +13,6 @@ from ase.md.verlet import VelocityVerlet
 
 from ..calculator import StudentCalculator
 from ..errors import ConfigError, EnergyConservationError
-from ..heap import keep_freed_memory
 from ..monitor import EnergyMonitor, plot_monitor
 
 
@@ -29,7 +28,6 @@ def run_md(
 
     if ensemble not in ("nve", "nvt"):
         raise ConfigError(f"ensemble must be nve or nvt, got {ensemble!r}")
-    keep_freed_memory()  # large systems: reuse heap pages every step (see hessdistill.heap)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atoms = atoms.copy()

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, EnergyConservationError, InputError
-from ..heap import keep_freed_memory
 from ..monitor import EnergyMonitor, plot_monitor
 from ..structures import check_structure
 from ..units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
@@ -202,7 +201,6 @@ def run_md(model_path, atoms, *, out_dir, steps: int, timestep_fs: float = 0.5, 
     from openmm import app, unit
 
     check_structure(atoms)
-    keep_freed_memory()  # large systems: reuse heap pages every step (see hessdistill.heap)
     if opts["threads"] is not None:
         import torch
 
