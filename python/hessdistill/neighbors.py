@@ -69,20 +69,24 @@ def neighbor_list_torch(
     r2 = torch.arange(-int(n_images[2]), int(n_images[2]) + 1, device=pos.device)
     grid = torch.meshgrid([r0, r1, r2], indexing="ij")
     images = torch.stack([grid[0].reshape(-1), grid[1].reshape(-1), grid[2].reshape(-1)], dim=1).to(pos.dtype)
-    idx = torch.arange(n, device=pos.device)
+    image_shifts = images @ cell
+    is_origin = (images == 0).all(dim=1)
     all_i: list[torch.Tensor] = []
     all_j: list[torch.Tensor] = []
     all_s: list[torch.Tensor] = []
-    for m in range(images.shape[0]):
-        shift = images[m] @ cell
-        d = torch.cdist(pos, pos + shift.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")
-        mask = d < cutoff
-        if bool((images[m] == 0).all()):
-            mask = mask & (idx.unsqueeze(1) != idx.unsqueeze(0))
-        ij = torch.nonzero(mask)
-        all_i.append(ij[:, 0])
-        all_j.append(ij[:, 1])
-        all_s.append(shift.unsqueeze(0).expand(ij.shape[0], 3))
+    # Several images per distance matrix (N x images*N), at most ~4M entries each: few, large tensor ops.
+    per_chunk = max(1, 4_000_000 // max(1, n * n))
+    for start in range(0, images.shape[0], per_chunk):
+        shifts = image_shifts[start:start + per_chunk]
+        targets = (pos.unsqueeze(0) + shifts.unsqueeze(1)).reshape(-1, 3)  # image k, atom j -> row k * n + j
+        d = torch.cdist(pos, targets, compute_mode="donot_use_mm_for_euclid_dist")
+        ic = torch.nonzero(d < cutoff)
+        i, k, j = ic[:, 0], torch.div(ic[:, 1], n, rounding_mode="floor"), ic[:, 1] % n
+        keep = ~(is_origin[start:start + per_chunk].index_select(0, k) & (i == j))  # no self edge in the cell
+        i, k, j = i[keep], k[keep], j[keep]
+        all_i.append(i)
+        all_j.append(j)
+        all_s.append(shifts.index_select(0, k))
     i = torch.cat(all_i)
     j = torch.cat(all_j)
     s = torch.cat(all_s) + offset.index_select(0, i) - offset.index_select(0, j)

@@ -118,8 +118,9 @@ class StudentForceModule(nn.Module):
             pbc = torch.ones(3, dtype=torch.bool, device=x.device)
         edge_index, shifts = self._edges(x, cell, pbc)
         energy = self.student(x, self.species, edge_index, shifts).sum() * self.ev_to_kj_per_mol
-        # 0 * sum(x) is exactly zero (value and gradient) for finite x and NaN otherwise.
-        return (energy + 0.0 * x.sum()).to(torch.float64)
+        if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
+            energy = energy * float("nan")
+        return energy.to(torch.float64)
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.energy(positions, boxvectors)
