@@ -10,8 +10,10 @@ again only when an atom has moved more than skin / 2 since the last search or th
 just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare student costs. The
 search itself follows OpenMM, which does not wrap positions into the box: when the box is at least two (cutoff +
 skin) wide, pairs by the minimum-image convention on position differences (as OpenMM's kernels do; ~25x faster
-than a search over images at 1000 atoms); otherwise the student's own search over all periodic images. Shifts
-refer to the positions as given, so atoms many boxes away from the origin give the same energy.
+than a search over images at 1000 atoms); otherwise a search over all periodic images (the one the student file
+uses itself). Shifts refer to the positions as given, so atoms many boxes away from the origin give the same
+energy. The list lives in the module's buffers, one copy per Context; openmm-torch's CUDA-graph option, which
+replays a recorded step, would not run the search and is not supported.
 
 Back ends, chosen by ``backend="auto"``:
 
@@ -81,7 +83,7 @@ class StudentForceModule(nn.Module):
         self.register_buffer("candidate_shifts", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("reference_positions", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("reference_cell", torch.zeros(3, 3, dtype=dtype))
-        self.searches = 0  # how many times the candidates were searched (tests and benchmarks read it)
+        self.searches = 0  # how many times the candidates were searched (tests read it)
 
     def _search(self, x: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         reach = self.cutoff + self.skin
