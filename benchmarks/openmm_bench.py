@@ -81,9 +81,10 @@ def bare_calls(model_path, atoms, frames):
     """Timing functions: (forward + backward alone on precomputed vesin lists, one MD frame per call in turn; the
     same on the starting positions only; the student's own energy_and_forces, its search included).
 
-    The first is the reference: a TorchScript student called with the same edge count every time runs faster
-    (1.5-1.9x at 54 atoms here: the profiling executor keeps its shape-specialized graph) than with the edge count
-    changing from step to step, as it does in MD in any engine; the fixed-positions time is reported as context.
+    The first is the reference, since in MD (any engine) the edge count changes from step to step; the
+    fixed-positions time is reported as context. At 54 atoms the two differed by up to 1.5-1.9x in some processes
+    and not in others: the same student's time moves by up to 2x from process to process here (TorchScript's
+    profiling executor state, not understood yet).
     """
     from hessdistill.export import StudentFile
     from hessdistill.neighbors import neighbor_list
