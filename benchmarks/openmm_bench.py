@@ -3,10 +3,11 @@ Target (issue 5): ratio <= 1.1.
 
     python benchmarks/openmm_bench.py [--quick]
 
-``run(quick)`` returns {system: {"atoms", "bare_ms", "own_search_ms", <backend>/<platform>: {"step_ms", "ratio",
-"ratio_to_own_search"}}}: "bare" is forward + backward of the student on a precomputed (vesin) neighbor list, the
-issue's reference; "own search" is the student's own ``energy_and_forces``, its O(N^2 x images) TorchScript
-neighbor search included. The OpenMM steps are real NVE steps (0.5 fs, velocities at 300 K), so the force's
+``run(quick)`` returns {system: {"atoms", "bare_ms", "bare_fixed_positions_ms", "own_search_ms",
+<backend>/<platform>: {"step_ms", "ratio", "ratio_to_fixed_positions", "ratio_to_own_search"}}}: "bare" is forward
++ backward of the student on precomputed (vesin) neighbor lists along the same MD frames, the issue's reference;
+"fixed positions" the same on the starting positions only; "own search" is the student's own
+``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE steps (0.5 fs, velocities at 300 K), so the force's
 Verlet list (skin 1 A) is searched again whenever an atom has moved half the skin, as in production; those
 searches are inside the step time.
 Periodic boxes of ethanol molecules on a 5 A grid: ~50 atoms (3x2x1 molecules) and, unless quick, ~1000 (5x5x5).
@@ -147,8 +148,8 @@ def openmm_step(model_path, atoms, platform: str, backend: str, outputs_forces: 
 
 def run(quick: bool = False) -> dict:
     """Interleaved timings (bare, own search, each OpenMM set-up, in turn, per round; best of the rounds, as in
-    lammps_bench), so load from other processes hits all sides alike. The bare student's own time varies by ~10%
-    from process to process (which shapes TorchScript's profiling executor specialized for), hence several rounds."""
+    lammps_bench), so load from other processes hits all sides alike; several rounds, because the bare student's own
+    time moves from process to process (see ``bare_calls``)."""
     import openmm
 
     from hessdistill.export import export_student
@@ -163,7 +164,6 @@ def run(quick: bool = False) -> dict:
                 for k, fn in fns.items():
                     times[k].append(fn())
             return times
-
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

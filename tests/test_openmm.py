@@ -128,10 +128,14 @@ def student32(tmp_path_factory):
 def context_energy_forces(system, positions_nm, platform):
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
     ctx.setPositions(positions_nm)
+    return context_energy_forces_of(ctx)
+
+
+def context_energy_forces_of(ctx):
+    """Energy (eV) and forces (eV/A) of a Context's current state."""
     state = ctx.getState(getEnergy=True, getForces=True)
     energy = state.getPotentialEnergy().value_in_unit(KJ) / EV_TO_KJ_PER_MOL
-    forces = state.getForces(asNumpy=True).value_in_unit(KJ_NM) / EV_TO_KJ_PER_MOL / 10.0
-    return energy, np.asarray(forces)
+    return energy, np.asarray(state.getForces(asNumpy=True).value_in_unit(KJ_NM)) / EV_TO_KJ_PER_MOL / 10.0
 
 
 def reference(atoms, path):
@@ -203,12 +207,6 @@ def test_verlet_list_follows_moving_atoms_and_box(student64, system):
         module(torch.tensor(x), torch.tensor(cell) if periodic else None)
     # 8 calls moving atoms 1.2 A in all, skin 1 A: more than one search, fewer than one per call
     assert 1 < module.searches < 8 and DEFAULT_SKIN == 1.0
-
-
-def context_energy_forces_of(ctx):
-    state = ctx.getState(getEnergy=True, getForces=True)
-    energy = state.getPotentialEnergy().value_in_unit(KJ) / EV_TO_KJ_PER_MOL
-    return energy, np.asarray(state.getForces(asNumpy=True).value_in_unit(KJ_NM)) / EV_TO_KJ_PER_MOL / 10.0
 
 
 def test_minimum_image_edges_equal_image_search():
