@@ -83,9 +83,7 @@ def bare_calls(model_path, atoms, frames):
     same on the starting positions only; the student's own energy_and_forces, its search included).
 
     The first is the reference, since in MD (any engine) the edge count changes from step to step; the
-    fixed-positions time is reported as context. At 54 atoms the two differed by up to 1.5-1.9x in some processes
-    and not in others: the same student's time moves by up to 2x from process to process here (TorchScript's
-    profiling executor state, not understood yet).
+    fixed-positions time is reported as context.
     """
     from hessdistill.export import StudentFile
     from hessdistill.neighbors import neighbor_list
@@ -148,11 +146,12 @@ def openmm_step(model_path, atoms, platform: str, backend: str, outputs_forces: 
 
 def run(quick: bool = False) -> dict:
     """Interleaved timings (bare, own search, each OpenMM set-up, in turn, per round; best of the rounds, as in
-    lammps_bench), so load from other processes hits all sides alike; several rounds, because the bare student's own
-    time moves from process to process (see ``bare_calls``)."""
+    lammps_bench), so load from other processes hits all sides alike. The heap is set up first (hessdistill.heap):
+    without it, glibc's page faults moved the same student's time by up to 2x from process to process."""
     import openmm
 
     from hessdistill.export import export_student
+    from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 
     try:
@@ -165,6 +164,7 @@ def run(quick: bool = False) -> dict:
                     times[k].append(fn())
             return times
 
+    keep_freed_memory()  # as student_force does; before any timing, so both sides run with the same heap
     torch.set_num_threads(1)
     torch.manual_seed(0)
     student = build_student("painn", type_names=["H", "C", "O"], atomic_numbers=[1, 6, 8], cutoff=4.0, features=32,

@@ -13,6 +13,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .export import StudentFile
+from .heap import keep_freed_memory
 from .neighbors import neighbor_list
 from .structures import check_structure
 
@@ -21,7 +22,8 @@ class StudentCalculator(Calculator):
     """Energy (eV), forces (eV/A), ``energies`` (per atom) and, for fully periodic cells, stress (eV/A^3).
 
     Forces are -dE/dx and stress is (1/V) dE/d(strain), both by autograd through the exported TorchScript model,
-    so they are exactly consistent with the energy.
+    so they are exactly consistent with the energy. Loading fixes glibc's heap thresholds for the process
+    (:mod:`hessdistill.heap`).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
@@ -29,6 +31,7 @@ class StudentCalculator(Calculator):
     def __init__(self, model_path, device: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.student = StudentFile(model_path, device=device)
+        keep_freed_memory()  # page faults otherwise make small-system steps up to 2x slower (heap.py)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -43,6 +43,7 @@ from torch import nn
 
 from ..errors import HessdistillError, InputError, StructureError
 from ..export import StudentFile
+from ..heap import keep_freed_memory
 from ..neighbors import edges_within, minimum_image_edges, neighbor_list_torch
 from ..units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -260,6 +261,7 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     forces itself (TorchForce ``setOutputsForces``); the PythonForce fallback always does. ``device`` places the
     model for the fallback (default: CUDA when torch sees it); TorchForce follows the Context's platform itself.
     ``skin`` (A) is the Verlet skin of the force's neighbor list (0: search every step).
+    Like the ASE calculator, this fixes glibc's heap thresholds for the process (:mod:`hessdistill.heap`).
     The force's name records the back end: ``hessdistill student (TorchForce)`` or ``(PythonForce)``.
     """
     chosen = available_backend(backend)
@@ -279,6 +281,7 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
+    keep_freed_memory()  # page faults otherwise make small-system steps up to 2x slower (heap.py)
     species = sf.species(symbols)
     index = None if atoms is None or atoms == list(range(n_total)) else torch.tensor(atoms)
     cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule
