@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # Run in a fresh process whose glibc starts in its worst state for this workload (every block over 128 KB
 # from mmap, the heap trimmed whenever 128 KB are free), as a long-lived process can end up by its history.
 SCRIPT = textwrap.dedent("""
@@ -36,15 +38,20 @@ SCRIPT = textwrap.dedent("""
 
     faults_per_step()  # warm-up
     untouched = faults_per_step()
-    StudentCalculator(path)  # engines set the heap up when they load a student
+    if sys.argv[2] == "ase":  # engines set the heap up when they load a student
+        StudentCalculator(path)
+    else:
+        from hessdistill.engines.openmm import student_force
+        student_force(path, atoms.get_chemical_symbols())
     faults_per_step()
     print(json.dumps({"untouched": untouched, "set": faults_per_step()}))
 """)
 
 
-def test_loading_a_student_in_an_engine_stops_per_step_page_faults():
+@pytest.mark.parametrize("engine", ["ase", "openmm"])
+def test_loading_a_student_in_an_engine_stops_per_step_page_faults(engine):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__)], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", SCRIPT, os.path.dirname(__file__), engine], env=env, check=True,
                          capture_output=True, text=True).stdout
     faults = json.loads(out.strip().splitlines()[-1])
     assert faults["untouched"] > 100, faults  # the bad state is real: hundreds of fresh pages per step

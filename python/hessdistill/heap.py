@@ -1,13 +1,15 @@
-"""Stop glibc from handing a small student's per-step tensors back to the kernel between MD steps.
+"""Stop glibc from handing a student's per-step tensors back to the kernel between steps (MD and training).
 
 glibc serves a large block from ``mmap`` or from the heap depending on a threshold that moves with the process's
-history, and trims the top of the heap whenever a few MB are free. A student on ~50 atoms allocates and frees
-~1 MB edge tensors many times per step, so depending on that history each step either reuses pages or faults
-in and zeroes hundreds of fresh ones: the same step took 4 ms in one process and up to 8 ms in another
-(benchmarks/openmm_bench.py). Fixing the mmap threshold at glibc's own upper limit (32 MB) and the trim
-threshold at twice that makes every process take the fast path. Blocks over 32 MB still come from mmap and go
-back on free, so the heap keeps at most the small blocks of one step plus 64 MB. (The LAMMPS pair style has its
-own block cache for its large systems: lammps_plugin/block_cache.h.)
+history, and trims the top of the heap whenever a few MB are free. A student allocates and frees many ~1 MB edge
+tensors per step, so depending on that history each step either reuses pages or faults in and zeroes thousands
+of fresh ones: the same 54-atom MD step took 4 ms in one process and up to 8 ms in another
+(benchmarks/openmm_bench.py), and a Hessian-row training step on 8 Si8 cells 60 ms instead of 42 ms, with ~10k
+page faults per step. Fixing the mmap threshold at glibc's own upper limit (32 MB) and trimming only when over
+1 GB is free makes every step reuse the pages of the last. Blocks over 32 MB still come from mmap and go back on
+free (putting them on the heap too fragmented it into an out-of-memory at 32k atoms), so what the process keeps
+is the peak of its smaller blocks. The LAMMPS pair style has its own block cache for its large systems
+(lammps_plugin/block_cache.h).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ log = logging.getLogger("hessdistill.heap")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its own sliding rule stops
-TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # the ratio glibc's sliding rule keeps
+TRIM_THRESHOLD = 1024 * 1024 * 1024  # a training step's working set passes the 64 MB glibc would pair with it
 
 _done = False
 

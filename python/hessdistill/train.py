@@ -26,6 +26,7 @@ from .config import DistillConfig, write_config
 from .data import Graph, build_graphs, collate, sample_row_slots
 from .errors import ConfigError, InputError
 from .hessian import energy_gradient, hessian_rows
+from .heap import keep_freed_memory
 from .labels import load_labels
 from .students import StudentBase, build_student
 
@@ -133,6 +134,7 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(config.device)
         self.dtype = getattr(torch, config.dtype)
+        keep_freed_memory()  # page faults otherwise cost up to 1.4x per Hessian-row step (heap.py)
         items = load_labels(labels)
         self.teacher_name = teacher_name or _store_teacher(labels)
         by_split = {s: [it for it in items if it.split == s] for s in ("train", "val", "test")}
