@@ -154,7 +154,9 @@ class Trainer:
         self.norm = _normalizers(self.graphs["train"], self.model)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
             if config.ema_decay > 0 else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # fused: one kernel for all parameters instead of ~30 small ops per tensor (5x faster steps on CPU)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = self._make_scheduler()
         self.epoch = 0
         self.history: list[dict] = []
