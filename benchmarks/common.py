@@ -66,7 +66,7 @@ DEFAULT = Size(
     name="default", ethanol_counts=(8, 6, 40), ethanol_interval=10, si_counts=(8, 4, 12), si_rows=24, si_transfer=3,
     students=(("painn", 32, 2), ("painn", 16, 1), ("schnet", 32, 2), ("schnet", 16, 1)),
     seeds=3, epochs=150, batch_size=1, rounds=3, student_md_steps=40, teacher_md_steps={"ani1x": 20, "sevennet0": 2},
-    engine_steps=200, epoch_rounds=3, label_rounds=3, nve_seeds=5, nve_student_steps=1000, nve_teacher_steps=400,
+    engine_steps=200, epoch_rounds=7, label_rounds=3, nve_seeds=5, nve_student_steps=1000, nve_teacher_steps=400,
 )
 QUICK = Size(
     name="quick", ethanol_counts=(6, 2, 4), ethanol_interval=3, si_counts=(3, 1, 2), si_rows=1, si_transfer=1,
