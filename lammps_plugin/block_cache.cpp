@@ -4,6 +4,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 
 #include <cstring>
+#include <limits>
 
 namespace hessdistill {
 
@@ -24,21 +25,24 @@ BlockCache &BlockCache::instance()
   return *cache;
 }
 
-void BlockCache::install()
+void BlockCache::attach()
 {
   std::lock_guard<std::mutex> lock(mutex);
-  if (installed) return;
+  if (users++ > 0) return;
   previous = c10::GetCPUAllocator();
   c10::SetCPUAllocator(this, PRIORITY);
-  installed = true;
 }
 
-void BlockCache::uninstall()
+void BlockCache::detach()
 {
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!installed) return;
-  c10::SetCPUAllocator(previous, PRIORITY);
-  installed = false;
+  std::vector<void *> idle;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (users == 0 || --users > 0) return;
+    c10::SetCPUAllocator(previous, PRIORITY);
+    idle = take_idle(std::numeric_limits<std::uint64_t>::max());    // blocks in use: see give_back()
+  }
+  for (void *ptr : idle) c10::free_cpu(ptr);
 }
 
 c10::DataPtr BlockCache::allocate(std::size_t n)
@@ -72,12 +76,38 @@ void BlockCache::release(void *ptr)
 
 void BlockCache::give_back(void *ptr)
 {
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = live.find(ptr);
-  const std::size_t size = it->second;
-  live.erase(it);
-  free_blocks[size].push_back({ptr, step});
-  free_bytes += size;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = live.find(ptr);
+    const std::size_t size = it->second;
+    live.erase(it);
+    if (users > 0) {
+      free_blocks[size].push_back({ptr, step});
+      free_bytes += size;
+      return;
+    }
+  }
+  c10::free_cpu(ptr);    // freed after the last user detached: nobody will call step_boundary() again
+}
+
+std::vector<void *> BlockCache::take_idle(std::uint64_t older_than)
+{
+  std::vector<void *> idle;
+  for (auto it = free_blocks.begin(); it != free_blocks.end();) {
+    auto &blocks = it->second;
+    std::size_t kept = 0;
+    for (const Free &b : blocks) {
+      if (b.freed_in_step < older_than) {
+        idle.push_back(b.ptr);
+        free_bytes -= it->first;
+      } else {
+        blocks[kept++] = b;
+      }
+    }
+    blocks.resize(kept);
+    it = blocks.empty() ? free_blocks.erase(it) : std::next(it);
+  }
+  return idle;
 }
 
 void BlockCache::step_boundary()
@@ -85,20 +115,9 @@ void BlockCache::step_boundary()
   std::vector<void *> idle;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    for (auto it = free_blocks.begin(); it != free_blocks.end();) {
-      auto &blocks = it->second;
-      std::size_t kept = 0;
-      for (const Free &b : blocks) {
-        if (b.freed_in_step < step) {
-          idle.push_back(b.ptr);
-          free_bytes -= it->first;
-        } else {
-          blocks[kept++] = b;
-        }
-      }
-      blocks.resize(kept);
-      it = blocks.empty() ? free_blocks.erase(it) : std::next(it);
-    }
+    // with n users a step spans n boundaries: keep what was freed within the last n
+    const std::uint64_t span = users > 1 ? (std::uint64_t) users : 1;
+    if (step + 1 >= span) idle = take_idle(step + 1 - span);
     step++;
   }
   for (void *ptr : idle) c10::free_cpu(ptr);

@@ -6,7 +6,10 @@
    same rounded size back instead. A block nobody took during a whole step is returned to the system at the next
    step boundary, so the cache holds at most what one step frees (the step's own working set).
 
-   Installed process-wide (c10::SetCPUAllocator) by `pair_style hessdistill ... memory cache` (the default). */
+   Installed process-wide (c10::SetCPUAllocator) while at least one `pair_style hessdistill ... memory cache` (the
+   default) is attached. Every attached pair style calls step_boundary() once per step, so with several of them
+   (pair_style hybrid) a "step" spans as many boundaries as there are users: a block is returned only after that
+   many boundaries without use, not at the next user's boundary. */
 
 #ifndef HESSDISTILL_BLOCK_CACHE_H
 #define HESSDISTILL_BLOCK_CACHE_H
@@ -26,9 +29,9 @@ class BlockCache final : public c10::Allocator {
  public:
   static BlockCache &instance();    // never destroyed: tensors may still be freed during static destruction
 
-  void install();      // torch's CPU allocator from now on (blocks from before keep their own deleters)
-  void uninstall();    // back to the allocator that was there before install()
-  void step_boundary();    // return blocks that stayed unused for a whole step to the system
+  void attach();    // one more user; the first one makes this torch's CPU allocator
+  void detach();    // one user fewer; after the last one, torch's previous allocator and no cached blocks
+  void step_boundary();    // each user, once per step: return blocks unused for a whole step to the system
   std::size_t cached_bytes();
 
   c10::DataPtr allocate(std::size_t n) override;
@@ -38,6 +41,7 @@ class BlockCache final : public c10::Allocator {
   BlockCache() = default;
   static void release(void *ptr);
   void give_back(void *ptr);
+  std::vector<void *> take_idle(std::uint64_t older_than);    // caller holds the mutex; frees outside it
 
   struct Free {
     void *ptr;
@@ -47,9 +51,9 @@ class BlockCache final : public c10::Allocator {
   std::map<std::size_t, std::vector<Free>> free_blocks;    // rounded size -> blocks ready for reuse
   std::unordered_map<void *, std::size_t> live;              // cached-size blocks in use -> rounded size
   std::size_t free_bytes = 0;
-  std::uint64_t step = 0;
-  c10::Allocator *previous = nullptr;
-  bool installed = false;
+  std::uint64_t step = 0;    // step boundaries so far, all users together
+  int users = 0;
+  c10::Allocator *previous = nullptr;    // blocks allocated before attach() keep their own deleters
 };
 
 }    // namespace hessdistill

@@ -53,7 +53,7 @@ torch::Tensor to_host(const torch::Tensor &t)
 }    // namespace
 
 PairHessdistill::PairHessdistill(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), nthreads(1), use_block_cache(false), dtype(torch::kFloat64), cutoff(0.0),
+    Pair(lmp), device(torch::kCPU), nthreads(1), cache_attached(false), dtype(torch::kFloat64), cutoff(0.0),
     num_interactions(0), interaction_range(0.0), energy_factor(1.0)
 {
   single_enable = 0;
@@ -67,6 +67,7 @@ PairHessdistill::PairHessdistill(LAMMPS *lmp) :
 PairHessdistill::~PairHessdistill()
 {
   if (copymode) return;
+  if (cache_attached) hessdistill::BlockCache::instance().detach();
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -92,7 +93,7 @@ void PairHessdistill::settings(int narg, char **arg)
   auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   nthreads = 1;
-  use_block_cache = true;
+  bool use_block_cache = true;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg)
@@ -121,10 +122,14 @@ void PairHessdistill::settings(int narg, char **arg)
   at::set_num_threads(nthreads);
   // large CPU tensors reuse last step's blocks (block_cache.h); GPU tensors have torch's caching allocator
   use_block_cache = use_block_cache && device.is_cpu();
-  if (use_block_cache)
-    hessdistill::BlockCache::instance().install();
-  else
-    hessdistill::BlockCache::instance().uninstall();
+  // settings() runs again when an input repeats pair_style: attach or detach only on a change
+  if (use_block_cache != cache_attached) {
+    if (use_block_cache)
+      hessdistill::BlockCache::instance().attach();
+    else
+      hessdistill::BlockCache::instance().detach();
+    cache_attached = use_block_cache;
+  }
   if (device.is_cuda()) {
     // edge counts change every step: GPU fusers should compile shape-generic kernels, not re-specialize
     torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};
@@ -347,7 +352,7 @@ void PairHessdistill::build_graph()
 void PairHessdistill::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  if (use_block_cache) hessdistill::BlockCache::instance().step_boundary();
+  if (cache_attached) hessdistill::BlockCache::instance().step_boundary();
   build_graph();
 
   const int nlocal = atom->nlocal;

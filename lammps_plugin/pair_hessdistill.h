@@ -42,7 +42,7 @@ class PairHessdistill : public Pair {
 
   torch::Device device;
   int nthreads;
-  bool use_block_cache;    // large CPU tensors reuse the blocks of the previous step (block_cache.h)
+  bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
 
   // the student and its metadata
   torch::jit::Module student;

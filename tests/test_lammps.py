@@ -255,6 +255,55 @@ run 15
         np.testing.assert_array_equal(out["cache"][key], out["system"][key])
 
 
+def _faults_per_step(tmp_path, data, plugin, pair, name):
+    """Minor page faults per MD step of an lmp run (difference of a 3- and a 13-step run, so start-up cancels),
+    with glibc set to serve every block from 1 MB up (the ones the cache takes) from a fresh mmap, as its sliding
+    threshold does for blocks over 32 MB, and to keep smaller ones on the heap."""
+    import resource
+
+    counts = []
+    for steps in (3, 13):
+        script = f"""units metal
+atom_style atomic
+read_data {data}
+plugin load {plugin}
+{pair}
+velocity all create 600 4 loop geom
+fix nve all nve
+run {steps}
+"""
+        inp, log = tmp_path / f"in.{name}{steps}", tmp_path / f"log.{name}{steps}"
+        inp.write_text(script)
+        cmd, env = lmp_command(1)
+        env.update(MALLOC_MMAP_THRESHOLD_=str(1 << 20), MALLOC_TRIM_THRESHOLD_=str(1 << 30))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+        proc = subprocess.run(cmd + ["-in", str(inp), "-log", str(log), "-screen", "none", "-nocite"], env=env,
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, (log.read_text() if log.exists() else proc.stderr)[-2000:]
+        counts.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before)
+    return (counts[1] - counts[0]) / 10
+
+
+def test_block_cache_stops_page_faults_also_with_two_instances(tmp_path, plugin):
+    """The cache is what keeps each step from faulting in fresh pages (memory system: thousands per step); two
+    hessdistill instances in one process (pair_style hybrid/overlay, students of different widths, so their blocks
+    differ in size) share it without freeing each other's blocks."""
+    student = export_student(make_student(type_names=("Si",), cutoff=5.0, features=32), tmp_path / "si.pt")
+    other = export_student(make_student(type_names=("Si",), cutoff=5.0, features=20), tmp_path / "si20.pt")
+    data = tmp_path / "si512.data"
+    write(data, bulk("Si", "diamond", a=5.43, cubic=True).repeat(4), format="lammps-data", specorder=["Si"],
+          masses=True, units="metal", atom_style="atomic")
+    one = "pair_style hessdistill memory {}\npair_coeff * * " + str(student) + " Si"
+    two = ("pair_style hybrid/overlay hessdistill hessdistill\n"
+           f"pair_coeff * * hessdistill 1 {student} Si\npair_coeff * * hessdistill 2 {other} Si")
+    faults = {"system": _faults_per_step(tmp_path, data, plugin, one.format("system"), "system"),
+              "cache": _faults_per_step(tmp_path, data, plugin, one.format("cache"), "cache"),
+              "two instances": _faults_per_step(tmp_path, data, plugin, two, "two")}
+    assert faults["system"] > 1000, faults
+    assert faults["cache"] < 0.05 * faults["system"], faults
+    assert faults["two instances"] < 0.1 * faults["system"], faults
+
+
 def test_run_md_molecule(tmp_path, plugin, students):
     cluster = si_o(1, tilt=False)
     cluster.pbc = False
