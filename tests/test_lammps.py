@@ -302,6 +302,10 @@ def test_block_cache_stops_page_faults_also_with_two_instances(tmp_path, plugin)
     assert faults["system"] > 1000, faults
     assert faults["cache"] < 0.05 * faults["system"], faults
     assert faults["two instances"] < 0.1 * faults["system"], faults
+    # and the overlay's energy is the sum of its two students' (step 0 of each run)
+    _faults_per_step(tmp_path, data, plugin, f"pair_style hessdistill\npair_coeff * * {other} Si", "other")
+    pe = {k: read_log(tmp_path / f"log.{k}3")["E_pair"][0] for k in ("cache", "other", "two")}
+    np.testing.assert_allclose(pe["two"], pe["cache"] + pe["other"], rtol=1e-6)  # default thermo: 8 digits
 
 
 def test_run_md_molecule(tmp_path, plugin, students):
