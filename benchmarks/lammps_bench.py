@@ -142,8 +142,10 @@ def measure(model_path, atoms, plugin, workdir: Path, rounds: int = 3) -> dict:
 def run(quick: bool = False) -> dict:
     from hessdistill.engines.lammps import build_plugin
     from hessdistill.export import export_student
+    from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 
+    keep_freed_memory()  # the bare student runs in Python: the same heap setting as the package's engines
     torch.set_num_threads(1)
     plugin = build_plugin()
     cells = [3, 5] if quick else [5, 8, 10, 13, 16]

@@ -58,6 +58,9 @@ def timed(results: Results, name: str, fn, *args, **kwargs):
 def run(quick: bool, out: Path, write_md: bool | None = None, jobs: int = 2, engines: str = "auto") -> dict:
     import torch
 
+    from hessdistill.heap import keep_freed_memory
+
+    keep_freed_memory()  # before any timing: teachers and students then run with the same heap (engines set it too)
     torch.set_num_threads(1)
     import accuracy
     import conservation
@@ -233,7 +236,9 @@ def _notes_md(res) -> list[str]:
         "ratio depends on which rattled cells are drawn: on another draw of 8 cells the undistilled error was 33 "
         "instead of 55 meV/A and the ratio 0.58 (distilled 19-23 meV/A either way).",
         f"- Training runs use {res.get('training_processes', 1)} worker processes; every timing figure runs alone, "
-        f"with one torch thread, in {sz['rounds']} interleaved rounds (medians).",
+        f"with one torch thread, in interleaved rounds ({sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for "
+        "training cost, median ratios). Each process fixes glibc's malloc thresholds first, as the package's engines "
+        "and Trainer do (`hessdistill.heap`).",
         "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
         "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
         "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS `run_md` "
@@ -321,6 +326,14 @@ def _training_md(res) -> list[str]:
                      f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
                      + ", ".join(f"{k}: {r:.2f}x" for k, r in c["ratio_to_EF"].items())
                      + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {'met' if c['target_met'] else 'NOT met'}")
+    lines += ["", "Why s = 1 costs more than 2x here: the Hessian row is a second reverse pass through the force "
+              "graph (create_graph), and its loss needs a third-order reverse pass into the parameters. Phases of "
+              "one step (Si8, batch 1, development run, CPU ms): forward 1.1, forces 1.2, Hessian-row VJP 3.5, "
+              "parameter backward 2.5 (E+F) against 5.5 (s = 1). At batch 1 every phase is bound by the number "
+              "of small ops, and each reverse pass roughly doubles the op count of the graph it runs through, so "
+              "s = 1 lands at 2.1-2.5x per step whatever the student's width; larger batches give more (2.5x at "
+              "batch 8). Backward into the parameters only (not the positions leaf), fused AdamW and the heap "
+              "setting made both arms faster; forward-over-reverse (torch forward AD) was 1.8x slower."]
     for system, rows in tc.get("s_curve", {}).items():
         lines += ["", f"Accuracy vs s ({system}, main size, seed 0):", "",
                   "| s | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) | training time (s) |",
