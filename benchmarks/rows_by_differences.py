@@ -40,7 +40,7 @@ class DifferenceRowsTrainer(Trainer):
 
     eps = 0.01  # A
 
-    def _step(self, batch, rng) -> float:
+    def _loss(self, batch, rng) -> torch.Tensor:
         c = self.config
         coords, teacher = sample_row_slots(batch, 1, rng)
         plus, minus = [], []
@@ -52,19 +52,9 @@ class DifferenceRowsTrainer(Trainer):
                 out.append(dataclasses.replace(g, positions=pos))
         energy, grad, _ = predict(self.model, collate(list(batch.graphs) + plus + minus), create_graph=True)
         nb, n = len(batch.graphs), batch.positions.shape[0]
-        per_atom = batch.n_atoms.to(energy.dtype)
-        loss = c.energy_weight * torch.mean(((energy[:nb] - batch.energy) / per_atom) ** 2) / self.norm["energy"]
-        loss = loss + c.force_weight * torch.mean((grad[:n] + batch.forces) ** 2) / self.norm["forces"]
         rows = ((grad[n : 2 * n] - grad[2 * n :]) / (2 * self.eps)).reshape(1, -1)
-        loss = loss + c.hessian_weight * torch.mean((rows - teacher) ** 2) / self.norm["hessian"]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.parameters)
-        if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.parameters, c.grad_clip)
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return float(loss.detach())
+        return (self._energy_force_loss(energy[:nb], grad[:n], batch)
+                + c.hessian_weight * torch.mean((rows - teacher) ** 2) / self.norm["hessian"])
 
 
 def main(system: str, eps: float) -> None:

@@ -240,22 +240,31 @@ class Trainer:
         self.resumed_from = self.epoch
 
     # -- training ----------------------------------------------------------------------------------------
-    def _step(self, batch, rng) -> float:
+    def _energy_force_loss(self, energy, grad, batch) -> torch.Tensor:
         c = self.config
-        energy, grad, pos = predict(self.model, batch, create_graph=True)
         n = batch.n_atoms.to(energy.dtype)
         loss = c.energy_weight * torch.mean(((energy - batch.energy) / n) ** 2) / self.norm["energy"]
-        loss = loss + c.force_weight * torch.mean((grad + batch.forces) ** 2) / self.norm["forces"]
+        return loss + c.force_weight * torch.mean((grad + batch.forces) ** 2) / self.norm["forces"]
+
+    def _loss(self, batch, rng) -> torch.Tensor:
+        """One batch's loss: energies, forces and, with wH > 0, s sampled Hessian rows per structure."""
+        c = self.config
+        energy, grad, pos = predict(self.model, batch, create_graph=True)
+        loss = self._energy_force_loss(energy, grad, batch)
         if c.hessian_weight > 0:
             coords, teacher = sample_row_slots(batch, c.hessian_rows, rng)
             rows = hessian_rows(grad, pos, coords).reshape(c.hessian_rows, -1)
             loss = loss + c.hessian_weight * torch.mean((rows - teacher) ** 2) / self.norm["hessian"]
+        return loss
+
+    def _step(self, batch, rng) -> float:
+        loss = self._loss(batch, rng)
         self.optimizer.zero_grad(set_to_none=True)
         # gradients for the parameters only: left to itself, backward also takes the loss's third derivative with
         # respect to the positions leaf, which nothing reads (11-18% of a Hessian-row step)
         loss.backward(inputs=self.parameters)
-        if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.parameters, c.grad_clip)
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
