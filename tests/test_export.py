@@ -115,3 +115,15 @@ def test_calculator_rejects_bad_structures(ethanol, tmp_path):
     ch4.calc = StudentCalculator(path)
     with pytest.raises(StructureError, match="non-finite"):
         ch4.get_potential_energy()
+
+
+def test_overlap_is_found_across_the_periodic_boundary():
+    from ase import Atoms
+
+    from hessdistill.structures import check_structure
+
+    atoms = Atoms("Si2", positions=[[0.1, 1.0, 1.0], [5.2, 1.0, 1.0]], cell=[5.4, 5.4, 5.4], pbc=True)
+    with pytest.raises(StructureError, match=r"atoms 0 and 1 overlap: distance 0\.300 A"):
+        check_structure(atoms)
+    atoms.pbc = False  # 5.1 A apart without the boundary
+    check_structure(atoms)

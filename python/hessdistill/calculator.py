@@ -45,12 +45,16 @@ class StudentCalculator(Calculator):
         sh = torch.tensor(shifts, dtype=dt, device=dev)
         ei = torch.tensor(edge_index, dtype=torch.long, device=dev)
         want_stress = "stress" in properties and bool(atoms.pbc.all())
-        strain = torch.zeros(3, 3, dtype=dt, device=dev, requires_grad=want_stress)
         pos.requires_grad_(True)
-        deform = torch.eye(3, dtype=dt, device=dev) + strain
-        atomic = sf.module(pos @ deform, species, ei, sh @ deform)
+        inputs = [pos]
+        if want_stress:  # the energy of the homogeneously strained structure; its strain derivative is the virial
+            strain = torch.zeros(3, 3, dtype=dt, device=dev, requires_grad=True)
+            deform = torch.eye(3, dtype=dt, device=dev) + strain
+            atomic = sf.module(pos @ deform, species, ei, sh @ deform)
+            inputs.append(strain)
+        else:
+            atomic = sf.module(pos, species, ei, sh)
         energy = atomic.sum()
-        inputs = [pos, strain] if want_stress else [pos]
         grads = torch.autograd.grad(energy, inputs)
         self.results = {
             "energy": float(energy.detach()),
