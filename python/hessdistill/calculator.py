@@ -15,7 +15,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .export import StudentFile
 from .heap import keep_freed_memory
 from .neighbors import neighbor_list
-from .structures import check_structure
+from .structures import MIN_DISTANCE, check_coordinates, check_overlaps
 
 
 class StudentCalculator(Calculator):
@@ -36,10 +36,13 @@ class StudentCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        check_structure(atoms)
+        check_coordinates(atoms)
         sf = self.student
         species = sf.species(atoms.get_chemical_symbols())
-        edge_index, shifts = neighbor_list(atoms, sf.cutoff)
+        edge_index, shifts = neighbor_list(atoms, max(sf.cutoff, MIN_DISTANCE))
+        check_overlaps(atoms, edge_index, shifts)  # on the student's own list: no second search per step
+        if sf.cutoff < MIN_DISTANCE:
+            edge_index, shifts = neighbor_list(atoms, sf.cutoff)
         dev, dt = sf.device, sf.dtype
         pos = torch.tensor(atoms.positions, dtype=dt, device=dev)
         sh = torch.tensor(shifts, dtype=dt, device=dev)

@@ -28,6 +28,18 @@ def check_elements(atoms: Atoms, allowed: Iterable[str] | None, who: str) -> Non
 
 def check_structure(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> None:
     """Raise StructureError for empty structures, non-finite coordinates/cell, or overlapping atoms."""
+    check_coordinates(atoms)
+    if len(atoms) > 1:
+        # a neighbor search, O(N): all pair distances cost 30 s and N^2 memory at 4k atoms, on every MD step.
+        # Searched at 2 A or more: vesin's cell list is 5x slower at 0.4 A (cells far below the atomic spacing).
+        from .neighbors import neighbor_list
+
+        check_overlaps(atoms, *neighbor_list(atoms, max(min_distance, 2.0)), min_distance=min_distance)
+
+
+def check_coordinates(atoms: Atoms) -> None:
+    """The checks of ``check_structure`` that need no neighbor list: atoms present, finite coordinates and cell,
+    a periodic cell with volume."""
     if len(atoms) == 0:
         raise StructureError("structure has no atoms")
     pos = atoms.get_positions()
@@ -39,14 +51,17 @@ def check_structure(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> None:
         raise StructureError("non-finite cell vectors")
     if atoms.pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
         raise StructureError("periodic structure with a zero-volume cell")
-    if len(atoms) > 1:
-        # a neighbor search, O(N): all pair distances cost 30 s and N^2 memory at 4k atoms, on every MD step.
-        # Searched at 2 A or more: vesin's cell list is 5x slower at 0.4 A (cells far below the atomic spacing).
-        from .neighbors import neighbor_list
 
-        (i, j), shifts = neighbor_list(atoms, max(min_distance, 2.0))
-        d = np.linalg.norm(pos[j] - pos[i] + shifts, axis=1)
-        if len(d) and d.min() < min_distance:
-            k = int(np.argmin(d))
-            a, b = sorted((int(i[k]), int(j[k])))
-            raise StructureError(f"atoms {a} and {b} overlap: distance {d[k]:.3f} A < {min_distance} A")
+
+def check_overlaps(atoms: Atoms, edge_index: np.ndarray, shifts: np.ndarray,
+                   min_distance: float = MIN_DISTANCE) -> None:
+    """Raise StructureError for two atoms closer than ``min_distance``, given a full neighbor list of ``atoms``
+    (``neighbors.neighbor_list``) with a cutoff of at least ``min_distance``: callers that search anyway (the ASE
+    calculator) pass theirs."""
+    pos = atoms.get_positions()
+    i, j = edge_index
+    d = np.linalg.norm(pos[j] - pos[i] + shifts, axis=1)
+    if len(d) and d.min() < min_distance:
+        k = int(np.argmin(d))
+        a, b = sorted((int(i[k]), int(j[k])))
+        raise StructureError(f"atoms {a} and {b} overlap: distance {d[k]:.3f} A < {min_distance} A")
