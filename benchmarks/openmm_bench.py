@@ -4,6 +4,7 @@ Target (issue 5): ratio <= 1.1.
     python benchmarks/openmm_bench.py [--quick]
 
 ``run(quick)`` returns {system: {"atoms", "bare_ms", "bare_fixed_positions_ms", "own_search_ms",
+"engine_only_step_ms" (per platform, where openmmtorch is installed),
 <backend>/<platform>: {"step_ms", "ratio", "ratio_to_fixed_positions", "ratio_to_own_search"}}}: "bare" is forward
 + backward of the student on precomputed (vesin) neighbor lists along the same MD frames, the issue's reference;
 "fixed positions" the same on the starting positions only; "own search" is the student's own
@@ -145,6 +146,35 @@ def openmm_step(model_path, atoms, platform: str, backend: str, outputs_forces: 
     return lambda: integrator.step(1), ctx
 
 
+class _ZeroEnergy(torch.nn.Module):
+    def forward(self, positions: torch.Tensor, boxvectors: torch.Tensor) -> torch.Tensor:
+        return (positions * 0.0).sum()
+
+
+def engine_only_step(atoms, platform: str):
+    """A step of the same System with a TorchForce whose energy is zero: OpenMM's and openmm-torch's own work per
+    step on ``platform`` (context for the ratios; why student-only systems default to Reference)."""
+    import openmm
+    import openmmtorch
+
+    from hessdistill.engines.openmm import topology_from_atoms
+
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    system = openmm.System()
+    for m in atoms.get_masses():
+        system.addParticle(float(m))
+    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    force = openmmtorch.TorchForce(torch.jit.script(_ZeroEnergy()))
+    force.setUsesPeriodicBoundaryConditions(True)
+    system.addForce(force)
+    integrator = openmm.VerletIntegrator(0.0005)
+    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(pos_nm)
+    ctx.setVelocitiesToTemperature(300.0, 1)
+    integrator.step(5)
+    return lambda: integrator.step(1), ctx
+
+
 def run(quick: bool = False) -> dict:
     """Interleaved timings (bare, own search, each OpenMM set-up, in turn, per round), so load from other processes
     hits all sides alike. Each ratio is the median over rounds of the ratio within a round: on this shared VM the
@@ -195,6 +225,11 @@ def run(quick: bool = False) -> dict:
                     step, ctx = openmm_step(path, atoms, platform, backend, outputs_forces)
                     keep.append(ctx)
                     fns[label] = _per_call(step, repeats)
+            if _has_openmmtorch():
+                for platform in ("Reference", "CPU"):
+                    step, ctx = engine_only_step(atoms, platform)
+                    keep.append(ctx)
+                    fns[f"engine_only/{platform}"] = _per_call(step, repeats)
             per_round = {k: np.array(v) for k, v in interleaved(fns, rounds, desc=name).items()}
 
             def paired(label, reference="bare"):  # median over rounds of the ratio within each round
@@ -206,8 +241,13 @@ def run(quick: bool = False) -> dict:
             print(f"{name}: {len(atoms)} atoms, bare forward+backward on precomputed lists along the MD "
                   f"{best['bare']:.2f} ms (fixed positions {best['bare_fixed']:.2f} ms; energy_and_forces with the "
                   f"student's own search {best['own_search']:.2f} ms)")
+            engine_only = {k.split("/")[1]: best[k] for k in fns if k.startswith("engine_only/")}
+            if engine_only:
+                entry["engine_only_step_ms"] = engine_only
+                print("  OpenMM's own step (zero-energy TorchForce): "
+                      + ", ".join(f"{k} {v:.3f} ms" for k, v in engine_only.items()))
             for label in fns:
-                if label in ("bare", "bare_fixed", "own_search"):
+                if label in ("bare", "bare_fixed", "own_search") or label.startswith("engine_only/"):
                     continue
                 entry[label] = {"step_ms": best[label], "ratio": paired(label),
                                 "ratio_to_fixed_positions": paired(label, "bare_fixed"),

@@ -389,8 +389,12 @@ def _engines_md(res) -> list[str]:
         for system, e in om.items():
             if not isinstance(e, dict) or "bare_ms" not in e:
                 continue
+            own = e.get("engine_only_step_ms", {})
             lines.append(f"- OpenMM {system} ({e['atoms']} atoms, bare {e['bare_ms']:.2f} ms): "
-                         + ", ".join(f"{k} {x['ratio']:.2f}x" for k, x in e.items() if isinstance(x, dict)))
+                         + ", ".join(f"{k} {x['ratio']:.2f}x" for k, x in e.items()
+                                     if isinstance(x, dict) and "ratio" in x)
+                         + ("; OpenMM's own step with a zero-energy TorchForce: "
+                            + ", ".join(f"{k} {v:.3f} ms" for k, v in own.items()) if own else ""))
     lm = eng.get("lammps")
     if _err(lm):
         lines.append(f"- LAMMPS: ERROR {_err(lm)}")

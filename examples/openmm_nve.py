@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     print(f"force: {system.getForce(0).getName()}")
 
     # 2. NVE: Verlet integrator, no thermostat, no constraints.
-    platform, properties = select_platform(args.platform)
+    platform, properties = select_platform(args.platform, system=system)
     integrator = openmm.VerletIntegrator(args.timestep * unit.femtoseconds)
     sim = app.Simulation(pdb.topology, system, integrator, platform, properties)
     sim.context.setPositions(pdb.positions)

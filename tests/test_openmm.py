@@ -241,6 +241,19 @@ def test_float32_student_and_ml_subset(student32):
     assert np.all(f[len(mol):] == 0.0)
 
 
+def test_default_platform_is_reference_only_for_a_system_of_students(student32):
+    topology, _, atoms = topology_from_atoms(molecule("CH3CH2OH"))
+    system = create_system(topology, student32, remove_cm_motion=True)
+    gpu = torch.cuda.is_available() and "CUDA" in [openmm.Platform.getPlatform(i).getName()
+                                                   for i in range(openmm.Platform.getNumPlatforms())]
+    assert select_platform(system=system)[0].getName() == ("CUDA" if gpu else "Reference")
+    bonds = openmm.HarmonicBondForce()  # an MM term beside the student: the CPU platform speeds that up
+    bonds.addBond(0, 1, 0.15, 1000.0)
+    system.addForce(bonds)
+    assert select_platform(system=system)[0].getName() == ("CUDA" if gpu else "CPU")
+    assert select_platform("Reference", system=system)[0].getName() == "Reference"
+
+
 @pytest.mark.skipif(not HAS_PYTHONFORCE, reason="openmm.PythonForce needs OpenMM >= 8.5 (this is "
                     f"{openmm.__version__}); the second environment (.ci/newer_env.sh) runs this test")
 @pytest.mark.parametrize("system", ["molecule", "small-box", "large-box"])

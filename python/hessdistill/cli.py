@@ -179,7 +179,8 @@ def _add_md(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-drift", type=float, default=0.01, help="stop above this drift, eV/atom/ps")
     p.add_argument("--max-deviation", type=float, default=0.05, help="stop above this |E-E0|, eV/atom")
-    p.add_argument("--platform", help="OpenMM platform (Reference, CPU, CUDA, OpenCL)")
+    p.add_argument("--platform", help="OpenMM platform (Reference, CPU, CUDA, OpenCL); default CUDA with a GPU, "
+                   "else Reference (the faster one for a system of students only)")
     p.add_argument("--precision", help="OpenMM precision (single, mixed, double)")
     p.add_argument("--nprocs", type=int, default=1, help="LAMMPS MPI ranks")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

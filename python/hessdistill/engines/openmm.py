@@ -26,6 +26,7 @@ from .openmm_force import (  # noqa: F401
     check_positions,
     create_system,
     element_symbols,
+    only_students,
     select_platform,
     student_force,
 )
@@ -34,5 +35,5 @@ from .openmm_md import EnergyMonitorReporter, degrees_of_freedom, run_md, topolo
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
     "add_student_force", "available_backend", "check_positions", "create_system", "degrees_of_freedom",
-    "element_symbols", "run_md", "select_platform", "student_force", "topology_from_atoms",
+    "element_symbols", "only_students", "run_md", "select_platform", "student_force", "topology_from_atoms",
 ]

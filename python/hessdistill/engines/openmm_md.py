@@ -217,7 +217,7 @@ def run_md(model_path, atoms, *, out_dir, steps: int, timestep_fs: float = 0.5, 
     else:
         integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond, dt)
         integrator.setRandomNumberSeed(int(seed))
-    plat, props = select_platform(platform, precision)
+    plat, props = select_platform(platform, precision, system)
     simulation = app.Simulation(topology, system, integrator, plat, props)
     simulation.context.setPositions(positions)
     momenta = atoms.get_momenta()
