@@ -131,13 +131,18 @@ def _has_openmmtorch() -> bool:
 
 
 def openmm_step(model_path, atoms, platform: str, backend: str, outputs_forces: bool):
-    import openmm
-
     from hessdistill.engines.openmm import create_system, topology_from_atoms
 
     topology, pos_nm, atoms = topology_from_atoms(atoms)
     system = create_system(topology, model_path, masses=atoms.get_masses(), backend=backend,
                            outputs_forces=outputs_forces)
+    return _stepper(system, pos_nm, platform)
+
+
+def _stepper(system, pos_nm, platform: str):
+    """(one NVE step, its Context) of ``system`` on ``platform``, started at 300 K and warmed up by 5 steps."""
+    import openmm
+
     integrator = openmm.VerletIntegrator(0.0005)  # 0.5 fs NVE: atoms move, the Verlet list is searched as in MD
     ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
     ctx.setPositions(pos_nm)
@@ -167,12 +172,7 @@ def engine_only_step(atoms, platform: str):
     force = openmmtorch.TorchForce(torch.jit.script(_ZeroEnergy()))
     force.setUsesPeriodicBoundaryConditions(True)
     system.addForce(force)
-    integrator = openmm.VerletIntegrator(0.0005)
-    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
-    ctx.setPositions(pos_nm)
-    ctx.setVelocitiesToTemperature(300.0, 1)
-    integrator.step(5)
-    return lambda: integrator.step(1), ctx
+    return _stepper(system, pos_nm, platform)
 
 
 def run(quick: bool = False) -> dict:

@@ -4,11 +4,12 @@ OpenMM users add the student to their own System::
 
     import torch                      # before openmm when openmmtorch is used (plugin loading)
     from openmm import app
-    from hessdistill.engines.openmm import create_system, EnergyMonitorReporter
+    from hessdistill.engines.openmm import create_system, EnergyMonitorReporter, select_platform
 
     pdb = app.PDBFile("ethanol.pdb")
     system = create_system(pdb.topology, "student.pt")         # or add_student_force(system, topology, path, atoms)
-    sim = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0005))
+    platform, properties = select_platform(system=system)      # CUDA with a GPU, else Reference for students only
+    sim = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.0005), platform, properties)
     sim.reporters.append(EnergyMonitorReporter("monitor.csv", 10, system))
 
 ``openmmtorch.TorchForce`` runs the student inside OpenMM; without a working openmmtorch, ``openmm.PythonForce``

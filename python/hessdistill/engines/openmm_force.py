@@ -378,7 +378,7 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
     """(Platform, properties): ``name`` if given, else CUDA when both OpenMM and torch see a GPU, else CPU, or
     Reference when ``system`` is given and holds only students (:func:`only_students`). Without an MM force to
     speed up, the CPU platform's own work per step costs more than Reference's (measured with a trivial
-    TorchForce: 0.18 against 0.06 ms at 54 atoms), and Reference integrates in double precision.
+    TorchForce: 0.14-0.18 against 0.06 ms at 54 atoms), and Reference integrates in double precision.
     ``precision`` (single/mixed/double) applies to CUDA/OpenCL; Reference is always double, CPU mixed."""
     openmm = _import_openmm()
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
