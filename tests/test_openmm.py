@@ -242,7 +242,7 @@ def test_float32_student_and_ml_subset(student32):
 
 
 def test_default_platform_is_reference_only_for_a_system_of_students(student32):
-    topology, _, atoms = topology_from_atoms(molecule("CH3CH2OH"))
+    topology, _, _ = topology_from_atoms(molecule("CH3CH2OH"))
     system = create_system(topology, student32, remove_cm_motion=True)
     gpu = torch.cuda.is_available() and "CUDA" in [openmm.Platform.getPlatform(i).getName()
                                                    for i in range(openmm.Platform.getNumPlatforms())]

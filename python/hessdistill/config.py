@@ -50,7 +50,9 @@ class DistillConfig:
     cutoff: float = 5.0
     energy_weight: float = 1.0
     force_weight: float = 10.0
-    hessian_weight: float = 10.0
+    # 100: of wH = 10, 30, 100, the lowest force and Hessian errors on ethanol (ANI-1x, 8 and 70 training
+    # structures) and Si (SevenNet-0), every seed; energy errors moved by -15% to +17% against 10
+    hessian_weight: float = 100.0
     hessian_rows: int = 1
     batch_size: int = 4
     epochs: int = 200
