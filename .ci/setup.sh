@@ -8,7 +8,7 @@ PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x "$VENV/bin/python" ]; then
     # a new venv takes ~8 GB (torch's CUDA wheels); say so before pip fails with a bare "No space left on device"
-    free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR == 2 {print int($4 / 1048576)}')
+    free_gb=$(df -Pk "$(dirname "$VENV")" 2>/dev/null | awk 'NR == 2 {print int($4 / 1048576)}' || true)
     if [ "${free_gb:-100}" -lt 10 ]; then
         echo "== warning: only ${free_gb} GB free under $(dirname "$VENV"); a new venv needs about 8 GB" >&2
     fi
