@@ -1,7 +1,7 @@
 """Figure 2 (accuracy) and the training runs every other figure uses.
 
 For each system and student size, a Hessian-distilled student (wH > 0, s rows per structure and step) and an
-undistilled one (wH = 0) are trained by ``hessdistill.train.distill`` with the same data, seed, epochs, batch size
+undistilled one (wH = 0) are trained by ``hessdistill.distill.distill`` with the same data, seed, epochs, batch size
 and learning-rate schedule; the main size is repeated over several seeds. Errors are held-out test MAEs against
 the teacher. The extra runs with more Hessian rows per step (s = 4, full) give the accuracy-vs-s curve.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from common import median, ratio, size_label
-from hessdistill.config import DistillConfig
+from hessdistill.distill import DistillConfig
 
 HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/hessian_weight.py)
 TARGET_FORCE_RATIO = 0.6
@@ -48,7 +48,7 @@ def _train_one(size, dataset, workdir: str, job: dict) -> dict:
     """One training run (in a worker process): distill, then the record of its test errors."""
     import torch
 
-    from hessdistill.train import distill
+    from hessdistill.distill import distill
 
     torch.set_num_threads(1)
     label = size_label(job["arch"], job["features"], job["layers"])
@@ -156,7 +156,7 @@ def s_curve(records: list[dict], size) -> list[dict]:
 
 def transfer_errors(records: list[dict], size, frames: list[dict]) -> dict:
     """Force MAE (eV/A) of the main-size students (seed 0) on larger cells labelled by the teacher."""
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.engines.ase import StudentCalculator
 
     if not frames:
         return {}

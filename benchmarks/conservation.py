@@ -37,7 +37,7 @@ def _bond_deviation(traj_path: str, reference) -> float:
 def run_model(name: str, model_path, calculator, atoms, steps: int, seeds: int, report_interval: int,
               workdir: Path) -> dict:
     from hessdistill.analysis import BOND_DEVIATION_THRESHOLD
-    from hessdistill.engines.ase_md import run_md
+    from hessdistill.engines.ase import run_md
     from hessdistill.monitor import drift_slope, read_monitor_csv
 
     drifts, deviations, stopped = [], [], []
@@ -60,8 +60,8 @@ def measure(system: str, dataset, main_record: dict, teacher, size, workdir: Pat
     """NVE runs of the student (float32, float64) and the teacher on the system's MD structure."""
     from tqdm import tqdm
 
-    from hessdistill.export import export_student
-    from hessdistill.train import model_from_checkpoint
+    from hessdistill.formats import export_student
+    from hessdistill.distill import model_from_checkpoint
 
     atoms = dataset.md_structure
     workdir = Path(workdir) / system / "nve"

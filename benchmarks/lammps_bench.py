@@ -64,7 +64,7 @@ class Timer:
 
 def bare_step(model_path, atoms):
     """One forward + backward of the student on ``atoms`` (neighbor list made once, outside)."""
-    from hessdistill.export import StudentFile
+    from hessdistill.formats import StudentFile
     from hessdistill.neighbors import neighbor_list
 
     sf = StudentFile(model_path, device="cpu")
@@ -84,12 +84,12 @@ def lammps_instance(model_path, atoms, plugin, workdir: Path):
     """A LAMMPS instance in this process (the lammps module) set up for NVE of ``atoms``, and its log path."""
     from ase.io import write
 
-    from hessdistill.engines.lammps import _lammps_module
+    from hessdistill.engines.lammps import lammps_module
 
     data = workdir / f"si{len(atoms)}.data"
     write(data, atoms, format="lammps-data", specorder=["Si"], masses=True, units="metal", atom_style="atomic")
     log = workdir / f"log.bench{len(atoms)}"
-    lmp = _lammps_module().lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
+    lmp = lammps_module().lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
     lmp.commands_string(f"""units metal
 atom_style atomic
 read_data {data}
@@ -141,7 +141,7 @@ def measure(model_path, atoms, plugin, workdir: Path, rounds: int = 3) -> dict:
 
 def run(quick: bool = False) -> dict:
     from hessdistill.engines.lammps import build_plugin
-    from hessdistill.export import export_student
+    from hessdistill.formats import export_student
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 

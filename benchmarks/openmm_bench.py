@@ -87,7 +87,7 @@ def bare_calls(model_path, atoms, frames):
     The first is the reference, since in MD (any engine) the edge count changes from step to step; the
     fixed-positions time is reported as context.
     """
-    from hessdistill.export import StudentFile
+    from hessdistill.formats import StudentFile
     from hessdistill.neighbors import neighbor_list
 
     sf = StudentFile(model_path, device="cpu")
@@ -184,7 +184,7 @@ def run(quick: bool = False) -> dict:
     process."""
     import openmm
 
-    from hessdistill.export import export_student
+    from hessdistill.formats import export_student
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 

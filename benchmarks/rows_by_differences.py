@@ -29,8 +29,8 @@ import torch
 
 import accuracy
 import common
-from hessdistill.data import collate, sample_row_slots
-from hessdistill.train import Trainer, evaluate, predict
+from hessdistill.distill.data import collate, sample_row_slots
+from hessdistill.distill import Trainer, evaluate, predict
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -89,7 +89,7 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
     Force errors next to each size come from figure 2 (``acc``: test MAE, mean over seeds)."""
     import accuracy
     import systems
-    from hessdistill.calculator import StudentCalculator
+    from hessdistill.engines.ase import StudentCalculator
 
     atoms = dataset.md_structure
     teacher = systems.teacher(systems.SYSTEMS[system]["teacher"])
@@ -110,8 +110,8 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
         models[f"student:{label}"] = AseStepper(atoms, StudentCalculator(rec["student_float32"], device="cpu"))
     main_f64 = None
     if main is not None:  # the main student exported in float64 as well
-        from hessdistill.export import export_student
-        from hessdistill.train import model_from_checkpoint
+        from hessdistill.formats import export_student
+        from hessdistill.distill import model_from_checkpoint
 
         model, _ = model_from_checkpoint(main["run_dir"])
         main_f64 = export_student(model, Path(main["run_dir"]) / "student_float64.pt", dtype="float64",

@@ -60,7 +60,7 @@ def md_structure(system: str) -> Atoms:
 
 def build(system: str, size, workdir: Path) -> Dataset:
     """Sample, split and label one system's structures into ``workdir/<system>/labels.h5`` (resumable)."""
-    from hessdistill.labels import label_structures
+    from hessdistill.label import label_structures
     from hessdistill.sample import rattled, split, starting_structure, teacher_md
 
     spec = SYSTEMS[system]

@@ -1,7 +1,7 @@
 """Figure 3 (training cost): wall time per epoch with s = 1, 4 and all 3N Hessian rows per structure and step,
 against energy + forces only (wH = 0), for the main student size on the same training set.
 
-Each configuration is a ``hessdistill.train.Trainer``; after one warm-up epoch each, epochs are timed in
+Each configuration is a ``hessdistill.distill.Trainer``; after one warm-up epoch each, epochs are timed in
 interleaved rounds (E+F, s=1, s=4, s=3N, E+F, ...); each ratio is the median over rounds of the ratio within a
 round. Only ``train_epoch`` is timed (no validation, no checkpoint writing). The accuracy-vs-s curve comes from the
 training runs of figure 2.
@@ -19,8 +19,8 @@ TARGET_S1_RATIO = 2.0
 
 def measure(dataset, size) -> dict:
     import accuracy
-    from hessdistill.labels import load_labels
-    from hessdistill.train import Trainer
+    from hessdistill.label import load_labels
+    from hessdistill.distill import Trainer
 
     arch, features, layers = size.students[0]
     n_atoms = len(load_labels(dataset.labels)[0].numbers)

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from conftest import cluster
-from hessdistill.config import DistillConfig, load_config, write_config
+from hessdistill.distill import DistillConfig, load_config, write_config
 from hessdistill.errors import ConfigError, InputError
-from hessdistill.labels import label_structures
+from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
 from hessdistill.teachers.analytic import MorseTeacher
-from hessdistill.train import Trainer, distill
+from hessdistill.distill import Trainer, distill
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

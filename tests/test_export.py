@@ -11,9 +11,9 @@ import torch
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 from conftest import make_student
-from hessdistill.calculator import StudentCalculator
+from hessdistill.engines.ase import StudentCalculator
 from hessdistill.errors import ModelFileError, StructureError, UnsupportedElementError
-from hessdistill.export import StudentFile, export_student, read_metadata
+from hessdistill.formats import StudentFile, export_student, read_metadata
 from hessdistill.neighbors import neighbor_list
 
 FRESH = r"""

@@ -16,8 +16,8 @@ SCRIPT = textwrap.dedent("""
     from ase.build import molecule
     sys.path.insert(0, sys.argv[1])
     from conftest import make_student
-    from hessdistill.calculator import StudentCalculator
-    from hessdistill.export import StudentFile, export_student
+    from hessdistill.engines.ase import StudentCalculator
+    from hessdistill.formats import StudentFile, export_student
     from hessdistill.neighbors import neighbor_list
 
     atoms = molecule("CH3CH2OH")

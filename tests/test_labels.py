@@ -11,7 +11,7 @@ import pytest
 
 from conftest import cluster
 from hessdistill.errors import InputError, LabelStoreError
-from hessdistill.labels import label_structures, load_labels, merge, parts_dir
+from hessdistill.label import label_structures, load_labels, merge, parts_dir
 from hessdistill.sample import rattled, read_structures, split, write_structures
 from hessdistill.teachers.analytic import MorseTeacher, pair_hessian
 
@@ -63,7 +63,7 @@ def test_cli_shards_then_merge_equal_one_process(structures, tmp_path):
 
 SLOW_LABEL = r"""
 import sys, time
-from hessdistill.labels import label_structures
+from hessdistill.label import label_structures
 from hessdistill.sample import read_structures
 from hessdistill.teachers.analytic import MorseTeacher
 

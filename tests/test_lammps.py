@@ -16,9 +16,9 @@ from ase.build import bulk
 from ase.io import read, write
 
 from conftest import make_student
-from hessdistill.calculator import StudentCalculator
+from hessdistill.engines.ase import StudentCalculator
 from hessdistill.errors import UnsupportedElementError
-from hessdistill.export import FORMAT, METADATA_KEYS, export_student
+from hessdistill.formats import FORMAT, METADATA_KEYS, export_student
 from hessdistill.monitor import read_monitor_csv
 from hessdistill.units import EV_TO_KCAL_PER_MOL
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import make_student
-from hessdistill.engines.ase_md import run_md
+from hessdistill.engines.ase import run_md
 from hessdistill.errors import EnergyConservationError
-from hessdistill.export import export_student
+from hessdistill.formats import export_student
 from hessdistill.monitor import EnergyMonitor, drift_slope, read_monitor_csv
 
 

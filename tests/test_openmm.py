@@ -19,11 +19,11 @@ from ase.build import molecule  # noqa: E402
 from openmm import app, unit  # noqa: E402
 
 from conftest import make_student  # noqa: E402
-from hessdistill.calculator import StudentCalculator  # noqa: E402
+from hessdistill.engines.ase import StudentCalculator  # noqa: E402
 from hessdistill.errors import (  # noqa: E402
     EnergyConservationError, InputError, ModelFileError, StructureError, UnsupportedElementError,
 )
-from hessdistill.export import FORMAT, METADATA_KEYS, export_student  # noqa: E402
+from hessdistill.formats import FORMAT, METADATA_KEYS, export_student  # noqa: E402
 from hessdistill.engines.openmm import (  # noqa: E402
     EnergyMonitorReporter, add_student_force, available_backend, check_positions, create_system, run_md,
     select_platform, topology_from_atoms,
@@ -175,8 +175,8 @@ def test_verlet_list_follows_moving_atoms_and_box(student64, system):
     """One Context over positions that move by more than the skin, and a rescaled box: the force's kept neighbor
     list is searched again when needed, and every evaluation equals the student's own (energy-only evaluations
     between force evaluations included)."""
-    from hessdistill.engines.openmm_force import DEFAULT_SKIN, StudentForceModule
-    from hessdistill.export import StudentFile
+    from hessdistill.engines.openmm.force import DEFAULT_SKIN, StudentForceModule
+    from hessdistill.formats import StudentFile
 
     periodic = system != "molecule"
     atoms = periodic_ethanol(system.split("-")[0]) if periodic else molecule("CH3CH2OH")

@@ -7,8 +7,8 @@ import torch
 from ase.build import bulk
 
 from conftest import make_student
-from hessdistill.data import Graph, collate
-from hessdistill.hessian import energy_gradient, hessian_rows
+from hessdistill.distill.data import Graph, collate
+from hessdistill.distill.hessian import energy_gradient, hessian_rows
 from hessdistill.neighbors import neighbor_list, neighbor_list_torch
 
 ARCHS = ["painn", "schnet"]

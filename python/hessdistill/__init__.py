@@ -6,10 +6,13 @@ __version__ = "0.1.0"
 from .errors import (  # noqa: F401  (re-exported: the public error hierarchy)
     ConfigError,
     EnergyConservationError,
+    EngineError,
     HessdistillError,
     InputError,
     LabelStoreError,
+    LammpsError,
     ModelFileError,
+    OpenMMBackendError,
     StructureError,
     UnsupportedElementError,
 )

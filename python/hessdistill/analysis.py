@@ -171,7 +171,7 @@ def plot_analysis(traj, bonds: dict, rdfs: dict, monitor_csv, png, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .monitor import drift_slope, read_monitor_csv
+    from .monitor.energy import drift_slope, read_monitor_csv
 
     panels = (["energy"] if monitor_csv is not None else []) + ["bonds"] + (["rdf"] if rdfs else [])
     fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.6 * len(panels)), squeeze=False)

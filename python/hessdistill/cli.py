@@ -73,7 +73,7 @@ def _add_label(sub):
 
 
 def cmd_label(a):
-    from .labels import label_structures, parse_shard
+    from .label.store import label_structures, parse_shard
     from .sample import read_structures, split
     from .teachers import load_teacher
 
@@ -94,11 +94,11 @@ def cmd_label(a):
 def _add_merge(sub):
     p = sub.add_parser("merge", help="merge the parts of sharded labelling into the store file")
     p.add_argument("store")
-    p.set_defaults(func=lambda a: print(__import__("hessdistill.labels", fromlist=["merge"]).merge(a.store)))
+    p.set_defaults(func=lambda a: print(__import__("hessdistill.label", fromlist=["merge"]).merge(a.store)))
 
 
 def _add_distill(sub):
-    from .config import HELP, DistillConfig
+    from .distill.config import HELP, DistillConfig
 
     p = sub.add_parser("distill", help="train a student on the labels (Hessian-row loss) and export it")
     p.add_argument("labels", nargs="?", help="label store from `hessdistill label`")
@@ -116,9 +116,9 @@ def _add_distill(sub):
 def cmd_distill(a):
     from pathlib import Path
 
-    from .config import DistillConfig, load_config, write_config
+    from .distill.config import DistillConfig, load_config, write_config
     from .errors import InputError
-    from .train import distill
+    from .distill.trainer import distill
 
     if a.write_config:
         write_config(a.write_config)
@@ -157,8 +157,8 @@ def _add_export(sub):
 
 
 def cmd_export(a):
-    from .export import export_student
-    from .train import model_from_checkpoint
+    from .formats.torchscript import export_student
+    from .distill.trainer import model_from_checkpoint
 
     model, state = model_from_checkpoint(a.checkpoint)
     print(export_student(model, a.output, dtype=a.dtype, teacher=state.get("teacher", "")))

@@ -35,3 +35,15 @@ class ConfigError(InputError):
 
 class EnergyConservationError(HessdistillError, RuntimeError):
     """An MD run stopped because the energy monitor saw drift, a jump, or non-finite values."""
+
+
+class EngineError(HessdistillError, RuntimeError):
+    """An MD engine could not run the student (missing engine package, failed build, engine error)."""
+
+
+class LammpsError(EngineError):
+    """The LAMMPS plugin did not build, or LAMMPS stopped with an error."""
+
+
+class OpenMMBackendError(EngineError, ImportError):
+    """No way to put a student into OpenMM here: OpenMM, or both openmmtorch and openmm.PythonForce, missing."""

@@ -29,13 +29,13 @@ def _time_forces(calc, atoms, repeats: int) -> float:
 def main(out: str = "example_run", quick: bool = False) -> dict:
     import torch
 
-    from .calculator import StudentCalculator
-    from .config import DistillConfig
-    from .engines.ase_md import run_md
-    from .labels import label_structures
+    from .engines.ase.calculator import StudentCalculator
+    from .distill.config import DistillConfig
+    from .engines.ase.md import run_md
+    from .label.store import label_structures
     from .sample import split, starting_structure, teacher_md, write_structures
     from .teachers import load_teacher
-    from .train import distill
+    from .distill.trainer import distill
 
     torch.set_num_threads(1)
     out = Path(out)

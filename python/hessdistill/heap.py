@@ -9,7 +9,7 @@ page faults per step. Fixing the mmap threshold at glibc's own upper limit (32 M
 1 GB is free makes every step reuse the pages of the last. Blocks over 32 MB still come from mmap and go back on
 free (putting them on the heap too fragmented it into an out-of-memory at 32k atoms), so what the process keeps
 is the peak of its smaller blocks. The LAMMPS pair style has its own block cache for its large systems
-(lammps_plugin/block_cache.h).
+(engines/lammps/plugin/block_cache.h).
 """
 
 from __future__ import annotations

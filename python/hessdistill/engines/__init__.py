@@ -12,11 +12,11 @@ def get_runner(engine: str):
     from ..errors import ConfigError
 
     if engine == "ase":
-        from .ase_md import run_md
+        from .ase.md import run_md
     elif engine == "openmm":
         from .openmm import run_md
     elif engine == "lammps":
-        from .lammps import run_md
+        from .lammps.md import run_md
     else:
         raise ConfigError(f"unknown MD engine {engine!r}; choose one of {', '.join(ENGINES)}")
     return run_md

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EnergyConservationError, InputError
-from ..monitor import EnergyMonitor, plot_monitor
-from ..structures import check_structure
-from ..units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
-from .openmm_force import _import_openmm, available_backend, create_system, select_platform
+from ...errors import ConfigError, EnergyConservationError, InputError
+from ...monitor.energy import EnergyMonitor, plot_monitor
+from ...structures import check_structure
+from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
+from .force import _import_openmm, available_backend, create_system, select_platform
 
 log = logging.getLogger("hessdistill.engines.openmm")
 
@@ -131,7 +131,7 @@ def topology_from_atoms(atoms, bonds=None):
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from ..analysis import guess_bonds
+    from ...analysis import guess_bonds
 
     atoms = atoms.copy()
     if atoms.pbc.any() and not atoms.pbc.all():
@@ -264,7 +264,7 @@ def run_md(model_path, atoms, *, out_dir, steps: int, timestep_fs: float = 0.5, 
 
 def _analyze(paths: dict, topology, interval: int, timestep_fs: float, title: str) -> dict:
     try:
-        from ..analysis import analyze, load_trajectory
+        from ...analysis import analyze, load_trajectory
 
         traj = load_trajectory(paths["dcd"], topology, timestep_ps=interval * timestep_fs * 1e-3)
     except ImportError as exc:

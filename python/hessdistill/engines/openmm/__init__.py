@@ -17,7 +17,7 @@ OpenMM users add the student to their own System::
 ``openmm_md`` (reporter, ``run_md``); this module is the public face.
 """
 
-from .openmm_force import (  # noqa: F401
+from .force import (  # noqa: F401
     BACKENDS,
     OpenMMBackendError,
     StudentForceModule,
@@ -31,7 +31,7 @@ from .openmm_force import (  # noqa: F401
     select_platform,
     student_force,
 )
-from .openmm_md import EnergyMonitorReporter, degrees_of_freedom, run_md, topology_from_atoms  # noqa: F401
+from .md import EnergyMonitorReporter, degrees_of_freedom, run_md, topology_from_atoms  # noqa: F401
 
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",

@@ -23,9 +23,9 @@ import h5py
 import numpy as np
 from ase import Atoms
 
-from . import __version__
-from .errors import InputError, LabelStoreError
-from .teachers.base import Label, Teacher
+from .. import __version__
+from ..errors import InputError, LabelStoreError
+from ..teachers.base import Label, Teacher
 
 SPLITS = ("train", "val", "test")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import EnergyConservationError
-from .units import EV_TO_KJ_PER_MOL
+from ..errors import EnergyConservationError
+from ..units import EV_TO_KJ_PER_MOL
 
 COLUMNS = (
     "step",

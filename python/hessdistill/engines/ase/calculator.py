@@ -2,7 +2,7 @@
 
 Example
 -------
->>> from hessdistill.calculator import StudentCalculator
+>>> from hessdistill.engines.ase import StudentCalculator
 >>> atoms.calc = StudentCalculator("student.pt")
 >>> atoms.get_forces()
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .export import StudentFile
-from .heap import keep_freed_memory
-from .neighbors import neighbor_list
-from .structures import MIN_DISTANCE, check_coordinates, check_overlaps
+from ...formats.torchscript import StudentFile
+from ...heap import keep_freed_memory
+from ...neighbors import neighbor_list
+from ...structures import MIN_DISTANCE, check_coordinates, check_overlaps
 
 
 class StudentCalculator(Calculator):

@@ -11,9 +11,9 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from ..calculator import StudentCalculator
-from ..errors import ConfigError, EnergyConservationError
-from ..monitor import EnergyMonitor, plot_monitor
+from .calculator import StudentCalculator
+from ...errors import ConfigError, EnergyConservationError
+from ...monitor.energy import EnergyMonitor, plot_monitor
 
 
 def run_md(

@@ -41,20 +41,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import HessdistillError, InputError, StructureError
-from ..export import StudentFile
-from ..heap import keep_freed_memory
-from ..neighbors import edges_within, minimum_image_edges, neighbor_list_torch
-from ..units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+from ...errors import InputError, OpenMMBackendError, StructureError
+from ...formats.torchscript import StudentFile
+from ...heap import keep_freed_memory
+from ...neighbors import edges_within, minimum_image_edges, neighbor_list_torch
+from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 log = logging.getLogger("hessdistill.engines.openmm")
 BACKENDS = ("auto", "torchforce", "pythonforce")
 DEFAULT_SKIN = 1.0  # A: Verlet skin of the module's neighbor list (searched again after a skin/2 move)
 _warned_fallback = False  # the fallback warning is given once per process, then logged at INFO
-
-
-class OpenMMBackendError(HessdistillError, ImportError):
-    """No way to put a student into OpenMM here: OpenMM, or both openmmtorch and openmm.PythonForce, missing."""
 
 
 class StudentForceModule(nn.Module):

@@ -24,11 +24,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .config import DistillConfig, write_config
 from .data import Graph, build_graphs, collate, sample_row_slots
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 from .hessian import energy_gradient, hessian_rows
-from .heap import keep_freed_memory
-from .labels import load_labels
-from .students import StudentBase, build_student
+from ..heap import keep_freed_memory
+from ..label.store import load_labels
+from ..students import StudentBase, build_student
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "val_energy_mae", "val_force_mae", "val_hessian_mae", "seconds")
 #: Options that may differ between a checkpoint and the config of the run that resumes it.
@@ -372,7 +372,7 @@ def plot_learning_curve(metrics_csv, png) -> None:
 
 def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
     """Train, evaluate on the test split, export ``student.pt``; returns a summary (also ``summary.json``)."""
-    from .export import export_student
+    from ..formats.torchscript import export_student
 
     trainer = Trainer(config, labels, run_dir, resume=resume, progress=progress)
     model = trainer.fit()

@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
-from .labels import LabeledStructure
-from .neighbors import neighbor_list
+from ..errors import InputError
+from ..label.store import LabeledStructure
+from ..neighbors import neighbor_list
 
 
 @dataclass

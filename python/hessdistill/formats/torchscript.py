@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .errors import ModelFileError
-from .students import StudentBase
+from .. import __version__
+from ..errors import ModelFileError
+from ..students import StudentBase
 
 FORMAT = "hessdistill-student-1"
 METADATA_KEYS = (
@@ -83,7 +83,7 @@ def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "fl
 
 
 def _clone(model: StudentBase) -> StudentBase:
-    from .students import build_student
+    from ..students import build_student
 
     copy = build_student(model.architecture, **model.hyperparameters())
     copy.load_state_dict(model.state_dict())
@@ -119,7 +119,7 @@ class StudentFile:
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
-        from .errors import UnsupportedElementError
+        from ..errors import UnsupportedElementError
 
         index = {s: k for k, s in enumerate(self.type_names)}
         missing = sorted(set(symbols) - set(index))
