@@ -1,0 +1,5 @@
+"""``python -m hessdistill``: the same command line as ``hessdistill``."""
+
+from .cli import main
+
+main()
