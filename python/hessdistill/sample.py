@@ -58,7 +58,7 @@ def teacher_md(
     """``n`` snapshots every ``interval`` steps of Langevin MD at ``temperature`` K driven by the teacher."""
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     atoms = atoms.copy()
     atoms.calc = calculator
@@ -66,8 +66,8 @@ def teacher_md(
     thermalize_momenta(atoms, temperature, rng=rng)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction, rng=rng)
     snaps: list[Atoms] = []
-    bar = tqdm(total=equilibration + n * interval, desc="teacher MD", disable=not progress, unit="step")
-    dyn.attach(lambda: bar.update(1), interval=1)
+    bar = progress_bar(equilibration + n * interval, "teacher MD", unit="step", enabled=progress)
+    dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)  # observers also run before step 1
     dyn.run(equilibration)
     for _ in range(n):
         dyn.run(interval)

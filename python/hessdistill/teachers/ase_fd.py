@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..progress import progress_bar
 from .base import Teacher
 
 #: Show a progress bar when one Hessian needs more force calls than this.
@@ -86,8 +86,8 @@ class ASECalculatorTeacher(Teacher):
         x0 = atoms.get_positions()
         flat = x0.reshape(-1)
         cols = {}
-        bar = tqdm(total=2 * len(unique), desc=f"{self.name} FD Hessian", unit="force",
-                   disable=not self.progress or 2 * len(unique) <= PROGRESS_ABOVE_CALLS, leave=False)
+        bar = progress_bar(2 * len(unique), f"{self.name} FD Hessian", unit="force", nested=True,
+                           enabled=self.progress and 2 * len(unique) > PROGRESS_ABOVE_CALLS)
         try:
             for k in unique:
                 f = []
