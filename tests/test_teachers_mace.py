@@ -7,6 +7,7 @@ Skipped where mace-torch is absent (it pins e3nn 0.4.4 and cannot share an envir
 file in the second environment of ``.ci/newer_env.sh``)."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -232,6 +233,20 @@ def test_multi_head_model_needs_a_head(tmp_path):
         np.testing.assert_allclose(energies[head], ref.get_potential_energy(), rtol=1e-12)
         np.testing.assert_allclose(forces, ref.get_forces(), atol=1e-10)
     assert energies["omat"] != energies["spice"]
+
+
+def test_import_keeps_torch_load_weights_only():
+    """mace-torch turns torch.load's weights-only default off on import; the teacher module puts it back."""
+    import subprocess
+    import sys
+
+    code = ("import io, os, pickle, torch, hessdistill.teachers.mace\n"
+            "f = io.BytesIO(); torch.save(torch.nn.Linear(1, 1), f); f.seek(0)\n"
+            "try:\n    torch.load(f); print('loaded')\nexcept pickle.UnpicklingError:\n    print('refused')\n"
+            "print(os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))")
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["refused", "None"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -18,14 +18,23 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-with warnings.catch_warnings(), torch.serialization.safe_globals([slice]):
-    # e3nn 0.4.4 reads its constants with a plain torch.load; torch >= 2.6 loads weights only and needs `slice`
-    # allowed. The context keeps torch.load's default untouched for everything else.
-    warnings.simplefilter("ignore")  # TorchScript annotation warnings while e3nn compiles its modules
-    import e3nn.o3  # noqa: F401
-    from mace import data as mace_data
-    from mace.tools import torch_geometric, torch_tools
-    from mace.tools.utils import AtomicNumberTable
+# `import mace` sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which turns off torch.load's weights-only safety for the
+# whole process; it is put back as it was after the import. e3nn 0.4.4 reads its constants with a plain torch.load,
+# which on torch >= 2.6 needs `slice` allowed; that is granted for the import only.
+_NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_env_before = os.environ.get(_NO_WEIGHTS_ONLY)
+try:
+    with warnings.catch_warnings(), torch.serialization.safe_globals([slice]):
+        warnings.simplefilter("ignore")  # TorchScript annotation warnings while e3nn compiles its modules
+        import e3nn.o3  # noqa: F401
+        from mace import data as mace_data
+        from mace.tools import torch_geometric, torch_tools
+        from mace.tools.utils import AtomicNumberTable
+finally:
+    if _env_before is None:
+        os.environ.pop(_NO_WEIGHTS_ONLY, None)
+    else:
+        os.environ[_NO_WEIGHTS_ONLY] = _env_before
 
 from ..errors import ConfigError, ModelFileError, StructureError
 from ..structures import check_elements
