@@ -9,6 +9,7 @@ The stress comes from mace-torch's symmetric strain ("displacement") of position
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -20,11 +21,12 @@ from ase.data import chemical_symbols
 
 # `import mace` sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which turns off torch.load's weights-only safety for the
 # whole process; it is put back as it was after the import. e3nn 0.4.4 reads its constants with a plain torch.load,
-# which on torch >= 2.6 needs `slice` allowed; that is granted for the import only.
+# which on torch >= 2.6 needs `slice` allowed; that is granted for the import only (older torch loads it anyway).
 _NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _env_before = os.environ.get(_NO_WEIGHTS_ONLY)
+_allow_slice = getattr(torch.serialization, "safe_globals", None)
 try:
-    with warnings.catch_warnings(), torch.serialization.safe_globals([slice]):
+    with warnings.catch_warnings(), (_allow_slice([slice]) if _allow_slice else contextlib.nullcontext()):
         warnings.simplefilter("ignore")  # TorchScript annotation warnings while e3nn compiles its modules
         import e3nn.o3  # noqa: F401
         from mace import data as mace_data
