@@ -1,7 +1,8 @@
 """Teachers, looked up by name. Heavy back ends are imported only when their teacher is asked for.
 
 Names: ``ani1x``, ``sevennet0``, ``chgnet``, ``morse`` / ``lj`` (analytic pair potentials),
-``torchscript:PATH`` (a user TorchScript energy model), ``ase:MODULE:CLASS`` (any ASE calculator; Hessians by
+``torchscript:PATH`` (a user TorchScript energy model), ``mace:PATH`` (a MACE model file such as MACE-OFF or
+MACE-MP-0; needs ``mace-torch``, the ``mace`` extra), ``ase:MODULE:CLASS`` (any ASE calculator; Hessians by
 finite differences).
 """
 
@@ -19,6 +20,7 @@ _REGISTRY = {
     "morse": ("analytic", "MorseTeacher", ""),
     "lj": ("analytic", "LennardJonesTeacher", ""),
 }
+_MACE_HINT = "pip install 'hessdistill[mace]' (mace-torch==0.3.16; not in the same environment as sevenn)"
 
 
 def load_teacher(spec: str, **kwargs) -> Teacher:
@@ -27,6 +29,15 @@ def load_teacher(spec: str, **kwargs) -> Teacher:
         from .torchscript import TorchScriptTeacher
 
         return TorchScriptTeacher(spec.split(":", 1)[1], **kwargs)
+    if spec.startswith("mace:"):
+        path = spec.split(":", 1)[1]
+        if not path:
+            raise ConfigError("MACE teacher spec must be mace:PATH (a model file), got 'mace:'")
+        try:
+            from .mace import MACETeacher
+        except ImportError as exc:
+            raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {_MACE_HINT}") from None
+        return MACETeacher(path, **kwargs)
     if spec.startswith("ase:"):
         from .ase_fd import ASECalculatorTeacher
 
@@ -39,7 +50,8 @@ def load_teacher(spec: str, **kwargs) -> Teacher:
         module, name, hint = _REGISTRY[spec]
     except KeyError:
         raise ConfigError(
-            f"unknown teacher {spec!r}; choose one of {', '.join(_REGISTRY)}, torchscript:PATH or ase:MODULE:CLASS"
+            f"unknown teacher {spec!r}; choose one of {', '.join(_REGISTRY)}, torchscript:PATH, mace:PATH or "
+            "ase:MODULE:CLASS"
         ) from None
     try:
         mod = importlib.import_module(f".{module}", __name__)
