@@ -85,8 +85,8 @@ class EnergyMonitorReporter:
         kj = unit.kilojoule_per_mole
         potential = state.getPotentialEnergy().value_in_unit(kj) / EV_TO_KJ_PER_MOL
         kinetic = state.getKineticEnergy().value_in_unit(kj) / EV_TO_KJ_PER_MOL
-        r_kj = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(kj / unit.kelvin)
-        temperature = 2.0 * kinetic * EV_TO_KJ_PER_MOL / (self.dof * r_kj) if self.dof > 0 else float("nan")
+        # kB in eV/K as ASE has it (the package's units), so every engine reports the same temperature
+        temperature = 2.0 * kinetic / (self.dof * ase_units.kB) if self.dof > 0 else float("nan")
         forces = state.getForces(asNumpy=True)._value
         self.monitor.record(simulation.currentStep, state.getTime().value_in_unit(unit.picosecond), potential,
                             kinetic, temperature, forces_finite=bool(np.all(np.isfinite(forces))))
