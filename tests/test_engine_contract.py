@@ -56,7 +56,7 @@ def plugin():
 
 
 def structure(kind):
-    """Ethanol (velocities drawn by the contract), or a tilted Si7C cell carrying its own momenta."""
+    """Ethanol (velocities drawn by the contract), or a tilted, turned Si7C cell carrying its own momenta."""
     if kind == "molecule":
         atoms = molecule("CH3CH2OH")
         atoms.rattle(0.05, seed=1)
@@ -64,6 +64,7 @@ def structure(kind):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.symbols[5] = "C"
     atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0, 0], [0.1, 1.0, 0], [0.05, -0.08, 1.0]]), scale_atoms=True)
+    atoms.rotate(25, (1, 2, 3), rotate_cell=True)  # OpenMM and LAMMPS turn the cell back: velocities turn with it
     atoms.rattle(0.05, seed=2)
     atoms.set_momenta(1.3 * initial_momenta(atoms.get_masses(), 300.0, seed=5))  # kept by every engine
     return atoms
