@@ -337,7 +337,8 @@ def test_nve_drift_equals_independent_slope(student64, tmp_path):
 
     np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] / (3 * n * kB), rtol=1e-12)
     r = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin)
-    np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] * EV_TO_KJ_PER_MOL / (3 * n * r), rtol=1e-6)
+    np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] * EV_TO_KJ_PER_MOL / (3 * n * r),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("broken", ["nan", "jump"])
