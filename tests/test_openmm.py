@@ -370,7 +370,8 @@ def test_run_md_stable_run_not_flagged(tmp_path):
     assert result.extra["max_bond_deviation_A"] < 0.5 and not result.extra["unstable"]
     assert result.extra["platform"] == "Reference"
     for key in ("monitor_csv", "monitor_png", "trajectory", "topology", "analysis_png", "summary"):
-        assert Path(result.files[key]).parent == tmp_path / "run" and Path(result.files[key]).stat().st_size > 0
+        path = Path(result.files[key])
+        assert path.parent == (tmp_path / "run").resolve() and path.stat().st_size > 0
 
     from hessdistill.analysis import load_trajectory, radial_distributions
 

@@ -111,9 +111,6 @@ class MDOptions:
         """Steps between trajectory frames."""
         return self.trajectory_interval or self.report_interval
 
-    def replace(self, **changes) -> "MDOptions":
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass(frozen=True)
 class ASEOptions:
@@ -198,8 +195,9 @@ def check_engine(engine: str) -> str:
 
 
 def output_files(out_dir, engine: str) -> dict[str, Path]:
-    """Paths of the files every engine writes (``monitor_csv``, ``monitor_png``, ``summary``, ``trajectory``)."""
-    out = Path(out_dir)
+    """Absolute paths of the files every engine writes (``monitor_csv``, ``monitor_png``, ``summary``,
+    ``trajectory``)."""
+    out = Path(out_dir).resolve()
     files = {k: out / name for k, name in COMMON_FILES.items()}
     files["trajectory"] = out / f"trajectory.{TRAJECTORY_EXTENSIONS[engine]}"
     return files

@@ -119,9 +119,8 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     student.species(atoms.get_chemical_symbols())  # raises UnsupportedElementError for uncovered elements
     elements = [s for s in student.type_names if s in set(atoms.get_chemical_symbols())]
 
-    out = files["summary"].parent.resolve()
-    files = {k: v.resolve() for k, v in files.items()}
-    files.update(data=out / "system.data", input=out / "in.md", log=out / "log.lammps")
+    out = files["summary"].parent
+    files = {**files, **dict(data=out / "system.data", input=out / "in.md", log=out / "log.lammps")}
     write(files["data"], atoms, format="lammps-data", specorder=elements, masses=True, units="metal",
           atom_style="atomic", velocities=True)
     plugin = Path(eo.plugin) if eo.plugin else build_plugin()
