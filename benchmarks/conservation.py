@@ -1,5 +1,5 @@
 """Figure 5 (energy conservation): NVE drift of the distilled main student exported in float32 and float64, and
-of the teacher, over several seeds (initial velocities), with ``engines.ase_md.run_md`` (VelocityVerlet, 0.5 fs,
+of the teacher, over several seeds (initial velocities), with ASE through ``engines.run_md`` (VelocityVerlet, 0.5 fs,
 300 K Maxwell-Boltzmann start, no stopping thresholds).
 
 Drift: least-squares slope of total energy per atom against time (eV/atom/ps) after discarding the first 20%
@@ -37,18 +37,19 @@ def _bond_deviation(traj_path: str, reference) -> float:
 def run_model(name: str, model_path, calculator, atoms, steps: int, seeds: int, report_interval: int,
               workdir: Path) -> dict:
     from hessdistill.analysis import BOND_DEVIATION_THRESHOLD
-    from hessdistill.engines.ase import run_md
+    from hessdistill.engines import MDOptions, run_md
     from hessdistill.monitor import drift_slope, read_monitor_csv
 
     drifts, deviations, stopped = [], [], []
     for seed in range(seeds):
-        res = run_md(model_path, atoms, out_dir=workdir / f"{name}_seed{seed}", steps=steps, timestep_fs=0.5,
-                     temperature_K=300.0, ensemble="nve", report_interval=report_interval, seed=seed, max_drift=None,
-                     max_deviation=None, calculator=calculator() if calculator else None, progress=False)
-        data = read_monitor_csv(res["csv"])
+        options = MDOptions(steps=steps, timestep_fs=0.5, temperature_K=300.0, ensemble="nve",
+                            report_interval=report_interval, seed=seed, max_drift=None, max_deviation=None)
+        res = run_md("ase", model_path, atoms, workdir / f"{name}_seed{seed}", options,
+                     calculator=calculator() if calculator else None)
+        data = read_monitor_csv(res.files["monitor_csv"])
         drifts.append(drift_slope(data["time_ps"], data["total_per_atom_eV"], discard_fraction=DISCARD))
-        deviations.append(_bond_deviation(res["trajectory"], atoms))
-        stopped.append(bool(res["stopped"]))
+        deviations.append(_bond_deviation(res.files["trajectory"], atoms))
+        stopped.append(res.stopped)
     unstable = [s or not (d <= BOND_DEVIATION_THRESHOLD) for s, d in zip(stopped, deviations)]
     return {"steps": steps, "seeds": seeds, "drift_per_seed": drifts,
             "median_abs_drift": median(np.abs(drifts)), "mean_drift": float(np.mean(drifts)),

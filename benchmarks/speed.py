@@ -3,14 +3,13 @@
 ASE VelocityVerlet (0.5 fs, 300 K) drives both. The teacher runs through two calculators, the package's
 ``TeacherCalculator`` and the teacher's own ASE calculator (torchani float32 / ``SevenNetCalculator``), and the
 faster of the two is the reference, so speed-ups are never inflated by a slow teacher wrapper. The main student also
-runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.<engine>.run_md``; there the time per step is the
+runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``; there the time per step is the
 difference of a 2N-step and an N-step run, so engine start-up and TorchScript warm-up cancel. All models are
 timed in interleaved rounds (teacher, student 1, student 2, ..., teacher, ...); medians give the ratios.
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -63,24 +62,18 @@ def native_teacher_calculator(teacher_name: str):
 
 def engine_step_time(engine: str, model_path, atoms, steps: int) -> Seconds:
     """Seconds per MD step of ``engine`` (openmm or lammps): (t(2N) - t(N)) / N from two NVE runs."""
-    from hessdistill.engines import get_runner
+    from hessdistill.engines import MDOptions, run_md
 
-    run_md = get_runner(engine)
+    extra = {"openmm": {"analyze": False}}.get(engine, {})
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (steps, 2 * steps):
-            opts = dict(out_dir=Path(tmp) / f"run{n}", steps=n, timestep_fs=0.5, temperature_K=300.0,
-                        report_interval=n, max_drift=None, max_deviation=None, progress=False)
-            if engine == "openmm":
-                res = run_md(model_path, atoms, analyze=False, **{k: v for k, v in opts.items() if k != "progress"})
-                times.append(res["wall_s"])
-            else:
-                res = run_md(model_path, atoms, **opts)
-                text = Path(res["log"]).read_text()
-                loops = re.findall(r"Loop time of (\S+) on \d+ procs for (\d+) steps", text)
-                if not loops:
-                    raise RuntimeError(f"no 'Loop time' in {res['log']}: {res.get('reason', '')}")
-                times.append(float(loops[-1][0]))
+            options = MDOptions(steps=n, timestep_fs=0.5, temperature_K=300.0, report_interval=n, max_drift=None,
+                                max_deviation=None)
+            res = run_md(engine, model_path, atoms, Path(tmp) / f"run{n}", options, **extra)
+            if res.stopped:
+                raise RuntimeError(f"{engine} run stopped: {res.reason}")
+            times.append(res.wall_s)  # the MD loop only (LAMMPS: its own loop time)
     return Seconds((times[1] - times[0]) / steps)
 
 

@@ -4,8 +4,8 @@ energy-conservation monitor next to the usual reporters, DCD out, then a stabili
     python examples/openmm_nve.py [STUDENT] [--pdb examples/ethanol.pdb] [--steps 2000] [--platform CPU]
 
 STUDENT defaults to example_run/distilled/student.pt, written by the built-in example (`hessdistill example`).
-Writes openmm_nve_run/{traj.dcd, monitor.csv, monitor.png, analysis.png}. Exit status 3 when the monitor stops the
-run (energy not conserved), 2 when the inputs are missing.
+Writes openmm_nve_run/{trajectory.dcd, monitor.csv, monitor.png, analysis.png} (the file names of run_md). Exit
+status 3 when the monitor stops the run (energy not conserved), 2 when the inputs are missing.
 """
 
 import argparse
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     sim.reporters += [
         app.StateDataReporter(sys.stdout, max(args.steps // 10, 1), step=True, potentialEnergy=True,
                               totalEnergy=True, temperature=True, speed=True),
-        app.DCDReporter(str(out / "traj.dcd"), 10),
+        app.DCDReporter(str(out / "trajectory.dcd"), 10),
         monitor,
     ]
     monitor.record_initial(sim)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     except ImportError:
         return status
     del sim  # closes the DCD file
-    traj = load_trajectory(out / "traj.dcd", args.pdb, timestep_ps=10 * args.timestep * 1e-3)
+    traj = load_trajectory(out / "trajectory.dcd", args.pdb, timestep_ps=10 * args.timestep * 1e-3)
     report = analyze(traj, monitor_csv=out / "monitor.csv", png=out / "analysis.png")
     verdict = "UNSTABLE" if report["unstable"] else "stable"
     print(f"max bond deviation {report['max_bond_deviation_A']:.3f} A ({verdict}); plots in {out}/")

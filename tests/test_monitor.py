@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_student
+from hessdistill.engines import MDOptions
 from hessdistill.engines.ase import run_md
 from hessdistill.errors import EnergyConservationError
 from hessdistill.formats import export_student
@@ -44,22 +45,23 @@ def test_monitor_stops_with_intact_csv(tmp_path, energies, match):
 
 def test_ase_nve_conserves_energy_and_reports_independently_checked_drift(silicon, tmp_path):
     path = export_student(make_student("painn", cutoff=3.0), tmp_path / "s.pt", dtype="float64")
-    res = run_md(path, silicon, out_dir=tmp_path / "md", steps=200, timestep_fs=0.5, temperature_K=300,
-                 report_interval=2, progress=False)
-    assert not res["stopped"]
+    res = run_md(path, silicon, tmp_path / "md", MDOptions(steps=200, timestep_fs=0.5, temperature_K=300,
+                                                          report_interval=2))
+    assert not res.stopped
     from ase.io import read
 
-    frames = read(res["trajectory"], index=":")
+    frames = read(res.files["trajectory"], index=":")
     t = np.arange(len(frames)) * 2 * 0.5e-3
     e = np.array([f.get_total_energy() for f in frames]) / len(silicon)
-    assert res["drift_eV_per_atom_ps"] == pytest.approx(np.polyfit(t, e, 1)[0], rel=1e-6, abs=1e-9)
-    assert abs(res["drift_eV_per_atom_ps"]) < 1e-3
-    assert res["max_deviation_eV_per_atom"] < 1e-3
+    assert res.drift_eV_per_atom_ps == pytest.approx(np.polyfit(t, e, 1)[0], rel=1e-6, abs=1e-9)
+    assert abs(res.drift_eV_per_atom_ps) < 1e-3
+    assert res.max_deviation_eV_per_atom < 1e-3
 
 
 def test_ase_run_with_too_large_timestep_is_stopped(silicon, tmp_path):
     path = export_student(make_student("painn", cutoff=3.0), tmp_path / "s.pt", dtype="float64")
-    res = run_md(path, silicon, out_dir=tmp_path / "md", steps=300, timestep_fs=30.0, temperature_K=3000,
-                 report_interval=1, max_deviation=0.01, progress=False)
-    assert res["stopped"] and "MD stopped" in res["reason"]
-    assert len(read_monitor_csv(res["csv"])["step"]) >= 1
+    res = run_md(path, silicon, tmp_path / "md", MDOptions(steps=300, timestep_fs=30.0, temperature_K=3000,
+                                                          report_interval=1, max_deviation=0.01))
+    assert res.stopped and "MD stopped" in res.reason
+    rows = read_monitor_csv(res.files["monitor_csv"])
+    assert len(rows["step"]) >= 1 and rows["step"][-1] == res.steps_done < 300

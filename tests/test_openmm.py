@@ -8,6 +8,7 @@ import importlib.util
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from hessdistill.engines.ase import StudentCalculator  # noqa: E402
 from hessdistill.errors import (  # noqa: E402
     EnergyConservationError, InputError, ModelFileError, StructureError, UnsupportedElementError,
 )
+from hessdistill.engines import MDOptions  # noqa: E402
 from hessdistill.formats import FORMAT, METADATA_KEYS, export_student  # noqa: E402
 from hessdistill.engines.openmm import (  # noqa: E402
     EnergyMonitorReporter, add_student_force, available_backend, check_positions, create_system, run_md,
@@ -329,9 +331,14 @@ def test_nve_drift_equals_independent_slope(student64, tmp_path):
     assert summary["drift_kJ_per_mol_ps"] == pytest.approx(expected * n * EV_TO_KJ_PER_MOL, rel=1e-9, abs=1e-12)
     rows = read_monitor_csv(tmp_path / "m.csv")
     np.testing.assert_allclose(rows["total_eV"] * EV_TO_KJ_PER_MOL, totals, rtol=1e-12)
-    # temperature from kinetic energy with 3N degrees of freedom (no constraints, no CM remover)
+    # temperature from kinetic energy with 3N degrees of freedom (no constraints, no CM remover), in ASE's kB (eV/K)
+    # as the other engines report it (OpenMM's R is CODATA 2018, ASE's kB CODATA 2014: 3.5e-7 apart)
+    from ase.units import kB
+
+    np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] / (3 * n * kB), rtol=1e-12)
     r = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin)
-    np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] * EV_TO_KJ_PER_MOL / (3 * n * r))
+    np.testing.assert_allclose(rows["temperature_K"], 2 * rows["kinetic_eV"] * EV_TO_KJ_PER_MOL / (3 * n * r),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("broken", ["nan", "jump"])
@@ -356,17 +363,19 @@ def test_broken_model_stops_run_with_intact_csv(tmp_path, broken):
 
 def test_run_md_stable_run_not_flagged(tmp_path):
     path = write_model_file(PairModel(), tmp_path / "morse.pt")
-    result = run_md(path, dimers(periodic=True), out_dir=tmp_path / "run", steps=300, timestep_fs=0.5,
-                    temperature_K=300.0, report_interval=10, platform="Reference")
-    assert not result["stopped"] and result["steps_done"] == 300
-    assert abs(result["drift_eV_per_atom_ps"]) < 1e-3
-    assert result["max_bond_deviation_A"] < 0.5 and not result["unstable"]
-    for key in ("csv", "png", "dcd", "pdb", "analysis_png"):
-        assert (tmp_path / "run" / result[key].split("/")[-1]).stat().st_size > 0
+    result = run_md(path, dimers(periodic=True), tmp_path / "run", MDOptions(steps=300, timestep_fs=0.5,
+                    temperature_K=300.0, report_interval=10), platform="Reference")
+    assert not result.stopped and result.steps_done == 300
+    assert abs(result.drift_eV_per_atom_ps) < 1e-3
+    assert result.extra["max_bond_deviation_A"] < 0.5 and not result.extra["unstable"]
+    assert result.extra["platform"] == "Reference"
+    for key in ("monitor_csv", "monitor_png", "trajectory", "topology", "analysis_png", "summary"):
+        path = Path(result.files[key])
+        assert path.parent == (tmp_path / "run").resolve() and path.stat().st_size > 0
 
     from hessdistill.analysis import load_trajectory, radial_distributions
 
-    traj = load_trajectory(result["dcd"], result["pdb"])
+    traj = load_trajectory(result.files["trajectory"], result.files["topology"])
     assert traj.n_frames == 31 and traj.n_atoms == 8 and traj.unitcell_vectors is not None
     rdfs = radial_distributions(traj)
     r, g = rdfs["C-O"]
@@ -375,10 +384,10 @@ def test_run_md_stable_run_not_flagged(tmp_path):
 
 def test_run_md_exploded_run_flagged(tmp_path):
     path = write_model_file(PairModel(repulsive=True), tmp_path / "repulsive.pt")
-    result = run_md(path, dimers(), out_dir=tmp_path / "run", steps=200, timestep_fs=1.0, temperature_K=300.0,
-                    report_interval=10, platform="Reference", max_drift=None, max_deviation=None, ensemble="nvt")
-    assert not result["stopped"]
-    assert result["max_bond_deviation_A"] > 0.5 and result["unstable"]
+    result = run_md(path, dimers(), tmp_path / "run", MDOptions(steps=200, timestep_fs=1.0, temperature_K=300.0,
+                    report_interval=10, max_drift=None, max_deviation=None, ensemble="nvt"), platform="Reference")
+    assert not result.stopped
+    assert result.extra["max_bond_deviation_A"] > 0.5 and result.extra["unstable"]
 
 
 def test_bond_deviation_from_engine_agnostic_frames():
@@ -417,7 +426,7 @@ def test_bad_inputs_give_clear_errors(student64, tmp_path):
     nan_atoms = molecule("CH3CH2OH")
     nan_atoms.positions[2, 0] = np.inf
     with pytest.raises(StructureError, match="non-finite"):
-        run_md(student64, nan_atoms, out_dir=tmp_path / "x", steps=1)
+        run_md(student64, nan_atoms, tmp_path / "x", MDOptions(steps=1))
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ModelFileError, match="not a TorchScript archive"):
         create_system(topology, tmp_path / "notes.txt")

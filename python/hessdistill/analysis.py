@@ -10,7 +10,7 @@
 Example
 -------
 >>> from hessdistill.analysis import load_trajectory, analyze
->>> traj = load_trajectory("run/traj.dcd", "run/topology.pdb")
+>>> traj = load_trajectory("run/trajectory.dcd", "run/topology.pdb")
 >>> report = analyze(traj, monitor_csv="run/monitor.csv", png="run/analysis.png")
 >>> report["unstable"], report["max_bond_deviation_A"]
 """

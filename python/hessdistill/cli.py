@@ -179,28 +179,53 @@ def _add_md(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-drift", type=float, default=0.01, help="stop above this drift, eV/atom/ps")
     p.add_argument("--max-deviation", type=float, default=0.05, help="stop above this |E-E0|, eV/atom")
-    p.add_argument("--platform", help="OpenMM platform (Reference, CPU, CUDA, OpenCL); default CUDA with a GPU, "
-                   "else Reference (the faster one for a system of students only)")
-    p.add_argument("--precision", help="OpenMM precision (single, mixed, double)")
-    p.add_argument("--nprocs", type=int, default=1, help="LAMMPS MPI ranks")
+    p.add_argument("--trajectory-interval", type=int, default=None, help="steps between frames (default: the "
+                   "report interval)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (ase, openmm)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--platform", help="openmm: platform (Reference, CPU, CUDA, OpenCL); default CUDA with a GPU, "
+                   "else Reference (the faster one for a system of students only)")
+    p.add_argument("--precision", help="openmm: precision (single, mixed, double)")
+    p.add_argument("--nprocs", type=int, default=None, help="lammps: MPI ranks (default 1)")
     p.set_defaults(func=cmd_md)
 
 
+#: CLI flags that belong to one engine only: flag -> (engine, option name)
+_ENGINE_FLAGS = {"platform": ("openmm", "platform"), "precision": ("openmm", "precision"),
+                 "nprocs": ("lammps", "nprocs")}
+
+
+def md_engine_options(a) -> dict:
+    """The chosen engine's options from the CLI flags; a flag of another engine is an error, not ignored."""
+    from .errors import ConfigError
+
+    opts = {}
+    for flag, (engine, name) in _ENGINE_FLAGS.items():
+        value = getattr(a, flag)
+        if value is None:
+            continue
+        if engine != a.engine:
+            raise ConfigError(f"--{flag} applies to --engine {engine}, not {a.engine}")
+        opts[name] = value
+    if a.device is not None:
+        opts["device"] = a.device
+    if a.engine == "lammps":
+        opts["threads"] = a.threads  # torch threads per rank, as --threads sets them for this process
+    return opts
+
+
 def cmd_md(a):
-    from .engines import get_runner
+    from .engines import MDOptions, run_md
     from .sample import starting_structure
 
-    run_md = get_runner(a.engine)
-    opts = {k: v for k, v in dict(platform=a.platform, precision=a.precision, nprocs=a.nprocs,
-                                  device=a.device).items() if v is not None}
-    summary = run_md(a.model, starting_structure(a.structure), out_dir=a.out, steps=a.steps, timestep_fs=a.timestep,
-                     temperature_K=a.temperature, ensemble=a.ensemble, friction_per_ps=a.friction,
-                     report_interval=a.report_interval, seed=a.seed, max_drift=a.max_drift,
-                     max_deviation=a.max_deviation, **opts)
-    print(json.dumps(summary, indent=2))
-    if summary.get("stopped"):
-        print(summary["reason"], file=sys.stderr)
+    options = MDOptions(steps=a.steps, timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
+                        friction_per_ps=a.friction, report_interval=a.report_interval,
+                        trajectory_interval=a.trajectory_interval, seed=a.seed, max_drift=a.max_drift,
+                        max_deviation=a.max_deviation, progress=a.progress)
+    result = run_md(a.engine, a.model, starting_structure(a.structure), a.out, options, **md_engine_options(a))
+    print(json.dumps(result.to_dict(), indent=2))
+    if result.stopped:
+        print(result.reason, file=sys.stderr)
         raise SystemExit(3)
 
 

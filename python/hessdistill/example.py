@@ -31,7 +31,7 @@ def main(out: str = "example_run", quick: bool = False) -> dict:
 
     from .engines.ase.calculator import StudentCalculator
     from .distill.config import DistillConfig
-    from .engines.ase.md import run_md
+    from .engines import MDOptions, run_md
     from .label.store import label_structures
     from .sample import split, starting_structure, teacher_md, write_structures
     from .teachers import load_teacher
@@ -64,8 +64,8 @@ def main(out: str = "example_run", quick: bool = False) -> dict:
     t_student = _time_forces(StudentCalculator(student), start, repeats)
 
     print("[5/5] MD: ASE NVE of the student, 0.5 fs")
-    md = run_md(student, start, out_dir=out / "md", steps=200 if quick else 1000, timestep_fs=0.5,
-                temperature_K=300.0, report_interval=5)
+    md = run_md("ase", student, start, out / "md", MDOptions(steps=200 if quick else 1000, timestep_fs=0.5,
+                                                             temperature_K=300.0, report_interval=5, progress=True))
 
     result = {
         "teacher": teacher.name,
@@ -77,9 +77,9 @@ def main(out: str = "example_run", quick: bool = False) -> dict:
         "teacher_ms_per_force_call": t_teacher * 1000,
         "student_ms_per_force_call": t_student * 1000,
         "speedup": t_teacher / t_student,
-        "nve_drift_eV_per_atom_ps": md["drift_eV_per_atom_ps"],
-        "nve_max_deviation_eV_per_atom": md["max_deviation_eV_per_atom"],
-        "nve_stopped": md["stopped"],
+        "nve_drift_eV_per_atom_ps": md.drift_eV_per_atom_ps,
+        "nve_max_deviation_eV_per_atom": md.max_deviation_eV_per_atom,
+        "nve_stopped": md.stopped,
     }
     (out / "example_summary.json").write_text(json.dumps(result, indent=2))
     print("\nSummary (held-out test structures, errors against the teacher):")
@@ -89,9 +89,9 @@ def main(out: str = "example_run", quick: bool = False) -> dict:
     print(f"  Hessian MAE            {result['test_hessian_mae_eV_per_A2']:.3f} eV/A^2")
     print(f"  speed (forces, 1 core) teacher {t_teacher * 1000:.1f} ms, student {t_student * 1000:.1f} ms: "
           f"{result['speedup']:.1f}x")
-    print(f"  NVE drift              {md['drift_eV_per_atom_ps']:.2e} eV/atom/ps"
-          + (f"  (STOPPED: {md['reason']})" if md["stopped"] else ""))
-    print(f"  plots                  {out / 'distilled' / 'learning_curve.png'}, {md['png']}")
+    print(f"  NVE drift              {md.drift_eV_per_atom_ps:.2e} eV/atom/ps"
+          + (f"  (STOPPED: {md.reason})" if md.stopped else ""))
+    print(f"  plots                  {out / 'distilled' / 'learning_curve.png'}, {md.files['monitor_png']}")
     return result
 
 

@@ -1,69 +1,69 @@
-"""MD of an exported student with ASE (VelocityVerlet NVE or Langevin NVT), watched by the energy monitor."""
+"""MD of an exported student with ASE (VelocityVerlet NVE or Langevin NVT), watched by the energy monitor.
+
+Keeps the engine contract (:mod:`hessdistill.engines.contract`); the trajectory is ``trajectory.traj``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 import numpy as np
 from ase import units
 from ase.io import Trajectory
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from .calculator import StudentCalculator
-from ...errors import ConfigError, EnergyConservationError
+from ..contract import (
+    ASEOptions, MDOptions, MDResult, kinetic_temperature, monitor_fields, ns_per_day, run_with_contract,
+)
+from ...errors import EnergyConservationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 
 
-def run_md(
-    model_path, atoms, *, out_dir, steps: int = 1000, timestep_fs: float = 0.5, temperature_K: float = 300.0,
-    ensemble: str = "nve", friction_per_ps: float = 1.0, report_interval: int = 10, seed: int = 0,
-    max_drift: float | None = 0.01, max_deviation: float | None = 0.05, progress: bool = True, calculator=None,
-    **_ignored,
-) -> dict:
-    """Run MD; write ``md.traj``, ``energy.csv`` and ``energy.png`` into ``out_dir``; return the monitor summary
-    plus the paths, ``stopped`` and ``reason``. ``calculator`` replaces the student (used to run teachers)."""
+def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engine_options) -> MDResult:
+    """Run MD of ``atoms`` with the student in ASE. Engine options: :class:`ASEOptions` (``calculator`` replaces
+    the student, e.g. to run a teacher; ``device``). See :mod:`hessdistill.engines.contract`."""
+    return run_with_contract("ase", _run, model_path, atoms, out_dir, options, engine_options)
+
+
+def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
     from tqdm import tqdm
 
-    if ensemble not in ("nve", "nvt"):
-        raise ConfigError(f"ensemble must be nve or nvt, got {ensemble!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atoms = atoms.copy()
-    atoms.calc = calculator if calculator is not None else StudentCalculator(model_path)
-    rng = np.random.default_rng(seed)
-    thermalize_momenta(atoms, temperature_K, rng=rng)
-    Stationary(atoms)
-    dt = timestep_fs * units.fs
-    if ensemble == "nve":
+    from .calculator import StudentCalculator
+
+    atoms.calc = eo.calculator if eo.calculator is not None else StudentCalculator(model_path, device=eo.device)
+    dt = o.timestep_fs * units.fs
+    if o.ensemble == "nve":
         dyn = VelocityVerlet(atoms, dt)
     else:
-        dyn = Langevin(atoms, dt, temperature_K=temperature_K, friction=friction_per_ps / (1000 * units.fs), rng=rng)
-    csv_path, png_path, traj_path = out / "energy.csv", out / "energy.png", out / "md.traj"
-    monitor = EnergyMonitor(len(atoms), csv_path, max_drift=max_drift, max_deviation=max_deviation)
-    traj = Trajectory(str(traj_path), "w", atoms)
+        dyn = Langevin(atoms, dt, temperature_K=o.temperature_K, friction=o.friction_per_ps / (1000 * units.fs),
+                       rng=np.random.default_rng(o.seed))
+    monitor = EnergyMonitor(len(atoms), files["monitor_csv"], max_drift=o.max_drift, max_deviation=o.max_deviation)
+    traj = Trajectory(str(files["trajectory"]), "w", atoms)
+    bar = tqdm(total=o.steps, desc=f"MD ase {o.ensemble}", disable=not o.progress, unit="step")
 
     def report():
         forces = atoms.get_forces()
-        monitor.record(
-            dyn.nsteps, dyn.nsteps * timestep_fs / 1000.0, atoms.get_potential_energy(), atoms.get_kinetic_energy(),
-            atoms.get_temperature(), forces_finite=bool(np.all(np.isfinite(forces))),
-        )
-        traj.write()
+        kinetic = atoms.get_kinetic_energy()
+        bar.update(dyn.nsteps - bar.n)
+        monitor.record(dyn.nsteps, dyn.nsteps * o.timestep_fs / 1000.0, atoms.get_potential_energy(), kinetic,
+                       kinetic_temperature(kinetic, len(atoms)), forces_finite=bool(np.all(np.isfinite(forces))))
 
-    dyn.attach(report, interval=report_interval)
-    bar = tqdm(total=steps, desc=f"MD ase {ensemble}", disable=not progress, unit="step")
-    dyn.attach(lambda: bar.update(1) if dyn.nsteps else None, interval=1)
+    dyn.attach(traj.write, interval=o.frame_interval)
+    dyn.attach(report, interval=o.report_interval)
     stopped, reason = False, ""
+    start = time.perf_counter()
     try:
-        dyn.run(steps)
+        dyn.run(o.steps)
     except EnergyConservationError as exc:
         stopped, reason = True, str(exc)
     finally:
+        wall = time.perf_counter() - start
         bar.close()
         traj.close()
         monitor.close()
-    plot_monitor(csv_path, png_path)
-    return {**monitor.summary(), "csv": str(csv_path), "png": str(png_path), "trajectory": str(traj_path),
-            "stopped": stopped, "reason": reason, "engine": "ase"}
+    plot_monitor(files["monitor_csv"], files["monitor_png"])
+    steps_done = int(dyn.nsteps)
+    return MDResult(engine="ase", steps_requested=o.steps, steps_done=steps_done, stopped=stopped, reason=reason,
+                    wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
+                    **monitor_fields(monitor.summary()), files=files, extra={"calculator": type(atoms.calc).__name__})

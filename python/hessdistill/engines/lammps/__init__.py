@@ -5,15 +5,17 @@ The plugin (C++, ``plugin/`` beside this module) is compiled against the install
 
 Example
 -------
+>>> from hessdistill.engines import MDOptions
 >>> from hessdistill.engines.lammps import build_plugin, run_md
 >>> so = build_plugin()                         # ~1 min the first time, cached afterwards
->>> summary = run_md("student.pt", atoms, out_dir="md_lammps", steps=1000, timestep_fs=1.0, temperature_K=300)
->>> summary["drift_eV_per_atom_ps"], summary["stopped"]
+>>> result = run_md("student.pt", atoms, "md_lammps", MDOptions(steps=1000, timestep_fs=1.0), nprocs=2)
+>>> result.drift_eV_per_atom_ps, result.stopped
 
 LAMMPS input files load the plugin with ``plugin load /path/hessdistillplugin.so`` (or put its directory in
 ``LAMMPS_PLUGIN_PATH``) and use ``pair_style hessdistill`` / ``pair_coeff * * student.pt Si O``; see
 ``examples/in.hessdistill``. The energy-conservation checks run inside LAMMPS (``fix halt``, see
 ``monitor_commands``); ``log_to_monitor`` turns the log into the monitor CSV/PNG of the other engines.
+``run_md`` keeps the engine contract (:mod:`hessdistill.engines.contract`).
 """
 
 from .build import PLUGIN_NAME, SOURCE_DIR, build_plugin  # noqa: F401

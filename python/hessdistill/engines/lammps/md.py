@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ...errors import ConfigError, InputError
+from ..contract import LAMMPSOptions, MDOptions, MDResult, monitor_fields, ns_per_day, run_with_contract
+from ...errors import InputError, LammpsError
 from .build import build_plugin
-from ...errors import LammpsError
 from .log import UNIT_STYLES, log_to_monitor, read_log  # noqa: F401
 from .run import run_lammps
 
@@ -55,113 +54,100 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
     return "\n".join(lines) + "\n"
 
 
-def md_input(*, data, model, plugin, elements, steps, timestep_fs, temperature_K, ensemble, friction_per_ps,
-             report_interval, seed, max_drift, max_deviation, device=None, threads=1, skin=1.0,
-             velocities_given=False, dump=None, boundary="p p p") -> str:
-    """The LAMMPS input that run_md runs (units metal)."""
-    dt_ps = timestep_fs / 1000.0
-    lseed = seed % 900_000_000 + 1  # LAMMPS seeds are positive
-    device_keyword = f"device {device} " if device else ""
-    text = f"""# hessdistill run_md: {ensemble} MD with pair_style hessdistill
+def md_input(*, data, model, plugin, elements, options: MDOptions, device=None, threads=None, memory=None,
+             skin=1.0, dump=None, boundary="p p p") -> str:
+    """The LAMMPS input that run_md runs (units metal). Velocities come from the data file (the contract's
+    velocity rule); ``device``, ``threads``, ``memory`` are written as pair_style keywords only when given."""
+    o = options
+    keywords = "".join(f" {k} {v}" for k, v in (("device", device), ("threads", threads), ("memory", memory))
+                       if v is not None)
+    text = f"""# hessdistill run_md: {o.ensemble} MD with pair_style hessdistill
 units           metal
 atom_style      atomic
 boundary        {boundary}
 read_data       {data}
 plugin          load {plugin}
-pair_style      hessdistill {device_keyword}threads {threads}
+pair_style      hessdistill{keywords}
 pair_coeff      * * {model} {' '.join(elements)}
 neighbor        {skin:g} bin
 neigh_modify    every 1 delay 0 check yes
-timestep        {dt_ps:.10g}
+timestep        {o.timestep_fs / 1000.0:.10g}
+fix             hd_integrate all nve
 """
-    if not velocities_given and temperature_K > 0:
-        text += f"velocity        all create {temperature_K:g} {lseed} dist gaussian mom yes rot no loop geom\n"
-    text += "fix             hd_integrate all nve\n"
-    if ensemble == "nvt":
-        text += f"fix             hd_thermostat all langevin {temperature_K:g} {temperature_K:g} " \
-                f"{1.0 / friction_per_ps:.10g} {lseed + 1} zero yes\n"
+    if o.ensemble == "nvt":
+        lseed = o.seed % 900_000_000 + 1  # LAMMPS seeds are positive
+        text += f"fix             hd_thermostat all langevin {o.temperature_K:g} {o.temperature_K:g} " \
+                f"{1.0 / o.friction_per_ps:.10g} {lseed} zero yes\n"
     text += f"""thermo_style    custom step time atoms pe ke etotal temp press
 thermo_modify   norm no flush yes format float %.15g
-thermo          {report_interval}
+thermo          {o.report_interval}
 run             0
-{monitor_commands(report_interval, max_drift, max_deviation)}"""
-    if dump:
-        text += f"dump            hd_dump all custom {report_interval} {dump} id element x y z\n" \
-                f"dump_modify     hd_dump element {' '.join(elements)} sort id\n"
-    text += f"run             {steps}\n"
+{monitor_commands(o.report_interval, o.max_drift, o.max_deviation)}"""
+    if dump:  # full precision: the frames are the state (as in ASE's .traj), forces included
+        text += f"dump            hd_dump all custom {o.frame_interval} {dump} id element x y z vx vy vz fx fy fz\n" \
+                f"dump_modify     hd_dump element {' '.join(elements)} sort id format float %.17g\n"
+    text += f"run             {o.steps}\n"
     return text
 
 
-def run_md(
-    model_path, atoms, *, out_dir, steps: int = 1000, timestep_fs: float = 0.5, temperature_K: float = 300.0,
-    ensemble: str = "nve", friction_per_ps: float = 1.0, report_interval: int = 10, seed: int = 0,
-    max_drift: float | None = 0.01, max_deviation: float | None = 0.05, nprocs: int = 1,
-    device: str | None = None, threads: int = 1, skin: float = 1.0, plugin=None, **_ignored,
-) -> dict:
+def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engine_options) -> MDResult:
     """Run MD of ``atoms`` with the student in LAMMPS (units metal); stop when energy is not conserved.
 
-    Writes ``system.data``, ``in.md``, ``log.lammps``, ``md.lammpstrj``, ``energy.csv`` and ``energy.png`` into
-    ``out_dir``; returns the ``EnergyMonitor`` summary plus those paths, ``stopped`` and ``reason``. The checks
-    (``max_drift`` eV/atom/ps, ``max_deviation`` eV/atom; None disables one) run inside LAMMPS every
-    ``report_interval`` steps; a non-finite energy or force stops the run through an error of the pair style.
-    Errors before the first step (bad input) raise ``LammpsError``. ``ensemble``: ``nve`` or ``nvt`` (Langevin, ``friction_per_ps``).
-    ``nprocs`` > 1 runs ``mpiexec -n nprocs lmp``; ``threads`` is torch's thread count per rank; ``device``
-    ``cpu`` or ``cuda`` (None: cuda when torch sees a GPU).
+    Engine options: :class:`LAMMPSOptions` (nprocs, device, threads, memory, skin, plugin). Besides the contract's
+    files, writes ``system.data`` (positions, velocities), ``in.md`` and ``log.lammps``; the trajectory
+    ``trajectory.lammpstrj`` holds positions, velocities and forces in LAMMPS' frame. A molecule (no periodic
+    direction) runs in a shrink-wrapped box. The checks run inside LAMMPS (``monitor_commands``); a non-finite
+    energy or force stops the run through an error of the pair style. Errors before the first step (bad input)
+    raise ``LammpsError``. See :mod:`hessdistill.engines.contract`.
     """
+    return run_with_contract("lammps", _run, model_path, atoms, out_dir, options, engine_options)
+
+
+def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     from ase.io import write
 
     from ...formats.torchscript import StudentFile
-    from ...structures import check_structure
 
-    if ensemble not in ("nve", "nvt"):
-        raise ConfigError(f"ensemble must be nve or nvt, got {ensemble!r}")
-    if ensemble == "nvt" and (temperature_K <= 0 or friction_per_ps <= 0):
-        raise ConfigError("nvt needs temperature_K > 0 and friction_per_ps > 0")
-    if steps < 0 or report_interval < 1 or nprocs < 1 or not timestep_fs > 0:
-        raise ConfigError("steps must be >= 0, timestep_fs > 0, report_interval >= 1 and nprocs >= 1")
-    check_structure(atoms)
     if atoms.pbc.any() and not atoms.pbc.all():
         raise InputError("run_md with LAMMPS needs a cell periodic in all three directions, or none (a molecule)")
     boundary = "p p p"
     if not atoms.pbc.any():
         # A molecule: a box with vacuum for the data file, shrink-wrapped so no atom is ever lost or imaged.
-        atoms = atoms.copy()
         atoms.center(vacuum=10.0)
         boundary = "s s s"
     student = StudentFile(model_path, device="cpu")
     student.species(atoms.get_chemical_symbols())  # raises UnsupportedElementError for uncovered elements
     elements = [s for s in student.type_names if s in set(atoms.get_chemical_symbols())]
 
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / v for k, v in dict(data="system.data", input="in.md", log="log.lammps", csv="energy.csv",
-                                         png="energy.png", trajectory="md.lammpstrj").items()}
-    velocities_given = bool(np.any(atoms.get_momenta()))
-    write(paths["data"], atoms, format="lammps-data", specorder=elements, masses=True, units="metal",
-          atom_style="atomic", velocities=velocities_given)
-    plugin = Path(plugin) if plugin else build_plugin()
-    paths["input"].write_text(md_input(
-        data=paths["data"], model=Path(model_path).resolve(), plugin=plugin.resolve(), elements=elements,
-        steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K, ensemble=ensemble,
-        friction_per_ps=friction_per_ps, report_interval=report_interval, seed=seed, max_drift=max_drift,
-        max_deviation=max_deviation, device=device, threads=threads, skin=skin, velocities_given=velocities_given,
-        dump=paths["trajectory"], boundary=boundary))
+    out = files["summary"].parent
+    files = {**files, **dict(data=out / "system.data", input=out / "in.md", log=out / "log.lammps")}
+    write(files["data"], atoms, format="lammps-data", specorder=elements, masses=True, units="metal",
+          atom_style="atomic", velocities=True)
+    plugin = Path(eo.plugin) if eo.plugin else build_plugin()
+    files["input"].write_text(md_input(
+        data=files["data"], model=Path(model_path).resolve(), plugin=plugin.resolve(), elements=elements, options=o,
+        device=eo.device, threads=eo.threads, memory=eo.memory, skin=eo.skin, dump=files["trajectory"],
+        boundary=boundary))
 
     start = time.perf_counter()
-    error = run_lammps(paths["input"], paths["log"], nprocs)
+    error = run_lammps(files["input"], files["log"], eo.nprocs)
     wall = time.perf_counter() - start
-    if error and (not paths["log"].exists() or not len(read_log(paths["log"]).get("Step", []))):
-        raise LammpsError(f"LAMMPS failed before the first step (input {paths['input']}):\n{error}")
-    summary = log_to_monitor(paths["log"], paths["csv"], paths["png"], n_atoms=len(atoms))
+    if error and (not files["log"].exists() or not len(read_log(files["log"]).get("Step", []))):
+        raise LammpsError(f"LAMMPS failed before the first step (input {files['input']}):\n{error}")
+    summary = log_to_monitor(files["log"], files["monitor_csv"], files["monitor_png"], n_atoms=len(atoms))
     stop = summary.pop("halt")
     reason = ""
     if stop:
         reason = "MD stopped: " + HALT_REASONS.get(stop["fix"], "fix {fix} halted the run at step {step}").format(
-            **stop, max_drift=max_drift or 0.0, max_deviation=max_deviation or 0.0)
+            **stop, max_drift=o.max_drift or 0.0, max_deviation=o.max_deviation or 0.0)
     elif error:
         reason = f"MD stopped: LAMMPS error: {error}"
     if reason:
-        reason += f"; rows so far are in {paths['csv']}"
-    return {**summary, **{k: str(v) for k, v in paths.items()}, "stopped": bool(reason), "reason": reason,
-            "engine": "lammps", "nprocs": nprocs, "wall_time_s": wall}
-
+        reason += f"; rows so far are in {files['monitor_csv']}"
+    loops = re.findall(r"Loop time of (\S+) on \d+ procs for (\d+) steps", files["log"].read_text(errors="replace"))
+    if len(loops) >= 2:  # the production run's own timing (the first is the run 0 that sets E0)
+        wall = float(loops[-1][0])
+    steps_done = summary["steps"]
+    return MDResult(engine="lammps", steps_requested=o.steps, steps_done=steps_done, stopped=bool(reason),
+                    reason=reason, wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
+                    **monitor_fields(summary), files=files, extra={"nprocs": eo.nprocs})

@@ -13,8 +13,8 @@ OpenMM users add the student to their own System::
     sim.reporters.append(EnergyMonitorReporter("monitor.csv", 10, system))
 
 ``openmmtorch.TorchForce`` runs the student inside OpenMM; without a working openmmtorch, ``openmm.PythonForce``
-(OpenMM >= 8.5) calls it from Python, and a warning says so. The pieces live in ``openmm_force`` (the force) and
-``openmm_md`` (reporter, ``run_md``); this module is the public face.
+(OpenMM >= 8.5) calls it from Python, and a warning says so. The pieces live in ``force`` (the force) and
+``md`` (reporter, ``run_md``); this module is the public face.
 """
 
 from .force import (  # noqa: F401

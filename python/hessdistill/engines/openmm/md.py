@@ -1,4 +1,4 @@
-"""OpenMM MD with a student: an energy-conservation reporter and ``run_md`` (ASE Atoms in, DCD + monitor out).
+"""OpenMM MD with a student: an energy-conservation reporter and ``run_md`` (the engine contract, DCD trajectory).
 
 :class:`EnergyMonitorReporter` is an OpenMM reporter (use it next to StateDataReporter/DCDReporter) around the
 one energy monitor of the package (``hessdistill.monitor.EnergyMonitor``): it converts kJ/mol to eV, computes the
@@ -18,15 +18,16 @@ Example
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
 import numpy as np
+from ase import units as ase_units
 
-from ...errors import ConfigError, EnergyConservationError, InputError
+from ..contract import MDOptions, MDResult, OpenMMOptions, monitor_fields, ns_per_day, run_with_contract
+from ..contract import degrees_of_freedom as contract_dof
+from ...errors import EnergyConservationError, InputError
 from ...monitor.energy import EnergyMonitor, plot_monitor
-from ...structures import check_structure
 from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
 from .force import _import_openmm, available_backend, create_system, select_platform
 
@@ -52,10 +53,12 @@ class EnergyMonitorReporter:
     reportInterval: steps between samples.
     system: an openmm System (temperature from its degrees of freedom) or the number of atoms (3N DOF).
     max_drift, max_deviation, window_ps, min_points: passed to EnergyMonitor (eV/atom/ps, eV/atom).
+    dof: degrees of freedom of the temperature (None: from ``system``).
     """
 
     def __init__(self, file, reportInterval: int, system, max_drift: float | None = 0.01,
-                 max_deviation: float | None = 0.05, window_ps: float | None = None, min_points: int = 20):
+                 max_deviation: float | None = 0.05, window_ps: float | None = None, min_points: int = 20,
+                 dof: int | None = None):
         if int(reportInterval) <= 0:
             raise InputError(f"reportInterval must be a positive number of steps, got {reportInterval}")
         self._interval = int(reportInterval)
@@ -63,6 +66,8 @@ class EnergyMonitorReporter:
             n_atoms, self.dof = int(system), 3 * int(system)
         else:
             n_atoms, self.dof = system.getNumParticles(), degrees_of_freedom(system)
+        if dof is not None:
+            self.dof = int(dof)
         self.monitor = EnergyMonitor(n_atoms, file, max_drift=max_drift, max_deviation=max_deviation,
                                      window_ps=window_ps, min_points=min_points)
         self._last_step = None
@@ -80,8 +85,8 @@ class EnergyMonitorReporter:
         kj = unit.kilojoule_per_mole
         potential = state.getPotentialEnergy().value_in_unit(kj) / EV_TO_KJ_PER_MOL
         kinetic = state.getKineticEnergy().value_in_unit(kj) / EV_TO_KJ_PER_MOL
-        r_kj = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(kj / unit.kelvin)
-        temperature = 2.0 * kinetic * EV_TO_KJ_PER_MOL / (self.dof * r_kj) if self.dof > 0 else float("nan")
+        # kB in eV/K as ASE has it (the package's units), so every engine reports the same temperature
+        temperature = 2.0 * kinetic / (self.dof * ase_units.kB) if self.dof > 0 else float("nan")
         forces = state.getForces(asNumpy=True)._value
         self.monitor.record(simulation.currentStep, state.getTime().value_in_unit(unit.picosecond), potential,
                             kinetic, temperature, forces_finite=bool(np.all(np.isfinite(forces))))
@@ -124,8 +129,8 @@ def topology_from_atoms(atoms, bonds=None):
 
     One residue per bonded molecule (bonds guessed from covalent radii unless given), split where the molecule's
     atoms are not contiguous (OpenMM >= 8.6 requires contiguous residues; the atom order is kept). A periodic cell
-    is rotated to OpenMM's reduced triclinic form (a along x, b in the xy plane), atoms with it; a partly periodic
-    cell is an error (OpenMM is periodic in all three directions or none).
+    is rotated to OpenMM's reduced triclinic form (a along x, b in the xy plane), atoms and velocities with it; a
+    partly periodic cell is an error (OpenMM is periodic in all three directions or none).
     """
     from openmm import Vec3, app
     from scipy.sparse import coo_matrix
@@ -141,7 +146,9 @@ def topology_from_atoms(atoms, bonds=None):
         from openmm.app.internal.unitcell import reducePeriodicBoxVectors
 
         cell, _ = atoms.cell.standard_form()
+        velocities = atoms.get_velocities() @ np.linalg.solve(atoms.cell.array, cell)  # rotated with the atoms
         atoms.set_cell(cell, scale_atoms=True)
+        atoms.set_velocities(velocities)
         reduced = reducePeriodicBoxVectors([Vec3(*v) for v in np.asarray(cell)])
         atoms.set_cell(np.array([[c.x, c.y, c.z] for c in reduced]), scale_atoms=False)
     symbols = atoms.get_chemical_symbols()
@@ -169,80 +176,56 @@ def topology_from_atoms(atoms, bonds=None):
     return top, atoms.positions * ANGSTROM_TO_NM, atoms
 
 
-_RUN_OPTIONS = {"backend": "auto", "outputs_forces": False, "dcd_interval": None, "window_ps": None,
-                "min_points": 20, "analyze": True, "title": "", "device": None, "nprocs": 1, "threads": None}
-
-
-def run_md(model_path, atoms, *, out_dir, steps: int, timestep_fs: float = 0.5, temperature_K: float = 300.0,
-           ensemble: str = "nve", friction_per_ps: float = 1.0, report_interval: int = 10, seed: int = 0,
-           max_drift: float | None = 0.01, max_deviation: float | None = 0.05, platform: str | None = None,
-           precision: str | None = None, **kw) -> dict:
+def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engine_options) -> MDResult:
     """Run OpenMM MD of ``atoms`` with the student and monitor energy conservation.
 
-    NVE uses VerletIntegrator, NVT LangevinMiddleIntegrator (``friction_per_ps``). Velocities come from the
-    atoms' momenta when set, else from a Maxwell-Boltzmann draw at ``temperature_K`` (``seed``). Writes
-    ``traj.dcd``, ``topology.pdb``, ``monitor.csv``, ``monitor.png`` (and ``analysis.png``) in ``out_dir``.
-    Extra options: backend, outputs_forces, dcd_interval, window_ps, min_points, analyze, title, device (model
-    placement for the PythonForce fallback), threads (torch intra-op threads for the run; on a loaded 2-core machine
-    1 thread was 20x faster than 2 for a 9-atom student) and nprocs (accepted for CLI symmetry; one process).
-
-    Returns the monitor summary plus ``csv``, ``png``, ``dcd``, ``pdb``, ``stopped``, ``reason``, ``steps_done``,
-    ``platform``, ``backend``, ``wall_s``, ``ns_per_day`` and, with mdtraj, the bond-deviation verdict.
+    NVE uses VerletIntegrator (started half a step back, so its leapfrog velocities give the velocity-Verlet
+    trajectory of the given state), NVT LangevinMiddleIntegrator. Engine options: :class:`OpenMMOptions`
+    (platform, precision, backend, outputs_forces, device, analyze, title). Writes ``trajectory.dcd`` with
+    ``topology.pdb`` (and ``analysis.png`` with mdtraj) besides the contract's files; ``extra`` holds
+    ``platform``, ``backend`` and, with mdtraj, ``max_bond_deviation_A`` and ``unstable``.
+    See :mod:`hessdistill.engines.contract`.
     """
-    unknown = sorted(set(kw) - set(_RUN_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown run_md option(s) {', '.join(unknown)}; known: {', '.join(_RUN_OPTIONS)}")
-    opts = {**_RUN_OPTIONS, **kw}
-    if ensemble not in ("nve", "nvt"):
-        raise ConfigError(f"ensemble must be 'nve' or 'nvt', got {ensemble!r}")
-    if steps < 0 or report_interval <= 0 or not timestep_fs > 0:
-        raise ConfigError("steps must be >= 0, report_interval > 0 and timestep_fs > 0")
+    return run_with_contract("openmm", _run, model_path, atoms, out_dir, options, engine_options)
+
+
+def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     openmm = _import_openmm()
     from openmm import app, unit
 
-    check_structure(atoms)
-    if opts["threads"] is not None:
-        import torch
-
-        torch.set_num_threads(int(opts["threads"]))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     topology, positions, atoms = topology_from_atoms(atoms)
-    backend = available_backend(opts["backend"])
+    backend = available_backend(eo.backend)
     system = create_system(topology, model_path, masses=atoms.get_masses(), backend=backend,
-                           outputs_forces=opts["outputs_forces"], device=opts["device"])
-    dt = timestep_fs * 1e-3 * unit.picoseconds
-    if ensemble == "nve":
+                           outputs_forces=eo.outputs_forces, device=eo.device)
+    dt = o.timestep_fs * 1e-3 * unit.picoseconds
+    if o.ensemble == "nve":
         integrator = openmm.VerletIntegrator(dt)
     else:
-        integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond, dt)
-        integrator.setRandomNumberSeed(int(seed))
-    plat, props = select_platform(platform, precision, system)
+        integrator = openmm.LangevinMiddleIntegrator(o.temperature_K * unit.kelvin, o.friction_per_ps / unit.picosecond,
+                                                     dt)
+        integrator.setRandomNumberSeed(int(o.seed))
+    plat, props = select_platform(eo.platform, eo.precision, system)
     simulation = app.Simulation(topology, system, integrator, plat, props)
     simulation.context.setPositions(positions)
-    momenta = atoms.get_momenta()
-    if np.any(momenta != 0):
-        from ase import units as ase_units
-
-        v_nm_per_ps = atoms.get_velocities() * (1000.0 * ase_units.fs) * ANGSTROM_TO_NM
-        simulation.context.setVelocities(v_nm_per_ps)
-    elif temperature_K > 0:
-        simulation.context.setVelocitiesToTemperature(temperature_K * unit.kelvin, int(seed))
-    paths = {"csv": out / "monitor.csv", "png": out / "monitor.png", "dcd": out / "traj.dcd",
-             "pdb": out / "topology.pdb"}
-    with open(paths["pdb"], "w") as fh:
+    velocities = atoms.get_velocities() * (1000.0 * ase_units.fs) * ANGSTROM_TO_NM  # A/(ASE time) -> nm/ps
+    if o.ensemble == "nve":  # VerletIntegrator keeps v(t - dt/2): step back half a step from v(0)
+        forces = simulation.context.getState(getForces=True).getForces(asNumpy=True).value_in_unit(
+            unit.kilojoule_per_mole / unit.nanometer)
+        velocities = velocities - 0.5 * o.timestep_fs * 1e-3 * forces / atoms.get_masses()[:, None]
+    simulation.context.setVelocities(velocities)
+    files = {**files, "topology": files["trajectory"].with_name("topology.pdb")}
+    with open(files["topology"], "w") as fh:
         app.PDBFile.writeFile(topology, positions * 10.0 * unit.angstrom, fh, keepIds=False)
-    monitor = EnergyMonitorReporter(paths["csv"], report_interval, system, max_drift=max_drift,
-                                    max_deviation=max_deviation, window_ps=opts["window_ps"],
-                                    min_points=opts["min_points"])
-    dcd = _DCDWriter(paths["dcd"], opts["dcd_interval"] or report_interval, simulation)
+    monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=o.max_drift,
+                                    max_deviation=o.max_deviation, dof=contract_dof(len(atoms)))
+    dcd = _DCDWriter(files["trajectory"], o.frame_interval, simulation)
     simulation.reporters += [dcd, monitor]
     stopped, reason = False, ""
     start = time.perf_counter()
     try:
         dcd.report(simulation, simulation.context.getState(getPositions=True))
         monitor.record_initial(simulation)
-        simulation.step(int(steps))
+        _step(simulation, o)
     except EnergyConservationError as err:
         stopped, reason = True, str(err)
         log.warning("%s", err)
@@ -251,26 +234,43 @@ def run_md(model_path, atoms, *, out_dir, steps: int, timestep_fs: float = 0.5, 
         dcd.close()
         monitor.close()
         simulation.reporters.clear()
-    steps_done = simulation.currentStep
-    plot_monitor(paths["csv"], paths["png"], title=opts["title"])
-    result = {**monitor.summary(), **{k: str(v) for k, v in paths.items()}, "stopped": stopped, "reason": reason,
-              "steps_done": int(steps_done), "platform": plat.getName(), "backend": backend, "wall_s": wall,
-              "ns_per_day": steps_done * timestep_fs * 1e-6 / wall * 86400 if wall > 0 else math.nan}
-    if opts["analyze"]:
-        result.update(_analyze(paths, topology, report_interval if not opts["dcd_interval"] else opts["dcd_interval"],
-                               timestep_fs, opts["title"]))
-    return result
+    steps_done = int(simulation.currentStep)
+    plot_monitor(files["monitor_csv"], files["monitor_png"], title=eo.title)
+    extra = {"platform": plat.getName(), "backend": backend}
+    if eo.analyze:
+        extra.update(_analyze(files, topology, o.frame_interval, o.timestep_fs, eo.title))
+    return MDResult(engine="openmm", steps_requested=o.steps, steps_done=steps_done, stopped=stopped, reason=reason,
+                    wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
+                    **monitor_fields(monitor.summary()), files=files, extra=extra)
 
 
-def _analyze(paths: dict, topology, interval: int, timestep_fs: float, title: str) -> dict:
+def _step(simulation, o: MDOptions) -> None:
+    """``simulation.step(o.steps)``, in chunks of the report interval when a progress bar is shown."""
+    if not o.progress:
+        simulation.step(o.steps)
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=o.steps, desc=f"MD openmm {o.ensemble}", unit="step") as bar:
+        done = 0
+        while done < o.steps:
+            n = min(o.report_interval, o.steps - done)
+            simulation.step(n)
+            done += n
+            bar.update(n)
+
+
+def _analyze(files: dict, topology, interval: int, timestep_fs: float, title: str) -> dict:
+    """Bond-deviation verdict of the trajectory (mdtraj); adds ``files['analysis_png']``. Empty without mdtraj."""
     try:
         from ...analysis import analyze, load_trajectory
 
-        traj = load_trajectory(paths["dcd"], topology, timestep_ps=interval * timestep_fs * 1e-3)
+        traj = load_trajectory(files["trajectory"], topology, timestep_ps=interval * timestep_fs * 1e-3)
     except ImportError as exc:
         log.info("skipping trajectory analysis: %s", exc)
         return {}
-    png = Path(paths["png"]).with_name("analysis.png")
-    report = analyze(traj, monitor_csv=paths["csv"], png=png, title=title)
-    return {"max_bond_deviation_A": report["max_bond_deviation_A"], "unstable": report["unstable"],
-            "analysis_png": report["png"]}
+    png = Path(files["monitor_png"]).with_name("analysis.png")
+    report = analyze(traj, monitor_csv=files["monitor_csv"], png=png, title=title)
+    if report["png"]:
+        files["analysis_png"] = Path(report["png"])
+    return {"max_bond_deviation_A": report["max_bond_deviation_A"], "unstable": report["unstable"]}
