@@ -55,7 +55,7 @@ class SevenNetTeacher(AutogradTeacher):
     def __init__(self, checkpoint: str = "7net-0", dtype: str = "float32", hessian_mode: str = "auto",
                  chunk_size: int = 64, device: str | None = None):
         super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
-        self.dtype = parse_dtype(dtype, "teacher sevennet0 dtype (e3nn constants fail in float64)", ("float32",))
+        self.dtype = parse_dtype(dtype, "teacher sevennet0 (e3nn constants fail in float64): dtype", ("float32",))
         try:
             cp = load_checkpoint(checkpoint)
         except (OSError, ValueError) as exc:
