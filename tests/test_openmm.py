@@ -5,6 +5,7 @@ broken runs cleanly; the mdtraj bond-deviation metric tells exploded runs from s
 
 import csv
 import importlib.util
+import math
 import subprocess
 import sys
 
