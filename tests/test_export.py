@@ -12,7 +12,7 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 
 from conftest import make_student
 from hessdistill.engines.ase import StudentCalculator
-from hessdistill.errors import ModelFileError, StructureError, UnsupportedElementError
+from hessdistill.errors import ConfigError, ModelFileError, StructureError, UnsupportedElementError
 from hessdistill.formats import StudentFile, export_student, read_metadata
 from hessdistill.neighbors import neighbor_list
 
@@ -96,6 +96,11 @@ def test_bad_model_files(tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ModelFileError):
         StudentFile(truncated)
+    with pytest.raises(ConfigError, match="export dtype must be float32 or float64, got 'float16'"):
+        export_student(make_student("schnet"), tmp_path / "half.pt", dtype="float16")  # a bad option, not a bad file
+    assert not (tmp_path / "half.pt").exists()
+    assert StudentFile(export_student(make_student("schnet"), tmp_path / "t.pt", dtype=torch.float32)).metadata[
+        "dtype"] == "float32"
 
 
 def test_calculator_rejects_bad_structures(ethanol, tmp_path):

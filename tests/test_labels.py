@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import cluster
 from hessdistill.errors import InputError, LabelStoreError
@@ -27,7 +28,7 @@ def test_round_trip_against_teacher(structures, tmp_path):
     assert res == {"labelled": 12, "skipped": 0, "total": 12, "merged": True}
     items = load_labels(tmp_path / "l.h5")
     assert [it.index for it in items] == list(range(12))
-    for atoms, it in zip(structures, items):
+    for atoms, it in zip(structures, items, strict=True):
         e, f = teacher.energy_forces(atoms)
         assert it.energy == pytest.approx(e, abs=1e-12)
         np.testing.assert_allclose(it.forces, f, atol=1e-12)
@@ -38,7 +39,7 @@ def test_round_trip_against_teacher(structures, tmp_path):
 def test_row_subsets_are_rows_of_the_full_hessian(structures, tmp_path):
     teacher = MorseTeacher()
     label_structures(structures, teacher, tmp_path / "l.h5", rows=4, progress=False)
-    for atoms, it in zip(structures, load_labels(tmp_path / "l.h5")):
+    for atoms, it in zip(structures, load_labels(tmp_path / "l.h5"), strict=True):
         assert len(it.hessian_rows) == 4 and len(set(it.hessian_rows)) == 4
         np.testing.assert_allclose(it.hessian, pair_hessian(teacher, atoms.positions)[it.hessian_rows], atol=1e-10)
     with pytest.raises(InputError, match="rows per structure"):
@@ -56,7 +57,7 @@ def test_cli_shards_then_merge_equal_one_process(structures, tmp_path):
     subprocess.run([sys.executable, "-m", "hessdistill.cli", "merge", str(tmp_path / "sharded.h5")], check=True,
                    capture_output=True)
     label_structures(read_structures(tmp_path / "s.extxyz"), MorseTeacher(), tmp_path / "one.h5", progress=False)
-    for a, b in zip(load_labels(tmp_path / "sharded.h5"), load_labels(tmp_path / "one.h5")):
+    for a, b in zip(load_labels(tmp_path / "sharded.h5"), load_labels(tmp_path / "one.h5"), strict=True):
         assert a.index == b.index and a.energy == b.energy
         np.testing.assert_array_equal(a.hessian, b.hessian)
 
@@ -98,8 +99,61 @@ def test_resume_after_sigkill_redoes_nothing(structures, tmp_path):
     items = load_labels(store)
     assert len(items) == len(structures)
     teacher = MorseTeacher()
-    for atoms, it in zip(read_structures(tmp_path / "s.extxyz"), items):
+    for atoms, it in zip(read_structures(tmp_path / "s.extxyz"), items, strict=True):
         assert it.energy == pytest.approx(teacher.energy_forces(atoms)[0], abs=1e-12)
+
+
+def _concurrent_worker(tmp, shard, n_procs, rounds, barrier, results):
+    """One of ``n_procs`` processes. Per round of phase "merge", all merge one shared set of parts at once; per
+    round of phase "label", each labels its shard of a fresh store (equal work, started together: they finish
+    together and several merge at once). After each round every process checks the store. Reports
+    (phase, shard, round, error text or "")."""
+    import traceback
+    from pathlib import Path
+
+    torch.set_num_threads(1)
+    structures = split(rattled(cluster(5, seed=2), 12, 0.05, seed=1))
+    for phase in ("merge", "label"):
+        for r in range(rounds):
+            store = Path(tmp) / (f"l{r}.h5" if phase == "label" else "shared.h5")
+            error = ""
+            barrier.wait()
+            try:
+                if phase == "label":
+                    label_structures(structures, MorseTeacher(), store, shard=(shard, n_procs), progress=False)
+                else:
+                    merge(store, len(structures))
+            except Exception:
+                error = traceback.format_exc(limit=3)
+            barrier.wait()
+            try:
+                items = load_labels(store)
+                assert [it.index for it in items] == list(range(len(structures)))
+            except Exception:
+                error += traceback.format_exc(limit=3)
+            results.put((phase, shard, r, error))
+            barrier.wait()  # nobody starts the next round before everyone checked this one
+
+
+def test_concurrent_merges_and_shards_leave_a_complete_store(structures, tmp_path):
+    """Real processes: 4 merges of one store at once, then 4 shards finishing together, several rounds each."""
+    import multiprocessing
+
+    label_structures(structures, MorseTeacher(), tmp_path / "shared.h5", progress=False, merge_when_done=False)
+    n_procs, rounds = 4, 5
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    barrier, results = ctx.Barrier(n_procs, timeout=180), ctx.Queue()
+    procs = [ctx.Process(target=_concurrent_worker, args=(str(tmp_path), i, n_procs, rounds, barrier, results))
+             for i in range(n_procs)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=600) for _ in range(2 * n_procs * rounds)]
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * n_procs
+    errors = [f"{phase} shard {i} round {r}:\n{e}" for phase, i, r, e in out if e]
+    assert not errors, f"{len(errors)} failures; first:\n" + "\n".join(errors[:2])
+    assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
 
 def test_store_errors(structures, tmp_path):

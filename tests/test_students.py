@@ -1,10 +1,10 @@
 """Contract every student keeps: forces = -dE/dx, invariance, and Hessian rows by VJP equal to the full
-autograd Hessian and to finite differences; neighbor lists agree between vesin and the TorchScript search."""
+autograd Hessian and to finite differences; both neighbor searches (vesin, TorchScript) equal ase.neighborlist."""
 
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
+from ase.build import bulk, molecule
 
 from conftest import make_student
 from hessdistill.distill.data import Graph, collate
@@ -101,25 +101,44 @@ def _edges(ei, sh):
     return sorted((int(i), int(j), *np.round(s, 6)) for i, j, s in zip(ei[0], ei[1], np.asarray(sh)))
 
 
-@pytest.mark.parametrize(
-    "atoms_fn,cutoff",
-    [
-        (lambda: bulk("Si", cubic=True), 4.0),
-        (lambda: bulk("Si"), 5.5),  # primitive cell, several images per direction
-        (lambda: bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)), 6.0),
-    ],
-)
-def test_neighbor_lists_agree(atoms_fn, cutoff):
-    atoms = atoms_fn()
-    atoms.rattle(0.05, seed=1)
-    ei, sh = neighbor_list(atoms, cutoff)
-    ei2, sh2 = neighbor_list_torch(torch.tensor(atoms.positions), torch.tensor(atoms.cell.array),
-                                   torch.tensor(atoms.pbc), cutoff)
-    assert _edges(ei, sh) == _edges(ei2.numpy(), sh2.numpy())
-    # ase.neighborlist as a third, independent reference for the count
+def _slab():
+    a = bulk("Cu", "fcc", a=3.6, orthorhombic=True).repeat((2, 2, 2))
+    a.pbc = (True, True, False)
+    return a
+
+
+def _tilted():
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.set_cell(a.cell.array @ np.array([[1.0, 0, 0], [0.3, 1.0, 0], [-0.2, 0.15, 1.0]]), scale_atoms=True)
+    return a
+
+
+SYSTEMS = {
+    "si_cubic": lambda: bulk("Si", cubic=True),
+    "si_primitive": lambda: bulk("Si"),  # small skewed cell: several images per direction
+    "cu_2x1x1": lambda: bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)),
+    "si_tilted": _tilted,
+    "cu_slab": _slab,  # periodic in x and y only
+    "ethanol": lambda: molecule("CH3CH2OH"),  # no cell at all
+}
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+@pytest.mark.parametrize("cutoff", [2.6, 4.0, 6.5])
+def test_neighbor_lists_equal_ase_edge_for_edge(system, cutoff):
+    """Each directed edge (i, j, image shift) of both searches is ase.neighborlist's, and no other (vesin's test)."""
     from ase.neighborlist import neighbor_list as ase_nl
 
-    assert len(ase_nl("i", atoms, cutoff)) == ei.shape[1]
+    atoms = SYSTEMS[system]()
+    atoms.rattle(0.05, seed=1)
+    ei, sh = neighbor_list(atoms, cutoff)
+    i, j, s = ase_nl("ijS", atoms, cutoff)
+    reference = _edges(np.stack([i, j]), s @ atoms.cell.array)
+    assert len(reference) > len(atoms)  # every system has neighbours at these cutoffs
+    assert _edges(ei, sh) == reference
+    ei2, sh2 = neighbor_list_torch(torch.tensor(atoms.positions), torch.tensor(atoms.cell.array),
+                                   torch.tensor(atoms.pbc), cutoff)
+    assert _edges(ei2.numpy(), sh2.numpy()) == reference
 
 
 def test_unwrapped_positions_give_the_same_energy(silicon):

@@ -13,16 +13,18 @@ from .errors import StructureError, UnsupportedElementError
 MIN_DISTANCE = 0.4
 
 
-def check_elements(atoms: Atoms, allowed: Iterable[str] | None, who: str) -> None:
-    """Raise UnsupportedElementError naming the elements of ``atoms`` that ``who`` does not cover."""
+def check_elements(atoms: Atoms | Iterable[str], allowed: Iterable[str] | None, who: str) -> None:
+    """Raise UnsupportedElementError naming the elements of ``atoms`` (a structure or its element symbols) that
+    ``who`` does not cover (``allowed`` None: any element). The one element check of every stage."""
     if allowed is None:
         return
     allowed = set(allowed)
-    missing = sorted(set(atoms.get_chemical_symbols()) - allowed)
+    symbols = atoms.get_chemical_symbols() if isinstance(atoms, Atoms) else list(atoms)
+    missing = sorted(set(symbols) - allowed)
     if missing:
+        where = f" in {atoms.get_chemical_formula()}" if isinstance(atoms, Atoms) else ""
         raise UnsupportedElementError(
-            f"{who} does not cover element(s) {', '.join(missing)} in {atoms.get_chemical_formula()}; "
-            f"it covers {', '.join(sorted(allowed))}"
+            f"{who} does not cover element(s) {', '.join(missing)}{where}; it covers {', '.join(sorted(allowed))}"
         )
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from ..dtypes import DTYPES
 from ..errors import ConfigError
+from ..students import ARCHITECTURES
 
 # name -> help text; also the comments of the written YAML file.
 HELP = {
@@ -71,10 +73,10 @@ class DistillConfig:
 
     def validate(self) -> "DistillConfig":
         choices = {
-            "architecture": ("painn", "schnet"),
+            "architecture": tuple(ARCHITECTURES),
             "lr_schedule": ("cosine", "plateau", "constant"),
-            "dtype": ("float32", "float64"),
-            "export_dtype": ("float32", "float64"),
+            "dtype": tuple(DTYPES),
+            "export_dtype": tuple(DTYPES),
             "device": ("auto", "cpu", "cuda"),
         }
         for name, allowed in choices.items():

@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..label.store import LabeledStructure
 from ..neighbors import neighbor_list
+from ..structures import check_elements
 
 
 @dataclass
@@ -36,9 +36,7 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
     graphs = []
     for it in items:
         symbols = [chemical_symbols[z] for z in it.numbers]
-        missing = sorted(set(symbols) - set(index))
-        if missing:
-            raise InputError(f"structure #{it.index} has element(s) {missing} that the student does not cover")
+        check_elements(symbols, type_names, f"the student (structure #{it.index})")
         ei, sh = neighbor_list(it.atoms(), cutoff)
         kw = dict(dtype=dtype, device=device)
         graphs.append(

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..dtypes import DTYPES, parse_dtype
 from ..errors import ModelFileError
 from ..students import StudentBase
 
@@ -49,14 +50,13 @@ METADATA_KEYS = (
     "dtype",
     "teacher",
 )
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "float64", teacher: str = "") -> Path:
     """Script ``model`` in ``dtype`` and write it with its metadata to ``path`` (atomically)."""
-    if dtype not in DTYPES:
-        raise ModelFileError(f"dtype must be float32 or float64, got {dtype!r}")
-    model = _clone(model).to(DTYPES[dtype]).eval()
+    torch_dtype = parse_dtype(dtype, "export dtype")
+    dtype = str(torch_dtype).replace("torch.", "")
+    model = _clone(model).to(torch_dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     scripted = torch.jit.script(model)
@@ -115,19 +115,17 @@ class StudentFile:
         self.num_interactions = int(extra["num_interactions"])
         self.type_names = extra["type_names"].split()
         self.atomic_numbers = [int(z) for z in extra["atomic_numbers"].split()]
+        if extra["dtype"] not in DTYPES:
+            raise ModelFileError(f"{self.path}: metadata dtype {extra['dtype']!r} is not one of {', '.join(DTYPES)}")
         self.dtype = DTYPES[extra["dtype"]]
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
-        from ..errors import UnsupportedElementError
+        from ..structures import check_elements
 
+        symbols = list(symbols)
+        check_elements(symbols, self.type_names, f"student {self.path.name}")
         index = {s: k for k, s in enumerate(self.type_names)}
-        missing = sorted(set(symbols) - set(index))
-        if missing:
-            raise UnsupportedElementError(
-                f"student {self.path.name} does not cover element(s) {', '.join(missing)}; "
-                f"it covers {', '.join(self.type_names)}"
-            )
         return torch.tensor([index[s] for s in symbols], dtype=torch.long, device=self.device)
 
 

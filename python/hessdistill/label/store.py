@@ -5,6 +5,8 @@ structure is therefore committed as its own small HDF5 file in ``<store>.parts/`
 then renamed, which is atomic), and ``merge`` gathers the parts into the single store file ``<store>``. Resuming
 skips every structure whose part exists. ``--shard i/n`` makes a process label only structures k with
 k % n == i, so shards on several processes or jobs share the parts folder and never write the same file.
+Several shards finishing together may each merge: every writer uses its own temporary file, renamed over the
+store when complete, so the store is always one complete merge (the last rename wins; all are equal).
 
 Layout of a part and of each ``/structures/NNNNNN`` group of the merged store: datasets ``numbers`` (N,),
 ``positions`` (N, 3) A, ``cell`` (3, 3) A, ``pbc`` (3,), ``forces`` (N, 3) eV/A, ``hessian_rows`` (R,) and
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -108,6 +112,21 @@ def _part_path(store, index: int) -> Path:
     return parts_dir(store) / f"{index:06d}.h5"
 
 
+@contextmanager
+def _atomic_h5(path: str | os.PathLike):
+    """An HDF5 file open for writing under a name no other process uses, renamed to ``path`` once complete
+    (removed on error): readers and concurrent writers only ever see complete files."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"  # not mkstemp: its mode is 0600
+    try:
+        with h5py.File(tmp, "w-") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _read_part(path: Path) -> LabeledStructure | None:
     try:
         with h5py.File(path, "r") as f:
@@ -158,12 +177,9 @@ def label_structures(
         atoms = structures[k]
         label = teacher.label(atoms, rows=choose_rows(len(atoms), rows, k, seed))
         split = str(atoms.info.get("split", "train"))
-        final = _part_path(store, k)
-        tmp = final.with_suffix(".h5.tmp")
-        with h5py.File(tmp, "w") as f:
+        with _atomic_h5(_part_path(store, k)) as f:
             _write_group(f.create_group("structure"), atoms, label, split, k)
             f.attrs["teacher"] = teacher.name
-        os.replace(tmp, final)
     merged = False
     if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
         merge(store, len(structures), teacher_name=teacher.name)
@@ -185,8 +201,7 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
             f"cannot merge {store}: {len(missing)} of {n} structures not labelled yet (e.g. #{missing[:5]}); "
             "run the remaining shards"
         )
-    tmp = Path(str(store) + ".tmp")
-    with h5py.File(tmp, "w") as out:
+    with _atomic_h5(store) as out:
         out.attrs.update(
             {"format": "hessdistill-labels-1", "version": __version__, "energy_unit": "eV", "length_unit": "A",
              "n_structures": n, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -197,7 +212,6 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
                 f.copy(f["structure"], grp, name=f"{k:06d}")
                 teacher_name = teacher_name or str(f.attrs.get("teacher", ""))
         out.attrs["teacher"] = teacher_name
-    os.replace(tmp, store)
     return Path(store)
 
 

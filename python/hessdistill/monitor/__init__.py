@@ -1,5 +1,7 @@
 """Energy-conservation monitoring shared by every MD engine."""
 
-from .energy import COLUMNS, EnergyMonitor, drift_slope, plot_monitor, read_monitor_csv  # noqa: F401
+from .drift import RunningSlope, drift_slope  # noqa: F401
+from .energy import EnergyMonitor  # noqa: F401
+from .plot import COLUMNS, plot_monitor, read_monitor_csv  # noqa: F401
 
-__all__ = ["COLUMNS", "EnergyMonitor", "drift_slope", "plot_monitor", "read_monitor_csv"]
+__all__ = ["COLUMNS", "EnergyMonitor", "RunningSlope", "drift_slope", "plot_monitor", "read_monitor_csv"]

@@ -2,9 +2,10 @@
 
 Feed it (time, potential, kinetic) in eV and ps; it writes one CSV row per record (flushed at once, so nothing
 is lost if the run dies), keeps the drift as a least-squares slope of total energy per atom against time
-(eV/atom/ps, over a growing window or the last ``window_ps``), the largest |E - E0| per atom, and stops the run
-by raising ``EnergyConservationError`` - after flushing the CSV - when energies or forces stop being finite, or
-when drift or deviation passes its threshold.
+(eV/atom/ps, over a growing window or the last ``window_ps``; ``drift.RunningSlope``, O(1) work per record), the
+largest |E - E0| per atom, and stops the run by raising ``EnergyConservationError`` - after flushing the CSV -
+when energies or forces stop being finite, or when drift or deviation passes its threshold. The LAMMPS engine
+runs the same checks inside LAMMPS (``engines.lammps.md.monitor_commands``, same formulas).
 """
 
 from __future__ import annotations
@@ -12,66 +13,52 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..errors import EnergyConservationError
+from ..errors import ConfigError, EnergyConservationError
 from ..units import EV_TO_KJ_PER_MOL
-
-COLUMNS = (
-    "step",
-    "time_ps",
-    "potential_eV",
-    "kinetic_eV",
-    "total_eV",
-    "temperature_K",
-    "total_per_atom_eV",
-    "deviation_per_atom_eV",
-    "drift_eV_per_atom_ps",
-)
+from .drift import RunningSlope, drift_slope  # noqa: F401  (engines import these four from here)
+from .plot import COLUMNS, plot_monitor, read_monitor_csv  # noqa: F401
 
 
-def drift_slope(times_ps, energies_per_atom, discard_fraction: float = 0.0) -> float:
-    """Least-squares slope of energy per atom against time (eV/atom/ps), after dropping the first fraction."""
-    t = np.asarray(times_ps, dtype=float)
-    e = np.asarray(energies_per_atom, dtype=float)
-    start = int(len(t) * discard_fraction)
-    t, e = t[start:], e[start:]
-    if len(t) < 2 or np.ptp(t) == 0:
-        return 0.0
-    return float(np.polyfit(t, e, 1)[0])
-
-
-@dataclass
 class EnergyMonitor:
     """Online energy-conservation monitor.
 
     Parameters
     ----------
     n_atoms: atoms in the system (energies are reported per atom).
-    csv_path: where rows are written (None: keep in memory only).
-    max_drift: |drift| threshold in eV/atom/ps (None: report only). Checked once ``min_points`` rows exist.
+    csv_path: where rows are written (None: keep nothing).
+    max_drift: |drift| threshold in eV/atom/ps (None: report only). Checked once ``min_points`` samples exist.
     max_deviation: threshold on |E - E0| per atom, eV (None: report only); catches sudden jumps.
-    window_ps: drift over the last ``window_ps`` only (None: growing window from the start).
+    window_ps: drift over the last ``window_ps`` only (None: growing window from the start); memory grows with
+        the samples in the window, work per record stays O(1) amortised.
+    min_points: finite samples needed before the drift is checked.
+
+    Example
+    -------
+    >>> m = EnergyMonitor(3, None, max_drift=0.01)
+    >>> for k in range(30):
+    ...     m.record(k, 0.001 * k, -10.0, 0.5)
+    >>> m.summary()["n_samples"], m.drift
+    (30, 0.0)
     """
 
-    n_atoms: int
-    csv_path: str | os.PathLike | None = None
-    max_drift: float | None = 0.01
-    max_deviation: float | None = 0.05
-    window_ps: float | None = None
-    min_points: int = 20
-    times: list = field(default_factory=list)
-    totals: list = field(default_factory=list)
-    max_abs_deviation: float = 0.0
-
-    def __post_init__(self):
-        if self.n_atoms <= 0:
-            raise ValueError("n_atoms must be positive")
+    def __init__(self, n_atoms: int, csv_path: str | os.PathLike | None = None, max_drift: float | None = 0.01,
+                 max_deviation: float | None = 0.05, window_ps: float | None = None, min_points: int = 20):
+        if int(n_atoms) <= 0:
+            raise ConfigError(f"n_atoms must be positive, got {n_atoms}")
+        if window_ps is not None and not window_ps > 0:
+            raise ConfigError(f"window_ps must be positive (or None), got {window_ps}")
+        self.n_atoms = int(n_atoms)
+        self.csv_path = csv_path
+        self.max_drift, self.max_deviation, self.window_ps, self.min_points = (
+            max_drift, max_deviation, window_ps, min_points)
+        self.max_abs_deviation = 0.0
+        self.n_samples = 0  # finite samples
+        self._e0: float | None = None
+        self._fit = RunningSlope(window_ps)
         self._file = None
-        if self.csv_path is not None:
-            self._file = open(self.csv_path, "w", newline="")
+        if csv_path is not None:
+            self._file = open(csv_path, "w", newline="")
             self._writer = csv.writer(self._file)
             self._writer.writerow(COLUMNS)
             self._file.flush()
@@ -79,12 +66,7 @@ class EnergyMonitor:
     @property
     def drift(self) -> float:
         """Current drift estimate, eV/atom/ps."""
-        t = np.asarray(self.times)
-        e = np.asarray(self.totals)
-        if self.window_ps is not None and len(t):
-            keep = t >= t[-1] - self.window_ps
-            t, e = t[keep], e[keep]
-        return drift_slope(t, e)
+        return self._fit.slope
 
     def record(
         self, step: int, time_ps: float, potential: float, kinetic: float, temperature: float = float("nan"),
@@ -95,13 +77,15 @@ class EnergyMonitor:
         per_atom = total / self.n_atoms
         finite = math.isfinite(total) and forces_finite
         if finite:
-            self.times.append(float(time_ps))
-            self.totals.append(per_atom)
-            deviation = abs(per_atom - self.totals[0])
+            self._fit.add(float(time_ps), per_atom)
+            self.n_samples += 1
+            if self._e0 is None:
+                self._e0 = per_atom
+            deviation = abs(per_atom - self._e0)
             self.max_abs_deviation = max(self.max_abs_deviation, deviation)
+            drift = self.drift
         else:
-            deviation = float("nan")
-        drift = self.drift if finite else float("nan")
+            deviation = drift = float("nan")
         if self._file is not None:
             self._writer.writerow([step, time_ps, potential, kinetic, total, temperature, per_atom, deviation, drift])
             self._file.flush()
@@ -112,7 +96,7 @@ class EnergyMonitor:
             self._stop(
                 f"|E - E0| = {deviation:.4g} eV/atom at step {step} exceeds max_deviation {self.max_deviation:g}"
             )
-        if self.max_drift is not None and len(self.times) >= self.min_points and abs(drift) > self.max_drift:
+        if self.max_drift is not None and self.n_samples >= self.min_points and abs(drift) > self.max_drift:
             self._stop(f"energy drift {drift:.4g} eV/atom/ps at step {step} exceeds max_drift {self.max_drift:g}")
 
     def _stop(self, reason: str) -> None:
@@ -123,7 +107,7 @@ class EnergyMonitor:
     def summary(self) -> dict:
         """Drift (eV/atom/ps and kJ/mol/ps for the whole system), max deviation, number of samples."""
         return {
-            "n_samples": len(self.times),
+            "n_samples": self.n_samples,
             "drift_eV_per_atom_ps": self.drift,
             "drift_kJ_per_mol_ps": self.drift * self.n_atoms * EV_TO_KJ_PER_MOL,
             "max_deviation_eV_per_atom": self.max_abs_deviation,
@@ -138,33 +122,3 @@ class EnergyMonitor:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def read_monitor_csv(path) -> dict[str, np.ndarray]:
-    """Columns of a monitor CSV as float arrays."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
-
-
-def plot_monitor(csv_path, png_path, title: str = "") -> None:
-    """Two panels: total energy per atom relative to E0, and temperature, against time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = read_monitor_csv(csv_path)
-    t = data["time_ps"]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
-    e = data["total_per_atom_eV"]
-    ax1.plot(t, (e - e[0]) * 1000, lw=1)
-    slope = drift_slope(t, e)
-    ax1.set_ylabel("E_total - E0 (meV/atom)")
-    ax1.set_title(title or f"drift {slope:.3g} eV/atom/ps")
-    ax2.plot(t, data["temperature_K"], lw=1, color="C1")
-    ax2.set_ylabel("T (K)")
-    ax2.set_xlabel("time (ps)")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)

@@ -13,6 +13,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..neighbors import neighbor_list_torch
 
 
@@ -70,7 +71,8 @@ class StudentBase(nn.Module):
                  num_interactions: int, num_basis: int):
         super().__init__()
         if len(type_names) != len(atomic_numbers) or not type_names:
-            raise ValueError("type_names and atomic_numbers must be non-empty and of equal length")
+            raise ConfigError(f"type_names and atomic_numbers must be non-empty and of equal length, got "
+                              f"{len(type_names)} and {len(atomic_numbers)}")
         self.type_names: List[str] = list(type_names)
         self.atomic_numbers: List[int] = list(atomic_numbers)
         self.cutoff: float = float(cutoff)

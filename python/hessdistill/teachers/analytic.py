@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..dtypes import parse_dtype
+from ..errors import ConfigError
 from ..neighbors import neighbor_list_torch
 from .base import AutogradTeacher
 
@@ -23,7 +25,7 @@ class PairTeacher(AutogradTeacher):
     def __init__(self, cutoff: float | None = None, dtype: str = "float64", **kwargs):
         super().__init__(**kwargs)
         self.cutoff = cutoff
-        self.dtype = getattr(torch, dtype)
+        self.dtype = parse_dtype(dtype, f"teacher {self.name} dtype")
 
     def phi(self, r: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -42,7 +44,7 @@ class PairTeacher(AutogradTeacher):
         pos = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
         if self.cutoff is None:
             if atoms.pbc.any():
-                raise ValueError(f"{self.name} teacher needs a cutoff for periodic structures")
+                raise ConfigError(f"teacher {self.name} needs a cutoff for periodic structures (e.g. cutoff=6.0)")
             i, j = torch.triu_indices(len(atoms), len(atoms), 1, device=self.device)
             shifts = torch.zeros(len(i), 3, dtype=self.dtype, device=self.device)
         else:

@@ -19,24 +19,16 @@ with warnings.catch_warnings():  # "cuaev not installed": the CUDA AEV extension
     from torchani import neurochem
     from torchani.utils import map2central
 
-from ..errors import ConfigError, ModelFileError
+from ..dtypes import parse_dtype
+from ..errors import ModelFileError
 from ..structures import check_elements
 from ..units import HARTREE_TO_EV
 from .base import AutogradTeacher, EnergyFn
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _RESOURCE_DIR = os.path.join(os.path.dirname(torchani.__file__), "resources", "ani-1x_8x")
 _CONSTANTS = "rHCNO-5.2R_16-3.5A_a4-8.params"
 _SELF_ENERGIES = "sae_linfit.dat"
 _ENSEMBLE_SIZE = 8
-
-
-def parse_dtype(dtype: str | torch.dtype, allowed: tuple[str, ...], who: str) -> torch.dtype:
-    """The torch dtype named ``dtype`` (``"float32"``/``"float64"`` or a torch dtype), if ``who`` supports it."""
-    name = str(dtype).replace("torch.", "")
-    if name not in allowed:
-        raise ConfigError(f"{who} supports dtype {' or '.join(allowed)}, got {dtype!r}")
-    return _DTYPES[name]
 
 
 def build_ani1x(resource_dir: str = _RESOURCE_DIR) -> tuple[torch.nn.Module, list[str]]:
@@ -85,7 +77,7 @@ class ANI1xTeacher(AutogradTeacher):
     def __init__(self, dtype: str = "float64", hessian_mode: str = "auto", chunk_size: int = 64,
                  device: str | None = None):
         super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
-        self.dtype = parse_dtype(dtype, ("float32", "float64"), "teacher ani1x")
+        self.dtype = parse_dtype(dtype, "teacher ani1x dtype")
         model, species = build_ani1x()
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         for p in self.model.parameters():

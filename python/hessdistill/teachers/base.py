@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 
+from ..errors import ConfigError
 from ..structures import check_elements, check_structure
 
 
@@ -58,10 +59,6 @@ class Teacher(ABC):
         rows_arr = np.arange(3 * len(atoms)) if rows is None else np.asarray(rows, dtype=np.int64)
         return Label(energy, forces, rows_arr, self.hessian(atoms, rows_arr))
 
-    def label_many(self, structures: Iterable[Atoms], **kwargs) -> list[Label]:
-        """Labels for a batch of structures (one after another; teachers may override to batch)."""
-        return [self.label(a, **kwargs) for a in structures]
-
     def as_calculator(self):
         """An ASE calculator of this teacher's energy and forces (used for teacher MD when sampling)."""
         from .calculator import TeacherCalculator
@@ -93,7 +90,7 @@ class AutogradTeacher(Teacher):
 
     def __init__(self, hessian_mode: str = "auto", chunk_size: int = 64, device: str | None = None):
         if hessian_mode not in ("auto", "batched", "loop"):
-            raise ValueError(f"hessian_mode must be auto, batched or loop, got {hessian_mode!r}")
+            raise ConfigError(f"hessian_mode must be auto, batched or loop, got {hessian_mode!r}")
         self.hessian_mode = hessian_mode
         self.chunk_size = int(chunk_size)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

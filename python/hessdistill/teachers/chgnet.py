@@ -19,11 +19,10 @@ from ase.data import chemical_symbols
 from chgnet.model import CHGNet
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from ..dtypes import parse_dtype
 from ..errors import ConfigError, StructureError
 from ..structures import check_elements
 from .base import AutogradTeacher, EnergyFn
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class CHGNetTeacher(AutogradTeacher):
@@ -56,10 +55,7 @@ class CHGNetTeacher(AutogradTeacher):
     def __init__(self, model_name: str = "0.3.0", dtype: str = "float64", hessian_mode: str = "auto",
                  chunk_size: int = 64, device: str | None = None):
         super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
-        name = str(dtype).replace("torch.", "")
-        if name not in _DTYPES:
-            raise ConfigError(f"teacher chgnet supports dtype float32 or float64, got {dtype!r}")
-        self.dtype = _DTYPES[name]
+        self.dtype = parse_dtype(dtype, "teacher chgnet dtype")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its parameter count on load
                 model = CHGNet.load(model_name=model_name, use_device=str(self.device), verbose=False)

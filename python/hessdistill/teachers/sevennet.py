@@ -19,6 +19,7 @@ from sevenn.atom_graph_data import AtomGraphData
 from sevenn.train.dataload import unlabeled_atoms_to_graph
 from sevenn.util import load_checkpoint
 
+from ..dtypes import parse_dtype
 from ..errors import ConfigError, ModelFileError
 from ..structures import check_elements
 from .base import AutogradTeacher, EnergyFn
@@ -54,9 +55,7 @@ class SevenNetTeacher(AutogradTeacher):
     def __init__(self, checkpoint: str = "7net-0", dtype: str = "float32", hessian_mode: str = "auto",
                  chunk_size: int = 64, device: str | None = None):
         super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
-        if str(dtype).replace("torch.", "") != "float32":
-            raise ConfigError(f"teacher sevennet0 runs in float32 only (e3nn constants fail in float64), got {dtype!r}")
-        self.dtype = torch.float32
+        self.dtype = parse_dtype(dtype, "teacher sevennet0 (e3nn constants fail in float64): dtype", ("float32",))
         try:
             cp = load_checkpoint(checkpoint)
         except (OSError, ValueError) as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from ase import Atoms
 
+from ..dtypes import parse_dtype
 from ..errors import ModelFileError
 from .base import AutogradTeacher
 
@@ -29,7 +30,7 @@ class TorchScriptTeacher(AutogradTeacher):
             self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as exc:
             raise ModelFileError(f"cannot load {self.path} as TorchScript: {str(exc).splitlines()[0]}") from None
-        self.dtype = getattr(torch, dtype)
+        self.dtype = parse_dtype(dtype, "teacher torchscript dtype")
         self.module.to(self.dtype)
         self.elements = frozenset(elements) if elements else None
 

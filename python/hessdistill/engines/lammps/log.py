@@ -111,6 +111,6 @@ def log_to_monitor(log_path, csv_path, png_path=None, n_atoms: int | None = None
         pass
     finally:
         monitor.close()
-    if png_path is not None and monitor.times:
+    if png_path is not None and monitor.n_samples:
         plot_monitor(csv_path, png_path, title=title)
     return {**monitor.summary(), "halt": log["halt"], "steps": int(steps[-1])}

@@ -23,16 +23,19 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
                      min_points: int = 20) -> str:
     """LAMMPS commands that stop a run (``fix halt``) when E_total per atom stops being conserved (units metal).
 
-    Put them after a ``run 0`` (which defines E0) and before the production ``run``; they add the deviation and
-    drift to the thermo output. The drift is the least-squares slope of E/atom against time over every sample so
-    far (as ``EnergyMonitor`` computes it), from running means kept by ``fix ave/time``; it is checked once
-    ``min_points`` samples exist. Non-finite energies or forces are caught by the pair style itself, which stops
-    the run with an error.
+    Put them after a ``run 0`` (which defines t0 and E0) and before the production ``run``; they add the
+    deviation and drift to the thermo output. This is the LAMMPS mirror of ``monitor.drift`` (change both
+    together): the samples every ``every`` steps are shifted by the first one (t - t0, E/atom - e0);
+    ``fix ave/time ... ave running`` keeps the sums of t, e, t*e, t*t divided by n, and the drift is
+    (<te> - <t><e>) / (<tt> - <t>^2), 0 for one sample; it is checked once ``min_points`` samples exist. The
+    deviation is |E/atom - e0|, evaluated for the thermo output of every sample: a non-finite E/atom stops the
+    run there with LAMMPS' own error "Non-numeric variable value" (LAMMPS variables refuse inf and nan), and the
+    pair style stops a run whose forces are not finite with an error.
     """
     lines = [
-        "# energy-conservation monitor (hessdistill): E0 from the run 0 above",
-        "variable hd_e0 equal $(etotal/atoms)",
-        "variable hd_t0 equal $(time)",
+        "# energy-conservation monitor (hessdistill; formulas of hessdistill.monitor.drift): t0, E0 from run 0",
+        "variable hd_e0 equal $(etotal/atoms:%.17g)",
+        "variable hd_t0 equal $(time:%.17g)",
         "variable hd_step0 equal $(step)",
         "variable hd_de equal etotal/atoms-v_hd_e0",
         "variable hd_dev equal abs(v_hd_de)",
@@ -42,7 +45,7 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
         f"fix hd_mean all ave/time {every} 1 {every} v_hd_t v_hd_de v_hd_tde v_hd_tt ave running",
         f"variable hd_n equal (step-v_hd_step0)/{every}+1",
         "variable hd_drift equal (f_hd_mean[3]-f_hd_mean[1]*f_hd_mean[2])/"
-        "(f_hd_mean[4]-f_hd_mean[1]^2+(v_hd_n<2))",
+        "(f_hd_mean[4]-f_hd_mean[1]*f_hd_mean[1]+(v_hd_n<2))",
         f"variable hd_drift_checked equal (v_hd_n>={min_points})*abs(v_hd_drift)",
         "thermo_style custom step time atoms pe ke etotal temp press v_hd_dev v_hd_drift",
         "thermo_modify norm no flush yes format float %.15g",

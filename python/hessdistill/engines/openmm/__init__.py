@@ -24,7 +24,6 @@ from .force import (  # noqa: F401
     StudentForceModuleWithForces,
     add_student_force,
     available_backend,
-    check_positions,
     create_system,
     element_symbols,
     only_students,
@@ -35,6 +34,6 @@ from .md import EnergyMonitorReporter, degrees_of_freedom, run_md, topology_from
 
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
-    "add_student_force", "available_backend", "check_positions", "create_system", "degrees_of_freedom",
+    "add_student_force", "available_backend", "create_system", "degrees_of_freedom",
     "element_symbols", "only_students", "run_md", "select_platform", "student_force", "topology_from_atoms",
 ]

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError, OpenMMBackendError, StructureError
+from ...errors import InputError, OpenMMBackendError
 from ...formats.torchscript import StudentFile
 from ...heap import keep_freed_memory
 from ...neighbors import edges_within, minimum_image_edges, neighbor_list_torch
@@ -338,24 +338,6 @@ def create_system(topology, model_path, *, masses: Optional[Sequence[float]] = N
     return system
 
 
-def check_positions(positions, n_atoms: int) -> np.ndarray:
-    """Positions as an (n_atoms, 3) float array in nm (Quantity or plain nm); StructureError if malformed."""
-    if hasattr(positions, "value_in_unit"):
-        from openmm import unit
-
-        positions = positions.value_in_unit(unit.nanometer)
-    try:
-        pos = np.asarray(positions, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise StructureError(f"positions are not an (N, 3) array of numbers: {exc}") from None
-    if pos.shape != (n_atoms, 3):
-        raise StructureError(f"expected positions of shape ({n_atoms}, 3) for {n_atoms} atoms, got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        bad = np.unique(np.nonzero(~np.isfinite(pos))[0])
-        raise StructureError(f"non-finite coordinates for atom(s) {bad.tolist()[:10]}")
-    return pos
-
-
 STUDENT_FORCE_PREFIX = "hessdistill student"
 # Forces that cost nothing next to a student: with only these and students, the Reference platform is the faster one
 _LIGHT_FORCES = ("CMMotionRemover",)
@@ -402,6 +384,6 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
 
 __all__ = [
     "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "add_student_force",
-    "available_backend", "check_positions", "create_system", "element_symbols", "only_students", "select_platform",
+    "available_backend", "create_system", "element_symbols", "only_students", "select_platform",
     "student_force",
 ]
