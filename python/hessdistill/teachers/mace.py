@@ -38,6 +38,7 @@ finally:
     else:
         os.environ[_NO_WEIGHTS_ONLY] = _env_before
 
+from ..dtypes import parse_dtype
 from ..errors import ConfigError, ModelFileError, StructureError
 from ..structures import check_elements
 from .base import AutogradTeacher, EnergyFn
@@ -45,7 +46,6 @@ from .base import AutogradTeacher, EnergyFn
 # The keys MACECalculator reads from atoms.info / atoms.arrays (total charge and spin for models that embed them).
 _INFO_KEYS = {"total_spin": "spin", "total_charge": "charge", "external_field": "external_field"}
 _ARRAYS_KEYS = {"charges": "Qs"}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def load_mace_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -111,10 +111,7 @@ class MACETeacher(AutogradTeacher):
     def __init__(self, path: str | os.PathLike, dtype: str = "float64", head: str | None = None,
                  hessian_mode: str = "auto", chunk_size: int = 64, device: str | None = None):
         super().__init__(hessian_mode=hessian_mode, chunk_size=chunk_size, device=device)
-        dtype_name = str(dtype).replace("torch.", "")
-        if dtype_name not in _DTYPES:
-            raise ConfigError(f"teacher mace supports dtype float32 or float64, got {dtype!r}")
-        self.dtype = _DTYPES[dtype_name]
+        self.dtype = parse_dtype(dtype, "teacher mace dtype")
         self.path = Path(path)
         self.name = f"mace:{self.path.name}"
         model = load_mace_model(self.path, self.device)
