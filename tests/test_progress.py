@@ -48,3 +48,18 @@ def test_cli_stage_prints_one_line_into_a_pipe(tmp_path):
     stage = [line for line in proc.stderr.splitlines() if line.startswith("teacher MD:")]
     assert len(stage) == 1 and stage[0].startswith("teacher MD: 106/106 step")  # 100 equilibration + 3 x 2
     assert "\r" not in proc.stderr
+
+
+def test_cli_labelling_prints_one_line_into_a_pipe(tmp_path):
+    from ase.build import molecule
+
+    from hessdistill.sample import rattled, split, write_structures
+
+    structures = tmp_path / "s.extxyz"
+    write_structures(split(rattled(molecule("H2O"), 4, 0.05, seed=0), seed=0), structures)
+    proc = subprocess.run([sys.executable, "-m", "hessdistill", "label", str(structures), "--teacher", "morse",
+                           "-o", str(tmp_path / "labels.h5")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    stage = [line for line in proc.stderr.splitlines() if line.startswith("label [morse]:")]
+    assert len(stage) == 1 and stage[0].startswith("label [morse]: 4/4 struct")
+    assert "\r" not in proc.stderr

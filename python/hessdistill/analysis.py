@@ -166,15 +166,13 @@ def analyze(traj, monitor_csv=None, png=None, threshold: float = BOND_DEVIATION_
 def plot_analysis(traj, bonds: dict, rdfs: dict, monitor_csv, png, title: str = "") -> None:
     """PNG panels: total energy - E0 per atom with its drift slope (monitor CSV), largest bond deviation per frame
     against the threshold, RDFs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's backend stays the caller's
 
     from .monitor.energy import drift_slope, read_monitor_csv
 
     panels = (["energy"] if monitor_csv is not None else []) + ["bonds"] + (["rdf"] if rdfs else [])
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.6 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(6, 2.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "energy":
             data = read_monitor_csv(monitor_csv)
@@ -204,4 +202,3 @@ def plot_analysis(traj, bonds: dict, rdfs: dict, monitor_csv, png, title: str = 
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
-    plt.close(fig)

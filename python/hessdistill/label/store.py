@@ -149,7 +149,7 @@ def label_structures(
 
     Returns counts: {"labelled", "skipped", "total", "merged"}.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     if len(structures) == 0:
         raise InputError("no structures to label (empty input)")
@@ -173,13 +173,15 @@ def label_structures(
                 skipped += 1
                 continue
         todo.append(k)
-    for k in tqdm(todo, desc=f"label [{teacher.name}]", disable=not progress, unit="struct"):
-        atoms = structures[k]
-        label = teacher.label(atoms, rows=choose_rows(len(atoms), rows, k, seed))
-        split = str(atoms.info.get("split", "train"))
-        with _atomic_h5(_part_path(store, k)) as f:
-            _write_group(f.create_group("structure"), atoms, label, split, k)
-            f.attrs["teacher"] = teacher.name
+    with progress_bar(len(todo), f"label [{teacher.name}]", unit="struct", enabled=progress) as bar:
+        for k in todo:
+            atoms = structures[k]
+            label = teacher.label(atoms, rows=choose_rows(len(atoms), rows, k, seed))
+            split = str(atoms.info.get("split", "train"))
+            with _atomic_h5(_part_path(store, k)) as f:
+                _write_group(f.create_group("structure"), atoms, label, split, k)
+                f.attrs["teacher"] = teacher.name
+            bar.update(1)
     merged = False
     if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
         merge(store, len(structures), teacher_name=teacher.name)

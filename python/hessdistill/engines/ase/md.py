@@ -27,8 +27,7 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
 
 
 def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
-    from tqdm import tqdm
-
+    from ...progress import progress_bar
     from .calculator import StudentCalculator
 
     atoms.calc = eo.calculator if eo.calculator is not None else StudentCalculator(model_path, device=eo.device)
@@ -40,7 +39,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
                        rng=np.random.default_rng(o.seed))
     monitor = EnergyMonitor(len(atoms), files["monitor_csv"], max_drift=o.max_drift, max_deviation=o.max_deviation)
     traj = Trajectory(str(files["trajectory"]), "w", atoms)
-    bar = tqdm(total=o.steps, desc=f"MD ase {o.ensemble}", disable=not o.progress, unit="step")
+    bar = progress_bar(o.steps, f"MD ase {o.ensemble}", unit="step", enabled=o.progress)
 
     def report():
         forces = atoms.get_forces()

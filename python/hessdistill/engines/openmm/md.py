@@ -249,9 +249,9 @@ def _step(simulation, o: MDOptions) -> None:
     if not o.progress:
         simulation.step(o.steps)
         return
-    from tqdm import tqdm
+    from ...progress import progress_bar
 
-    with tqdm(total=o.steps, desc=f"MD openmm {o.ensemble}", unit="step") as bar:
+    with progress_bar(o.steps, f"MD openmm {o.ensemble}", unit="step") as bar:
         done = 0
         while done < o.steps:
             n = min(o.report_interval, o.steps - done)
