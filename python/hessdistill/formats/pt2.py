@@ -81,7 +81,7 @@ def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float6
     program = _export_program(model, DTYPES[dtype], device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp.pt2")  # the packager insists on the .pt2 suffix
     try:
         torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": metadata})
@@ -109,10 +109,14 @@ def _export_program(model: StudentBase, dtype: torch.dtype, device: torch.device
         torch.zeros(n_edges, 3, dtype=dtype, device=device),
         torch.ones(n_atoms, dtype=torch.bool, device=device),
     )
-    graph = trace_autograd(partial(student_outputs, model), example)
+    graph = trace_autograd(partial(_outputs_tuple, model), example)
     atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)
     shapes = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
     return torch.export.export(graph, example, dynamic_shapes=shapes)
+
+
+def _outputs_tuple(model, *inputs) -> tuple:
+    return tuple(student_outputs(model, *inputs))  # a plain tuple: the packager cannot serialize a NamedTuple
 
 
 def _check_compiler() -> None:
