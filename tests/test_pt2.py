@@ -16,7 +16,7 @@ from ase.build import bulk, molecule
 from conftest import make_student
 
 from hessdistill.errors import EngineError, ModelFileError
-from hessdistill.formats import export_student, file_format, load_student, save_student
+from hessdistill.formats import export_student, file_format, load_student, read_metadata, save_student
 from hessdistill.formats.pt2 import Pt2StudentFile
 from hessdistill.neighbors import neighbor_list
 
@@ -33,9 +33,16 @@ def files(model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def loaded(files):
-    ts, pt2 = files
-    return load_student(ts, "cpu"), load_student(pt2)
+def calculators(files):
+    """One calculator per format, loaded once: every structure below goes through the same loaded package."""
+    from hessdistill.engines.ase import StudentCalculator
+
+    return [StudentCalculator(path, device="cpu") for path in files]
+
+
+@pytest.fixture(scope="module")
+def loaded(calculators):
+    return [c.student for c in calculators]
 
 
 def structures():
@@ -73,19 +80,17 @@ def eager(model, atoms):
 
 
 @pytest.mark.parametrize("name", list(structures()))
-def test_pt2_equals_torchscript_and_eager_in_ase(name, model, files):
-    from hessdistill.engines.ase import StudentCalculator
-
+def test_pt2_equals_torchscript_and_eager_in_ase(name, model, calculators):
     atoms = structures()[name]
     ref = eager(model, atoms)
-    for path in files:
+    for calc in calculators:
         a = atoms.copy()
-        a.calc = StudentCalculator(path, device="cpu")
+        a.calc = calc
         got = {"energy": a.get_potential_energy(), "energies": a.get_potential_energies(), "forces": a.get_forces()}
         if "stress" in ref:
             got["stress"] = a.get_stress()
         for key, value in ref.items():
-            np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-12, err_msg=f"{path.name} {key}")
+            np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-12, err_msg=f"{calc.student.format} {key}")
     assert np.abs(ref["forces"]).max() > 1e-3 or len(atoms) == 1 or name.startswith("two")  # not trivially 0
 
 
@@ -111,9 +116,33 @@ def test_local_mask_and_shift_forces_as_lammps_uses_them(model, loaded):
     np.testing.assert_allclose(out.virial.numpy(), virial.numpy(), rtol=0, atol=1e-12)
 
 
-def test_metadata_matches_torchscript(loaded):
+@pytest.mark.parametrize("arch", ["painn", "schnet"])
+def test_traced_graph_equals_autograd_for_any_size(arch):
+    """trace_autograd of the engine signature: one graph, no autograd left, right for sizes it never saw."""
+    from hessdistill.formats.evaluate import student_outputs
+    from hessdistill.tracing import trace_autograd
+
+    m = make_student(arch).eval()
+    gen = torch.Generator().manual_seed(1)
+
+    def inputs(n, e):
+        ei = torch.randint(0, n, (2, e), generator=gen)
+        ei = ei[:, ei[0] != ei[1]]
+        return (3 * torch.rand(n, 3, generator=gen, dtype=torch.float64), torch.randint(0, 4, (n,), generator=gen),
+                ei, 0.1 * torch.randn(ei.shape[1], 3, generator=gen, dtype=torch.float64), torch.arange(n) < n - 1)
+
+    graph = trace_autograd(lambda *x: tuple(student_outputs(m, *x)), inputs(7, 11))
+    assert not any("autograd" in str(node.target) for node in graph.graph.nodes)
+    for n, e in [(2, 0), (5, 3), (40, 300)]:
+        x = inputs(n, e)
+        for got, want in zip(graph(*x), student_outputs(m, *x)):
+            np.testing.assert_allclose(got.detach().numpy(), want.numpy(), rtol=0, atol=1e-12)
+
+
+def test_metadata_matches_torchscript(loaded, files):
     ts, pt2 = loaded
-    assert {k: pt2.metadata[k] for k in ts.metadata} == ts.metadata
+    assert {k: pt2.metadata[k] for k in ts.metadata} == ts.metadata == read_metadata(files[0])
+    assert read_metadata(files[1]) == pt2.metadata
     assert pt2.metadata["torch_version"] == torch.__version__ and pt2.metadata["device"] == "cpu"
     # the library inside the package carries the same metadata (what C++ reads with get_metadata())
     inside = pt2.runner.get_metadata()
@@ -140,7 +169,8 @@ def _one_line_error(exc_type, fn, match):
 @pytest.mark.parametrize("change, match", [
     (lambda m: {k: v for k, v in m.items() if k == "AOTI_DEVICE_KEY"}, "not a hessdistill .pt2 student"),
     (lambda m: {**m, "torch_version": "2.8.0"}, "compiled by torch 2.8.0"),
-    (lambda m: {**m, "cpu_isa": "avx1024"}, "CPU instructions avx1024"),
+    (lambda m: {**m, "cpu_isa": m["cpu_isa"] + " avx1024"}, "CPU lacks avx1024"),
+    (lambda m: {**m, "cpu_isa": "aarch64 sve256"}, "CPU lacks aarch64"),
     (lambda m: {**m, "pt2_signature": "99"}, "pt2 signature"),
 ])
 def test_mismatched_packages_are_refused(change, match, files, tmp_path):

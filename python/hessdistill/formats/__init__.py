@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import ModelFileError
 from .evaluate import INPUTS, OUTPUTS, StudentOutputs, student_outputs  # noqa: F401
-from .torchscript import DTYPES, FORMAT, METADATA_KEYS, StudentFile, export_student, read_metadata  # noqa: F401
+from .torchscript import DTYPES, FORMAT, METADATA_KEYS, StudentFile, export_student  # noqa: F401
 
 FORMATS = ("torchscript", "pt2")
 
@@ -45,6 +45,17 @@ def load_student(path: str | os.PathLike, device=None):
 
         return Pt2StudentFile(path, device=device)
     return StudentFile(path, device=device)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Metadata of a student file of either format, without keeping the model (a .pt2 is not even loaded)."""
+    if file_format(path) == "pt2":
+        from .pt2 import read_pt2_metadata
+
+        return read_pt2_metadata(path)
+    from .torchscript import read_metadata as read_torchscript_metadata
+
+    return read_torchscript_metadata(path)
 
 
 def save_student(model, path: str | os.PathLike, dtype: str = "float64", teacher: str = "",

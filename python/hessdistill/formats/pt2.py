@@ -18,7 +18,8 @@ key                value
 ``outputs``        the output names, space separated
 ``torch_version``  torch that compiled it; another torch refuses to load it
 ``device``         ``cpu`` or ``cuda``: the only device it runs on
-``cpu_isa``        the CPU vector instruction set the code was compiled for (``avx512``, ``avx2``, ...)
+``cpu_isa``        the exporting machine's architecture and the CPU features the code uses (``x86_64 avx2
+                   avx512 amx_tile``); a CPU without one of them refuses the package
 =================  ==========================================================================================
 
 Python reads them from the package's ``*_metadata.json`` before loading its library; C++ reads the same values
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -130,10 +132,27 @@ def _check_compiler() -> None:
                           f"g++); {FALLBACK}") from None
 
 
+# compiler flags of the vector instruction sets inductor may use -> the CPU feature each needs at run time
+_CPU_FEATURES = {"-mavx2": "avx2", "-mavx512f": "avx512", "-mavx512bf16": "avx512_bf16", "-mamx-tile": "amx_tile",
+                 "-mamx-fp16": "amx_fp16"}
+
+
 def _cpu_isa() -> str:
+    """This machine's architecture and the CPU features the compiled code will use, e.g. ``x86_64 avx2 avx512``."""
     from torch._inductor.cpu_vec_isa import pick_vec_isa
 
-    return str(pick_vec_isa()) or "none"
+    isa = pick_vec_isa()
+    flags = isa.build_arch_flags().split() if isa else []
+    return " ".join([platform.machine()] + [name for flag, name in _CPU_FEATURES.items() if flag in flags])
+
+
+def _missing_cpu_features(cpu_isa: str) -> list[str]:
+    """Features in a package's ``cpu_isa`` this CPU lacks (checked without a compiler, from torch's CPU probe)."""
+    machine, *features = cpu_isa.split() or [""]
+    if machine != platform.machine():
+        return [machine]
+    return [f for f in features
+            if f not in _CPU_FEATURES.values() or not getattr(torch.cpu, f"_is_{f}_supported")()]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -191,13 +210,10 @@ class Pt2StudentFile:
         if meta["pt2_signature"] != SIGNATURE:
             raise ModelFileError(f"{self.path} has pt2 signature {meta['pt2_signature']!r}; this hessdistill "
                                  f"reads {SIGNATURE!r}: export it again")
-        if built == "cpu":
-            from torch._inductor.cpu_vec_isa import valid_vec_isa_list
-
-            isas = [str(i) for i in valid_vec_isa_list()] + ["none"]
-            if meta["cpu_isa"] not in isas:
-                raise ModelFileError(f"{self.path} was compiled for CPU instructions {meta['cpu_isa']}, which this "
-                                     f"CPU lacks (it has {', '.join(isas)}): export it again on this machine")
+        missing = _missing_cpu_features(meta["cpu_isa"]) if built == "cpu" else []
+        if missing:
+            raise ModelFileError(f"{self.path} was compiled for a CPU with {meta['cpu_isa']}; this {platform.machine()} "
+                                 f"CPU lacks {', '.join(missing)}: export it again on this machine")
         try:
             index = self.device.index if self.device.index is not None else -1
             self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
