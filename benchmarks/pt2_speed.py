@@ -1,5 +1,9 @@
 """ASE calculator time per energy+forces call: TorchScript student file against the compiled .pt2 package.
 
+Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, neighbor list and checks included, as
+in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
+graph, such as the LAMMPS pair style, pays for the student).
+
 Standalone (no harness): one PaiNN student of the default size (random weights: speed does not depend on them) is
 exported in both formats and both dtypes, then each structure is timed in interleaved rounds (TorchScript, pt2,
 TorchScript, pt2, ...) on the process's CPU clock at one torch thread; the reported speed-up is the median over
@@ -14,6 +18,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +51,7 @@ def student():
     return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names])
 
 
-def call_time(calc, atoms, calls: int) -> float:
+def ase_time(calc, atoms, calls: int) -> float:
     """CPU seconds per energy+forces call; positions move a little each call, so nothing is cached."""
     from ase.calculators.calculator import all_changes
 
@@ -56,6 +61,34 @@ def call_time(calc, atoms, calls: int) -> float:
         atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
         calc.calculate(atoms, ["energy", "forces"], all_changes)
     return (time.process_time() - t0) / calls
+
+
+def model_time(student, inputs, calls: int) -> float:
+    """CPU seconds per ``evaluate`` (energy, forces, virial) on prepared tensors."""
+    t0 = time.process_time()
+    for _ in range(calls):
+        student.evaluate(*inputs)
+    return (time.process_time() - t0) / calls
+
+
+def model_inputs(student, atoms):
+    from hessdistill.neighbors import neighbor_list
+
+    ei, sh = neighbor_list(atoms, student.cutoff)
+    return (torch.tensor(atoms.positions, dtype=student.dtype), student.species(atoms.get_chemical_symbols()),
+            torch.tensor(ei), torch.tensor(sh, dtype=student.dtype))
+
+
+def timed(fns: dict, rounds: int, calls: int) -> dict:
+    """Interleaved rounds of ``calls`` calls of every timer (after 3 warm-up calls each: TorchScript's profiling
+    executor optimizes during the first calls); seconds per call in each round, by name."""
+    for fn in fns.values():
+        fn(3)
+    seconds = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            seconds[name].append(fn(calls))
+    return seconds
 
 
 def main(argv=None):
@@ -81,25 +114,28 @@ def main(argv=None):
                       f"{paths[fmt].stat().st_size / 1e6:.2f} MB", flush=True)
             calcs = {fmt: StudentCalculator(path, device="cpu") for fmt, path in paths.items()}
             for name, atoms in systems(a.sizes).items():
-                copies = {fmt: atoms.copy() for fmt in calcs}
                 calls = max(2, int(2000 / len(atoms)))
-                for fmt in calcs:  # warm-up: TorchScript's profiling executor optimizes during the first calls
-                    call_time(calcs[fmt], copies[fmt], 3)
-                seconds = {fmt: [] for fmt in calcs}
-                for _ in range(a.rounds):
-                    for fmt in calcs:
-                        seconds[fmt].append(call_time(calcs[fmt], copies[fmt], calls))
-                ratio = np.asarray(seconds["torchscript"]) / np.asarray(seconds["pt2"])
-                row = {"system": name, "atoms": len(atoms), "dtype": dtype, "calls_per_round": calls,
-                       "ms_torchscript": 1e3 * float(np.median(seconds["torchscript"])),
-                       "ms_pt2": 1e3 * float(np.median(seconds["pt2"])),
-                       "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
-                                   "max": float(ratio.max())},
-                       "seconds": seconds}
-                results["rows"].append(row)
-                print(f"{name:8s} {len(atoms):4d} atoms {dtype}: TorchScript {row['ms_torchscript']:8.3f} ms, "
-                      f"pt2 {row['ms_pt2']:8.3f} ms, speed-up {row['speedup']['median']:.2f}x "
-                      f"(min {row['speedup']['min']:.2f}, max {row['speedup']['max']:.2f})", flush=True)
+                copies = {fmt: atoms.copy() for fmt in calcs}
+                inputs = {fmt: model_inputs(calc.student, atoms) for fmt, calc in calcs.items()}
+                fns = {}
+                for fmt, calc in calcs.items():
+                    fns[f"ase {fmt}"] = partial(ase_time, calc, copies[fmt])
+                    fns[f"model {fmt}"] = partial(model_time, calc.student, inputs[fmt])
+                seconds = timed(fns, a.rounds, calls)
+                for what in ("ase", "model"):
+                    ts, pt2 = (np.asarray(seconds[f"{what} {fmt}"]) for fmt in ("torchscript", "pt2"))
+                    ratio = ts / pt2
+                    row = {"system": name, "atoms": len(atoms), "dtype": dtype, "what": what,
+                           "calls_per_round": calls, "ms_torchscript": 1e3 * float(np.median(ts)),
+                           "ms_pt2": 1e3 * float(np.median(pt2)),
+                           "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
+                                       "max": float(ratio.max())},
+                           "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
+                    results["rows"].append(row)
+                    print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "
+                          f"{row['ms_torchscript']:8.3f} ms, pt2 {row['ms_pt2']:8.3f} ms, "
+                          f"speed-up {row['speedup']['median']:.2f}x (min {row['speedup']['min']:.2f}, "
+                          f"max {row['speedup']['max']:.2f})", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))
 

@@ -194,7 +194,8 @@ def test_bad_files_are_refused(files, tmp_path):
 
 def test_no_compiler_names_the_torchscript_fallback(model, tmp_path):
     with torch._inductor.config.patch({"cpp.cxx": ("hessdistill-no-such-compiler",)}):
-        _one_line_error(EngineError, lambda: save_student(model, tmp_path / "s.pt2"), "no C\\+\\+ compiler.*TorchScript")
+        _one_line_error(EngineError, lambda: save_student(model, tmp_path / "s.pt2"),
+                        "no C\\+\\+ compiler.*TorchScript")
     assert not list(tmp_path.iterdir())
 
 

@@ -16,7 +16,8 @@ key                value
                    forces shift_forces virial`` (:mod:`.evaluate`)
 ``inputs``         the input names, space separated
 ``outputs``        the output names, space separated
-``torch_version``  torch that compiled it; another torch refuses to load it
+``torch_version``  torch that compiled it; another torch version refuses to load it (the build tag, ``+cpu`` or
+                   ``+cu128``, may differ)
 ``device``         ``cpu`` or ``cuda``: the only device it runs on
 ``cpu_isa``        the exporting machine's architecture and the CPU features the code uses (``x86_64 avx2
                    avx512 amx_tile``); a CPU without one of them refuses the package
@@ -204,7 +205,7 @@ class Pt2StudentFile:
         if self.device.type != built:
             raise ModelFileError(f"{self.path} was compiled for {built} and runs only there; asked for "
                                  f"{self.device.type} (export it again with device {self.device.type})")
-        if meta["torch_version"] != torch.__version__:
+        if meta["torch_version"].split("+")[0] != torch.__version__.split("+")[0]:  # +cpu/+cu128 builds share the ABI
             raise ModelFileError(f"{self.path} was compiled by torch {meta['torch_version']}; this is torch "
                                  f"{torch.__version__}: export it again here")
         if meta["pt2_signature"] != SIGNATURE:
@@ -212,8 +213,8 @@ class Pt2StudentFile:
                                  f"reads {SIGNATURE!r}: export it again")
         missing = _missing_cpu_features(meta["cpu_isa"]) if built == "cpu" else []
         if missing:
-            raise ModelFileError(f"{self.path} was compiled for a CPU with {meta['cpu_isa']}; this {platform.machine()} "
-                                 f"CPU lacks {', '.join(missing)}: export it again on this machine")
+            raise ModelFileError(f"{self.path} was compiled for a CPU with {meta['cpu_isa']}; this "
+                                 f"{platform.machine()} CPU lacks {', '.join(missing)}: export it again here")
         try:
             index = self.device.index if self.device.index is not None else -1
             self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
