@@ -149,19 +149,24 @@ def cmd_distill(a):
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="export a run's best student as a TorchScript file")
+    p = sub.add_parser("export", help="export a run's best student as TorchScript or a compiled .pt2 package")
     p.add_argument("checkpoint", help="run folder or its checkpoint.pt")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, help="student file; a .pt2 suffix means --format pt2")
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--format", choices=["torchscript", "pt2"], default=None,
+                   help="torchscript (portable, default) or pt2 (AOTInductor package, several times faster; "
+                        "compiled for this machine, device and torch: run the export where it will run)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device a pt2 package runs on")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a):
-    from .formats.torchscript import export_student
+    from .formats import save_student
     from .distill.trainer import model_from_checkpoint
 
     model, state = model_from_checkpoint(a.checkpoint)
-    print(export_student(model, a.output, dtype=a.dtype, teacher=state.get("teacher", "")))
+    print(save_student(model, a.output, dtype=a.dtype, teacher=state.get("teacher", ""), format=a.format,
+                       device=a.device))
 
 
 def _add_md(sub):

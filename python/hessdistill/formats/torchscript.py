@@ -34,6 +34,7 @@ from .. import __version__
 from ..dtypes import DTYPES, parse_dtype
 from ..errors import ModelFileError
 from ..students import StudentBase
+from .evaluate import StudentOutputs, student_outputs
 
 FORMAT = "hessdistill-student-1"
 METADATA_KEYS = (
@@ -60,7 +61,18 @@ def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "fl
     for p in model.parameters():
         p.requires_grad_(False)
     scripted = torch.jit.script(model)
-    metadata = {
+    metadata = base_metadata(model, dtype, teacher)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def base_metadata(model: StudentBase, dtype: str, teacher: str) -> dict:
+    """The metadata every student file format carries (:data:`METADATA_KEYS`), as strings."""
+    return {
         "format": FORMAT,
         "hessdistill_version": __version__,
         "architecture": model.architecture,
@@ -74,12 +86,6 @@ def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "fl
         "dtype": dtype,
         "teacher": teacher,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files=metadata)
-    os.replace(tmp, path)
-    return path
 
 
 def _clone(model: StudentBase) -> StudentBase:
@@ -92,6 +98,8 @@ def _clone(model: StudentBase) -> StudentBase:
 
 class StudentFile:
     """A loaded student file: ``module`` (TorchScript), parsed ``metadata`` and convenience accessors."""
+
+    format = "torchscript"
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
         self.path = Path(path)
@@ -121,12 +129,22 @@ class StudentFile:
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
-        from ..structures import check_elements
+        return _species(self, symbols)
 
-        symbols = list(symbols)
-        check_elements(symbols, self.type_names, f"student {self.path.name}")
-        index = {s: k for k, s in enumerate(self.type_names)}
-        return torch.tensor([index[s] for s in symbols], dtype=torch.long, device=self.device)
+    def evaluate(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                 shifts: torch.Tensor, local: torch.Tensor | None = None) -> StudentOutputs:
+        """Energy, per-atom energies, forces, shift forces and virial by autograd (:mod:`.evaluate`)."""
+        return student_outputs(self.module, positions, species, edge_index, shifts, local)
+
+
+def _species(sf, symbols) -> torch.Tensor:
+    """Type indices of a loaded student (either format) for element symbols; UnsupportedElementError otherwise."""
+    from ..structures import check_elements
+
+    symbols = list(symbols)
+    check_elements(symbols, sf.type_names, f"student {sf.path.name}")
+    index = {s: k for k, s in enumerate(sf.type_names)}
+    return torch.tensor([index[s] for s in symbols], dtype=torch.long, device=sf.device)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

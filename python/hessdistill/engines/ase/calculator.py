@@ -3,8 +3,12 @@
 Example
 -------
 >>> from hessdistill.engines.ase import StudentCalculator
->>> atoms.calc = StudentCalculator("student.pt")
+>>> atoms.calc = StudentCalculator("student.pt")   # or a compiled "student.pt2"
 >>> atoms.get_forces()
+
+Both formats go through :func:`hessdistill.formats.load_student` and give the same outputs (:mod:`hessdistill.
+formats.evaluate`): forces -dE/dx and the virial W = -dE/d(strain) by autograd, in the .pt2 package traced into
+its compiled graph; stress is -W/V.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from ...formats.torchscript import StudentFile
+from ...formats import load_student
 from ...heap import keep_freed_memory
 from ...neighbors import neighbor_list
 from ...structures import MIN_DISTANCE, check_coordinates, check_overlaps
@@ -30,7 +34,7 @@ class StudentCalculator(Calculator):
 
     def __init__(self, model_path, device: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.student = StudentFile(model_path, device=device)
+        self.student = load_student(model_path, device=device)
         keep_freed_memory()  # page faults otherwise make small-system steps up to 2x slower (heap.py)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -48,25 +52,16 @@ class StudentCalculator(Calculator):
         sh = torch.tensor(shifts, dtype=dt, device=dev)
         ei = torch.tensor(edge_index, dtype=torch.long, device=dev)
         want_stress = "stress" in properties and bool(atoms.pbc.all())
-        pos.requires_grad_(True)
-        inputs = [pos]
-        if want_stress:  # the energy of the homogeneously strained structure; its strain derivative is the virial
-            strain = torch.zeros(3, 3, dtype=dt, device=dev, requires_grad=True)
-            deform = torch.eye(3, dtype=dt, device=dev) + strain
-            atomic = sf.module(pos @ deform, species, ei, sh @ deform)
-            inputs.append(strain)
-        else:
-            atomic = sf.module(pos, species, ei, sh)
-        energy = atomic.sum()
-        grads = torch.autograd.grad(energy, inputs)
+        out = sf.evaluate(pos, species, ei, sh)
+        energy = float(out.energy)
         self.results = {
-            "energy": float(energy.detach()),
-            "free_energy": float(energy.detach()),
-            "energies": atomic.detach().cpu().double().numpy(),
-            "forces": -grads[0].cpu().double().numpy(),
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out.energies.cpu().double().numpy(),
+            "forces": out.forces.cpu().double().numpy(),
         }
         if want_stress:
-            sigma = grads[1].cpu().double().numpy() / atoms.get_volume()
+            sigma = -out.virial.cpu().double().numpy() / atoms.get_volume()
             sigma = 0.5 * (sigma + sigma.T)
             self.results["stress"] = sigma.flat[[0, 4, 8, 5, 2, 1]]
         elif "stress" in properties:

@@ -1,0 +1,144 @@
+"""ASE calculator time per energy+forces call: TorchScript student file against the compiled .pt2 package.
+
+Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, neighbor list and checks included, as
+in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
+graph, such as the LAMMPS pair style, pays for the student).
+
+Standalone (no harness): one PaiNN student of the default size (random weights: speed does not depend on them) is
+exported in both formats and both dtypes, then each structure is timed in interleaved rounds (TorchScript, pt2,
+TorchScript, pt2, ...) on the process's CPU clock at one torch thread; the reported speed-up is the median over
+rounds of the within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
+
+    OMP_NUM_THREADS=1 python benchmarks/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def systems(names):
+    from ase.build import bulk, molecule
+
+    out = {}
+    for name in names:
+        if name == "ethanol":
+            a = molecule("CH3CH2OH")
+        elif name.startswith("si"):
+            a = bulk("Si", cubic=True).repeat({"si8": 1, "si64": 2, "si216": 3, "si512": 4}[name])
+        else:
+            raise SystemExit(f"unknown size {name!r}: ethanol, si8, si64, si216 or si512")
+        a.rattle(0.05, seed=1)
+        out[name] = a
+    return out
+
+
+def student():
+    from ase.data import atomic_numbers
+
+    from hessdistill.students import build_student
+
+    torch.manual_seed(0)
+    names = ["H", "C", "O", "Si"]
+    return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names])
+
+
+def ase_time(calc, atoms, calls: int) -> float:
+    """CPU seconds per energy+forces call; positions move a little each call, so nothing is cached."""
+    from ase.calculators.calculator import all_changes
+
+    rng = np.random.default_rng(0)
+    t0 = time.process_time()
+    for _ in range(calls):
+        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        calc.calculate(atoms, ["energy", "forces"], all_changes)
+    return (time.process_time() - t0) / calls
+
+
+def model_time(student, inputs, calls: int) -> float:
+    """CPU seconds per ``evaluate`` (energy, forces, virial) on prepared tensors."""
+    t0 = time.process_time()
+    for _ in range(calls):
+        student.evaluate(*inputs)
+    return (time.process_time() - t0) / calls
+
+
+def model_inputs(student, atoms):
+    from hessdistill.neighbors import neighbor_list
+
+    ei, sh = neighbor_list(atoms, student.cutoff)
+    return (torch.tensor(atoms.positions, dtype=student.dtype), student.species(atoms.get_chemical_symbols()),
+            torch.tensor(ei), torch.tensor(sh, dtype=student.dtype))
+
+
+def timed(fns: dict, rounds: int, calls: int) -> dict:
+    """Interleaved rounds of ``calls`` calls of every timer (after 3 warm-up calls each: TorchScript's profiling
+    executor optimizes during the first calls); seconds per call in each round, by name."""
+    for fn in fns.values():
+        fn(3)
+    seconds = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            seconds[name].append(fn(calls))
+    return seconds
+
+
+def main(argv=None):
+    from hessdistill.engines.ase import StudentCalculator
+    from hessdistill.formats import save_student
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sizes", nargs="+", default=["ethanol", "si64", "si512"])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    p.add_argument("--out", help="write the results as JSON here")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model = student()
+    results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in a.dtypes:
+            paths = {}
+            for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2")):
+                t0 = time.perf_counter()
+                paths[fmt] = save_student(model, Path(tmp) / f"s_{dtype}{suffix}", dtype=dtype, format=fmt)
+                print(f"export {dtype} {fmt}: {time.perf_counter() - t0:.1f} s, "
+                      f"{paths[fmt].stat().st_size / 1e6:.2f} MB", flush=True)
+            calcs = {fmt: StudentCalculator(path, device="cpu") for fmt, path in paths.items()}
+            for name, atoms in systems(a.sizes).items():
+                calls = max(2, int(2000 / len(atoms)))
+                copies = {fmt: atoms.copy() for fmt in calcs}
+                inputs = {fmt: model_inputs(calc.student, atoms) for fmt, calc in calcs.items()}
+                fns = {}
+                for fmt, calc in calcs.items():
+                    fns[f"ase {fmt}"] = partial(ase_time, calc, copies[fmt])
+                    fns[f"model {fmt}"] = partial(model_time, calc.student, inputs[fmt])
+                seconds = timed(fns, a.rounds, calls)
+                for what in ("ase", "model"):
+                    ts, pt2 = (np.asarray(seconds[f"{what} {fmt}"]) for fmt in ("torchscript", "pt2"))
+                    ratio = ts / pt2
+                    row = {"system": name, "atoms": len(atoms), "dtype": dtype, "what": what,
+                           "calls_per_round": calls, "ms_torchscript": 1e3 * float(np.median(ts)),
+                           "ms_pt2": 1e3 * float(np.median(pt2)),
+                           "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
+                                       "max": float(ratio.max())},
+                           "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
+                    results["rows"].append(row)
+                    print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "
+                          f"{row['ms_torchscript']:8.3f} ms, pt2 {row['ms_pt2']:8.3f} ms, "
+                          f"speed-up {row['speedup']['median']:.2f}x (min {row['speedup']['min']:.2f}, "
+                          f"max {row['speedup']['max']:.2f})", flush=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

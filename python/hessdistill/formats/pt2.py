@@ -1,0 +1,240 @@
+"""The compiled student file: an AOTInductor package (``.pt2``) of energy, forces and virial in one graph.
+
+The fast path in every engine. :func:`~.evaluate.student_outputs` (energy, per-atom energies, forces, shift forces,
+virial from the LAMMPS-style graph inputs) is traced with its autograd into one graph
+(:func:`hessdistill.tracing.trace_autograd`), exported with dynamic numbers of atoms (>= 1) and edges (>= 0), and
+compiled to machine code by ``torch._inductor.aoti_compile_and_package``. A loaded package has no autograd: every
+derivative an engine needs is already an output.
+
+Metadata: the TorchScript file's keys (:data:`.torchscript.METADATA_KEYS`, same values) plus
+
+=================  ==========================================================================================
+key                value
+=================  ==========================================================================================
+``package``        ``pt2``
+``pt2_signature``  ``1``: inputs ``positions species edge_index shifts local``, outputs ``energy energies
+                   forces shift_forces virial`` (:mod:`.evaluate`)
+``inputs``         the input names, space separated
+``outputs``        the output names, space separated
+``torch_version``  torch that compiled it; another torch version refuses to load it (the build tag, ``+cpu`` or
+                   ``+cu128``, may differ)
+``device``         ``cpu`` or ``cuda``: the only device it runs on
+``cpu_isa``        the exporting machine's architecture and the CPU features the code uses (``x86_64 avx2
+                   avx512 amx_tile``); a CPU without one of them refuses the package
+=================  ==========================================================================================
+
+Python reads them from the package's ``*_metadata.json`` before loading its library; C++ reads the same values
+with ``AOTIModelPackageLoader::get_metadata()``.
+
+A package is machine code for the exporting host's instruction set, one device and one torch version: compile it on
+the machine (kind) that will run it. Compiling needs a C++ compiler (``g++``, or the one named by ``CXX``); without
+one, export TorchScript, which runs everywhere (slower).
+
+Example
+-------
+>>> export_pt2(model, "student.pt2", dtype="float64")
+>>> sf = Pt2StudentFile("student.pt2")
+>>> out = sf.evaluate(positions, sf.species(symbols), edge_index, shifts)
+>>> out.energy, out.forces, out.virial
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import zipfile
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..dtypes import parse_dtype
+from ..errors import ConfigError, EngineError, ModelFileError
+from ..students import StudentBase
+from .evaluate import INPUTS, OUTPUTS, StudentOutputs, student_outputs
+from .torchscript import DTYPES, METADATA_KEYS, _clone, _species, base_metadata
+
+SIGNATURE = "1"
+PT2_KEYS = ("package", "pt2_signature", "inputs", "outputs", "torch_version", "device", "cpu_isa")
+FALLBACK = "export TorchScript instead (hessdistill export --format torchscript), which needs no compiler"
+
+
+def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float64", teacher: str = "",
+               device: str = "cpu") -> Path:
+    """Trace energy, forces and virial of ``model`` in ``dtype``, compile them for ``device`` on this machine and
+    write the package to ``path`` (atomically). Takes tens of seconds (C++ compilation).
+
+    Raises EngineError when no C++ compiler is found or compilation fails.
+    """
+    dtype = str(parse_dtype(dtype, "export dtype")).replace("torch.", "")
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu or cuda, got {str(device)!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("cannot compile a .pt2 for cuda: torch sees no CUDA device here")
+    metadata = base_metadata(model, dtype, teacher)
+    metadata.update(package="pt2", pt2_signature=SIGNATURE, inputs=" ".join(INPUTS), outputs=" ".join(OUTPUTS),
+                    torch_version=torch.__version__, device=device.type, cpu_isa=_cpu_isa())
+    _check_compiler()
+
+    model = _clone(model).to(device=device, dtype=DTYPES[dtype]).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    program = _export_program(model, DTYPES[dtype], device)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.pt2")  # the packager insists on the .pt2 suffix
+    try:
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": metadata})
+    except Exception as exc:  # compiler and linker failures arrive as many exception types
+        tmp.unlink(missing_ok=True)
+        raise EngineError(f"compiling {path.name} failed: {_first_line(exc)}; {FALLBACK}") from None
+    os.replace(tmp, path)
+    return path
+
+
+def _export_program(model: StudentBase, dtype: torch.dtype, device: torch.device) -> torch.export.ExportedProgram:
+    """student_outputs of ``model`` as an exported program with dynamic atom and edge counts."""
+    from torch.export import Dim
+
+    from ..tracing import trace_autograd
+
+    # distinct sizes >= 2 (7 atoms, 11 edges), so no size is specialized into the graph
+    n_atoms, n_edges = 7, 11
+    gen = torch.Generator().manual_seed(0)
+    src = torch.arange(n_edges) % n_atoms
+    example = (
+        (3.0 * torch.rand(n_atoms, 3, generator=gen)).to(device, dtype),
+        (torch.arange(n_atoms) % len(model.type_names)).to(device),
+        torch.stack([src, (src + 1 + torch.arange(n_edges) // n_atoms) % n_atoms]).to(device),
+        torch.zeros(n_edges, 3, dtype=dtype, device=device),
+        torch.ones(n_atoms, dtype=torch.bool, device=device),
+    )
+    graph = trace_autograd(partial(_outputs_tuple, model), example)
+    atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)
+    shapes = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
+    return torch.export.export(graph, example, dynamic_shapes=shapes)
+
+
+def _outputs_tuple(model, *inputs) -> tuple:
+    return tuple(student_outputs(model, *inputs))  # a plain tuple: the packager cannot serialize a NamedTuple
+
+
+def _check_compiler() -> None:
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception:
+        tried = ", ".join(str(c) for c in torch._inductor.config.cpp.cxx if c)
+        raise EngineError(f"cannot compile a .pt2 package: no C++ compiler found (tried {tried}; set CXX or install "
+                          f"g++); {FALLBACK}") from None
+
+
+# compiler flags of the vector instruction sets inductor may use -> the CPU feature each needs at run time
+_CPU_FEATURES = {"-mavx2": "avx2", "-mavx512f": "avx512", "-mavx512bf16": "avx512_bf16", "-mamx-tile": "amx_tile",
+                 "-mamx-fp16": "amx_fp16"}
+
+
+def _cpu_isa() -> str:
+    """This machine's architecture and the CPU features the compiled code will use, e.g. ``x86_64 avx2 avx512``."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    isa = pick_vec_isa()
+    flags = isa.build_arch_flags().split() if isa else []
+    return " ".join([platform.machine()] + [name for flag, name in _CPU_FEATURES.items() if flag in flags])
+
+
+def _missing_cpu_features(cpu_isa: str) -> list[str]:
+    """Features in a package's ``cpu_isa`` this CPU lacks (checked without a compiler, from torch's CPU probe)."""
+    machine, *features = cpu_isa.split() or [""]
+    if machine != platform.machine():
+        return [machine]
+    return [f for f in features
+            if f not in _CPU_FEATURES.values() or not getattr(torch.cpu, f"_is_{f}_supported")()]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_pt2_metadata(path: str | os.PathLike) -> dict:
+    """Metadata of a .pt2 package, read from the archive without loading its library."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"student file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .pt2 package (not a zip file)")
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        root = names[0].split("/")[0] if names else ""
+        if f"{root}/archive_format" not in names or z.read(f"{root}/archive_format") != b"pt2":
+            raise ModelFileError(f"{path} is not a .pt2 package (no pt2 archive_format entry)")
+        found = [n for n in names if n.startswith(f"{root}/data/aotinductor/") and n.endswith("_metadata.json")]
+        if not found:
+            raise ModelFileError(f"{path} is a pt2 archive without an AOTInductor model")
+        try:
+            metadata = json.loads(z.read(sorted(found)[0]))
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: unreadable package metadata ({exc})") from None
+    missing = [k for k in METADATA_KEYS + PT2_KEYS if k not in metadata]
+    if missing:
+        raise ModelFileError(f"{path} is not a hessdistill .pt2 student: metadata lacks {', '.join(missing)}")
+    return metadata
+
+
+class Pt2StudentFile:
+    """A loaded .pt2 student: the compiled ``runner``, parsed ``metadata`` and the accessors of
+    :class:`~.torchscript.StudentFile` (``cutoff``, ``type_names``, ``dtype``, ``device``, ``species()``,
+    ``evaluate()``).
+
+    Refuses, with one line, a package compiled by another torch, for another device or for a CPU instruction set
+    this machine lacks.
+    """
+
+    format = "pt2"
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
+        self.path = Path(path)
+        meta = read_pt2_metadata(self.path)
+        built = meta["device"]
+        self.device = torch.device(device if device is not None else built)
+        if self.device.type != built:
+            raise ModelFileError(f"{self.path} was compiled for {built} and runs only there; asked for "
+                                 f"{self.device.type} (export it again with device {self.device.type})")
+        if meta["torch_version"].split("+")[0] != torch.__version__.split("+")[0]:  # +cpu/+cu128 builds share the ABI
+            raise ModelFileError(f"{self.path} was compiled by torch {meta['torch_version']}; this is torch "
+                                 f"{torch.__version__}: export it again here")
+        if meta["pt2_signature"] != SIGNATURE:
+            raise ModelFileError(f"{self.path} has pt2 signature {meta['pt2_signature']!r}; this hessdistill "
+                                 f"reads {SIGNATURE!r}: export it again")
+        missing = _missing_cpu_features(meta["cpu_isa"]) if built == "cpu" else []
+        if missing:
+            raise ModelFileError(f"{self.path} was compiled for a CPU with {meta['cpu_isa']}; this "
+                                 f"{platform.machine()} CPU lacks {', '.join(missing)}: export it again here")
+        try:
+            index = self.device.index if self.device.index is not None else -1
+            self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
+        except Exception as exc:  # the loader raises bare RuntimeErrors
+            raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {_first_line(exc)}") from None
+        self.metadata = meta
+        self.cutoff = float(meta["cutoff"])
+        self.num_interactions = int(meta["num_interactions"])
+        self.type_names = meta["type_names"].split()
+        self.atomic_numbers = [int(z) for z in meta["atomic_numbers"].split()]
+        self.dtype = DTYPES[meta["dtype"]]
+
+    def species(self, symbols) -> torch.Tensor:
+        """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
+        return _species(self, symbols)
+
+    def evaluate(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                 shifts: torch.Tensor, local: torch.Tensor | None = None) -> StudentOutputs:
+        """Energy, per-atom energies, forces, shift forces and virial (:mod:`.evaluate`); ``local`` defaults to
+        every atom. Inputs must be on ``device``, positions and shifts in ``dtype``."""
+        if local is None:
+            local = torch.ones(positions.shape[0], dtype=torch.bool, device=positions.device)
+        return StudentOutputs(*self.runner(positions, species, edge_index, shifts, local))
