@@ -68,7 +68,7 @@ atom_style      atomic
 boundary        {boundary}
 read_data       {data}
 plugin          load {plugin}
-pair_style      hessdistill {device_keyword}threads {threads}
+pair_style      hessdistill {device_keyword}threads {threads} memory cache
 pair_coeff      * * {model} {' '.join(elements)}
 neighbor        {skin:g} bin
 neigh_modify    every 1 delay 0 check yes
