@@ -145,7 +145,7 @@ def run(quick: bool = False) -> dict:
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 
-    keep_freed_memory()  # the bare student runs in Python: the same heap setting as the package's engines
+    keep_freed_memory()  # the bare student runs in Python: the heap setting a user opts in to (as the CLI does)
     torch.set_num_threads(1)
     plugin = build_plugin()
     cells = [3, 5] if quick else [5, 8, 10, 13, 16]

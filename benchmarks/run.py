@@ -60,7 +60,7 @@ def run(quick: bool, out: Path, write_md: bool | None = None, jobs: int = 2, eng
 
     from hessdistill.heap import keep_freed_memory
 
-    keep_freed_memory()  # before any timing: teachers and students then run with the same heap (engines set it too)
+    keep_freed_memory()  # before any timing: teachers and students then run with the same heap (as the CLI does)
     torch.set_num_threads(1)
     import accuracy
     import conservation
