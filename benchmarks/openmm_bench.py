@@ -198,7 +198,7 @@ def run(quick: bool = False) -> dict:
                     times[k].append(fn())
             return times
 
-    keep_freed_memory()  # as student_force does; before any timing, so both sides run with the same heap
+    keep_freed_memory()  # the opt-in (as the CLI does); before any timing, so both sides run with the same heap
     torch.set_num_threads(1)
     torch.manual_seed(0)
     student = build_student("painn", type_names=["H", "C", "O"], atomic_numbers=[1, 6, 8], cutoff=4.0, features=32,

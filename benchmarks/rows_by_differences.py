@@ -29,8 +29,9 @@ import torch
 
 import accuracy
 import common
-from hessdistill.distill.data import collate, sample_row_slots
 from hessdistill.distill import Trainer, evaluate, predict
+from hessdistill.distill.data import collate, sample_row_slots
+from hessdistill.distill.loss import energy_force_loss, hessian_row_loss
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -40,8 +41,7 @@ class DifferenceRowsTrainer(Trainer):
 
     eps = 0.01  # A
 
-    def _loss(self, batch, rng) -> torch.Tensor:
-        c = self.config
+    def loss(self, batch, rng) -> torch.Tensor:
         coords, teacher = sample_row_slots(batch, 1, rng)
         plus, minus = [], []
         for b, (g, off) in enumerate(zip(batch.graphs, batch.offsets)):
@@ -53,11 +53,14 @@ class DifferenceRowsTrainer(Trainer):
         energy, grad, _ = predict(self.model, collate(list(batch.graphs) + plus + minus), create_graph=True)
         nb, n = len(batch.graphs), batch.positions.shape[0]
         rows = ((grad[n : 2 * n] - grad[2 * n :]) / (2 * self.eps)).reshape(1, -1)
-        return (self._energy_force_loss(energy[:nb], grad[:n], batch)
-                + c.hessian_weight * torch.mean((rows - teacher) ** 2) / self.norm["hessian"])
+        return (energy_force_loss(energy[:nb], grad[:n], batch, self.config, self.norm)
+                + hessian_row_loss(rows, teacher, self.config, self.norm))
 
 
 def main(system: str, eps: float) -> None:
+    from hessdistill.heap import keep_freed_memory
+
+    keep_freed_memory()  # before any timing, as benchmarks/run.py does
     torch.set_num_threads(1)
     DifferenceRowsTrainer.eps = eps
     size = common.DEFAULT

@@ -60,7 +60,7 @@ def run(quick: bool, out: Path, write_md: bool | None = None, jobs: int = 2, eng
 
     from hessdistill.heap import keep_freed_memory
 
-    keep_freed_memory()  # before any timing: teachers and students then run with the same heap (engines set it too)
+    keep_freed_memory()  # before any timing: teachers and students then run with the same heap (as the CLI does)
     torch.set_num_threads(1)
     import accuracy
     import conservation
@@ -237,8 +237,8 @@ def _notes_md(res) -> list[str]:
         "instead of 55 meV/A and the ratio 0.58 (distilled 19-23 meV/A either way).",
         f"- Training runs use {res.get('training_processes', 1)} worker processes; every timing figure runs alone, "
         f"with one torch thread, in interleaved rounds ({sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for "
-        "training cost, median ratios). Each process fixes glibc's malloc thresholds first, as the package's engines "
-        "and Trainer do (`hessdistill.heap`).",
+        "training cost, median ratios). Each process fixes glibc's malloc thresholds first "
+        "(`hessdistill.heap.keep_freed_memory`, as the `hessdistill` command does).",
         "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
         "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
         "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS `run_md` "

@@ -230,7 +230,7 @@ def test_nve_conserves_energy(tmp_path, plugin, students):
 
 
 def test_block_cache_changes_no_numbers(tmp_path, plugin, students):
-    """memory cache (the default: large CPU blocks reused from step to step) and memory system give the same
+    """memory cache (opt-in: large CPU blocks reused from step to step) and memory system give the same
     trajectory to the last bit; 512 atoms make the edge tensors large enough (> 1 MB) to be cached."""
     data = tmp_path / "si512.data"
     write(data, bulk("Si", "diamond", a=5.43, cubic=True).repeat(4), format="lammps-data", specorder=["Si"],
@@ -287,27 +287,59 @@ run {steps}
 
 
 def test_block_cache_stops_page_faults_also_with_two_instances(tmp_path, plugin):
-    """The cache is what keeps each step from faulting in fresh pages (memory system: thousands per step); two
-    hessdistill instances in one process (pair_style hybrid/overlay, students of different widths, so their blocks
-    differ in size) share it without freeing each other's blocks."""
+    """The cache is what keeps each step from faulting in fresh pages (memory system: thousands per step); without
+    a memory keyword the pair style leaves torch's allocator alone; two hessdistill instances in one process
+    (pair_style hybrid/overlay, students of different widths, so their blocks differ in size) share it without
+    freeing each other's blocks."""
     student = export_student(make_student(type_names=("Si",), cutoff=5.0, features=32), tmp_path / "si.pt")
     other = export_student(make_student(type_names=("Si",), cutoff=5.0, features=20), tmp_path / "si20.pt")
     data = tmp_path / "si512.data"
     write(data, bulk("Si", "diamond", a=5.43, cubic=True).repeat(4), format="lammps-data", specorder=["Si"],
           masses=True, units="metal", atom_style="atomic")
     one = "pair_style hessdistill memory {}\npair_coeff * * " + str(student) + " Si"
-    two = ("pair_style hybrid/overlay hessdistill hessdistill\n"
+    two = ("pair_style hybrid/overlay hessdistill memory cache hessdistill memory cache\n"
            f"pair_coeff * * hessdistill 1 {student} Si\npair_coeff * * hessdistill 2 {other} Si")
     faults = {"system": _faults_per_step(tmp_path, data, plugin, one.format("system"), "system"),
               "cache": _faults_per_step(tmp_path, data, plugin, one.format("cache"), "cache"),
-              "two instances": _faults_per_step(tmp_path, data, plugin, two, "two")}
+              "two instances": _faults_per_step(tmp_path, data, plugin, two, "two"),
+              "no keyword": _faults_per_step(tmp_path, data, plugin, one.replace(" memory {}", ""), "default")}
     assert faults["system"] > 1000, faults
+    assert faults["no keyword"] > 0.5 * faults["system"], faults  # the default is torch's own allocator
     assert faults["cache"] < 0.05 * faults["system"], faults
     assert faults["two instances"] < 0.1 * faults["system"], faults
     # and the overlay's energy is the sum of its two students' (step 0 of each run)
     _faults_per_step(tmp_path, data, plugin, f"pair_style hessdistill\npair_coeff * * {other} Si", "other")
     pe = {k: read_log(tmp_path / f"log.{k}3")["E_pair"][0] for k in ("cache", "other", "two")}
     np.testing.assert_allclose(pe["two"], pe["cache"] + pe["other"], rtol=1e-6)  # default thermo: 8 digits
+
+
+def test_pair_style_changes_torch_threads_only_when_asked(tmp_path, plugin, students):
+    """torch's thread count is process-wide: in a process that set 3 threads, a pair style without ``threads``
+    leaves it at 3 (it used to set 1); ``threads 1`` sets 1."""
+    from hessdistill.engines.lammps import lammps_module
+
+    write_data(si_o(1), tmp_path / "s.data")
+    before, seen = torch.get_num_threads(), {}
+    try:
+        torch.set_num_threads(3)
+        for keyword in ("", "threads 1"):
+            lmp = lammps_module().lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+            try:
+                lmp.commands_string(f"""units metal
+atom_style atomic
+read_data {tmp_path / 's.data'}
+plugin load {plugin}
+pair_style hessdistill {keyword}
+pair_coeff * * {students['painn']} Si O
+velocity all create 300 4 loop geom
+fix nve all nve
+run 2""")
+                seen[keyword] = torch.get_num_threads()
+            finally:
+                lmp.close()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"": 3, "threads 1": 1}, seen
 
 
 def test_run_md_molecule(tmp_path, plugin, students):

@@ -3,6 +3,9 @@
 sample (teacher Langevin MD at 600 K) -> label (energy, forces, full Hessians) -> distill (Hessian-row loss,
 s = 1) -> export (TorchScript) -> short ASE NVE run of the student -> summary (held-out force MAE against the
 teacher, speed ratio student/teacher measured side by side, energy drift).
+
+``hessdistill example`` runs it with the command's process settings (one torch thread, the heap setting of
+:mod:`hessdistill.heap`); ``main()`` called from Python changes neither.
 """
 
 from __future__ import annotations
@@ -27,17 +30,14 @@ def _time_forces(calc, atoms, repeats: int) -> float:
 
 
 def main(out: str = "example_run", quick: bool = False) -> dict:
-    import torch
-
     from .engines.ase.calculator import StudentCalculator
     from .distill.config import DistillConfig
     from .engines import MDOptions, run_md
     from .label.store import label_structures
     from .sample import split, starting_structure, teacher_md, write_structures
     from .teachers import load_teacher
-    from .distill.trainer import distill
+    from .distill import distill
 
-    torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = starting_structure("CH3CH2OH")

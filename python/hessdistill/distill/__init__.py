@@ -1,11 +1,17 @@
 """Distill: train a conservative student on the teacher's energies, forces and Hessian rows.
 
-``config`` (settings), ``data`` (graphs and batches), ``hessian`` (student Hessian rows by VJPs), ``trainer``
-(loss, loop, evaluation, checkpoints).
+``config`` (settings), ``data`` (label store -> graphs and batches), ``hessian`` (student Hessian rows by VJPs),
+``loss`` (loss terms, normalizers, ``predict``), ``evaluation`` (held-out errors), ``trainer`` (the loop),
+``checkpoint`` (exact resume, ``model_from_checkpoint``), ``metrics`` (metrics.csv, learning curve), ``run``
+(``distill``: data -> trainer -> test errors -> exported student).
 """
 
+from .checkpoint import model_from_checkpoint  # noqa: F401
 from .config import DistillConfig, load_config, write_config  # noqa: F401
-from .trainer import Trainer, distill, evaluate, model_from_checkpoint, predict  # noqa: F401
+from .evaluation import evaluate  # noqa: F401
+from .loss import predict  # noqa: F401
+from .run import distill  # noqa: F401
+from .trainer import Trainer  # noqa: F401
 
 __all__ = ["DistillConfig", "Trainer", "distill", "evaluate", "load_config", "model_from_checkpoint", "predict",
            "write_config"]

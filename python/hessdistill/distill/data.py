@@ -8,9 +8,41 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..label.store import LabeledStructure
+from ..errors import InputError
+from ..label.store import SPLITS, LabeledStructure, load_labels
 from ..neighbors import neighbor_list
 from ..structures import check_elements
+
+def load_splits(labels) -> dict[str, list[LabeledStructure]]:
+    """The structures of a merged label store by split; training and validation structures are required."""
+    items = load_labels(labels)
+    by_split = {s: [it for it in items if it.split == s] for s in SPLITS}
+    if not by_split["train"]:
+        raise InputError(f"label store {labels} holds no training structures")
+    if not by_split["val"]:
+        raise InputError(f"label store {labels} holds no validation structures (split 'val')")
+    return by_split
+
+
+def element_types(items: Sequence[LabeledStructure]) -> tuple[list[str], list[int]]:
+    """The student's types: element names and atomic numbers present in ``items``, by atomic number."""
+    from ase.data import chemical_symbols
+
+    zs = sorted({int(z) for it in items for z in it.numbers})
+    return [chemical_symbols[z] for z in zs], zs
+
+
+def check_hessian_rows(items: Sequence[LabeledStructure], s: int) -> None:
+    """Every structure must store at least the ``s`` Hessian rows a step samples from it."""
+    for it in items:
+        n3 = 3 * len(it.numbers)
+        if s > n3:
+            raise InputError(f"hessian_rows s = {s} is larger than 3N = {n3} of structure #{it.index}")
+        if s > len(it.hessian_rows):
+            raise InputError(
+                f"hessian_rows s = {s} but structure #{it.index} has only {len(it.hessian_rows)} stored Hessian "
+                "rows; label with more rows or lower s"
+            )
 
 
 @dataclass

@@ -233,3 +233,12 @@ def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
     if not items:
         raise LabelStoreError(f"label store {path} holds no structures")
     return items
+
+
+def store_teacher(store: str | os.PathLike) -> str:
+    """The name of the teacher that labelled a merged store ('' when the store records none)."""
+    try:
+        with h5py.File(store, "r") as f:
+            return str(f.attrs.get("teacher", ""))
+    except OSError as exc:
+        raise LabelStoreError(f"cannot read label store {store}: {exc}") from None

@@ -17,7 +17,6 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from ...formats import load_student
-from ...heap import keep_freed_memory
 from ...neighbors import neighbor_list
 from ...structures import MIN_DISTANCE, check_coordinates, check_overlaps
 
@@ -26,8 +25,9 @@ class StudentCalculator(Calculator):
     """Energy (eV), forces (eV/A), ``energies`` (per atom) and, for fully periodic cells, stress (eV/A^3).
 
     Forces are -dE/dx and stress is (1/V) dE/d(strain), both by autograd through the exported TorchScript model,
-    so they are exactly consistent with the energy. Loading fixes glibc's heap thresholds for the process
-    (:mod:`hessdistill.heap`).
+    so they are exactly consistent with the energy. Building one changes no process-wide setting; for MD speed
+    on small systems call :func:`hessdistill.heap.keep_freed_memory` once in your script (page faults otherwise
+    made 54-atom steps up to 2x slower) and choose torch's thread count (``torch.set_num_threads``).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
@@ -35,7 +35,6 @@ class StudentCalculator(Calculator):
     def __init__(self, model_path, device: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.student = load_student(model_path, device=device)
-        keep_freed_memory()  # page faults otherwise make small-system steps up to 2x slower (heap.py)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

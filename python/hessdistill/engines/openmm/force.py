@@ -12,7 +12,9 @@ search itself follows OpenMM, which does not wrap positions into the box: when t
 skin) wide, pairs by the minimum-image convention on position differences (as OpenMM's kernels do; ~25x faster
 than a search over images at 1000 atoms); otherwise a search over all periodic images (the one the student file
 uses itself). Shifts refer to the positions as given, so atoms many boxes away from the origin give the same
-energy. The list lives in the module's buffers, one copy per Context; openmm-torch's CUDA-graph option, which
+energy. The list is the module's own state, by design: ``forward`` updates its buffers (candidate pairs and the
+positions and box of the last search), one copy per Context; the energy of a call still depends only on the
+positions and box it is given, since a stale list is searched again. openmm-torch's CUDA-graph option, which
 replays a recorded step, would not run the search and is not supported.
 
 Back ends, chosen by ``backend="auto"``:
@@ -43,7 +45,6 @@ from torch import nn
 
 from ...errors import InputError, OpenMMBackendError
 from ...formats.torchscript import StudentFile
-from ...heap import keep_freed_memory
 from ...neighbors import edges_within, minimum_image_edges, neighbor_list_torch
 from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -257,7 +258,7 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     forces itself (TorchForce ``setOutputsForces``); the PythonForce fallback always does. ``device`` places the
     model for the fallback (default: CUDA when torch sees it); TorchForce follows the Context's platform itself.
     ``skin`` (A) is the Verlet skin of the force's neighbor list (0: search every step).
-    Like the ASE calculator, this fixes glibc's heap thresholds for the process (:mod:`hessdistill.heap`).
+    It changes no process-wide setting; for small-system speed see :func:`hessdistill.heap.keep_freed_memory`.
     The force's name records the back end: ``hessdistill student (TorchForce)`` or ``(PythonForce)``.
     """
     chosen = available_backend(backend)
@@ -277,7 +278,6 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
-    keep_freed_memory()  # page faults otherwise make small-system steps up to 2x slower (heap.py)
     species = sf.species(symbols)
     index = None if atoms is None or atoms == list(range(n_total)) else torch.tensor(atoms)
     cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule

@@ -6,8 +6,9 @@
    same rounded size back instead. A block nobody took during a whole step is returned to the system at the next
    step boundary, so the cache holds at most what one step frees (the step's own working set).
 
-   Installed process-wide (c10::SetCPUAllocator) while at least one `pair_style hessdistill ... memory cache` (the
-   default) is attached. Every attached pair style calls step_boundary() once per step, so with several of them
+   Installed process-wide (c10::SetCPUAllocator) while at least one `pair_style hessdistill ... memory cache` is
+   attached: an opt-in (the default is `memory system`, torch's own allocator), since it changes every CPU
+   allocation of torch in the process, the host program's included. Every attached pair style calls step_boundary() once per step, so with several of them
    (pair_style hybrid) a "step" spans as many boundaries as there are users: a block is returned only after that
    many boundaries without use, not at the next user's boundary. */
 

@@ -53,7 +53,7 @@ torch::Tensor to_host(const torch::Tensor &t)
 }    // namespace
 
 PairHessdistill::PairHessdistill(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), nthreads(1), cache_attached(false), dtype(torch::kFloat64), cutoff(0.0),
+    Pair(lmp), device(torch::kCPU), nthreads(0), cache_attached(false), dtype(torch::kFloat64), cutoff(0.0),
     num_interactions(0), interaction_range(0.0), energy_factor(1.0)
 {
   single_enable = 0;
@@ -85,15 +85,15 @@ void PairHessdistill::allocate()
 }
 
 /* pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
-   (default: cuda when torch sees a GPU, 1 thread, memory cache) */
+   (default: cuda when torch sees a GPU; torch's thread count and CPU allocator left as they are) */
 
 void PairHessdistill::settings(int narg, char **arg)
 {
   // ranks share the visible GPUs round robin
   auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
-  nthreads = 1;
-  bool use_block_cache = true;
+  nthreads = 0;
+  bool use_block_cache = false;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg)
@@ -119,8 +119,9 @@ void PairHessdistill::settings(int narg, char **arg)
       error->all(FLERR, "pair_style hessdistill: unknown keyword '{}'; expected: {}", key, SETTINGS_SYNTAX);
     }
   }
-  at::set_num_threads(nthreads);
-  // large CPU tensors reuse last step's blocks (block_cache.h); GPU tensors have torch's caching allocator
+  // process-wide, so only on request: an input without `threads` keeps the host program's setting
+  if (nthreads > 0) at::set_num_threads(nthreads);
+  // `memory cache`: large CPU tensors reuse last step's blocks (block_cache.h); GPU tensors have torch's own cache
   use_block_cache = use_block_cache && device.is_cpu();
   // settings() runs again when an input repeats pair_style: attach or detach only on a change
   if (use_block_cache != cache_attached) {
@@ -220,7 +221,7 @@ void PairHessdistill::load_student(const std::string &path)
   if (comm->me == 0)
     utils::logmesg(lmp, "pair hessdistill: student {} ({}), elements {}, cutoff {} A, {} interactions, {}, "
                    "device {}, {} thread(s)\n", path, meta["architecture"], join(type_names), cutoff,
-                   num_interactions, meta["dtype"], device.str(), nthreads);
+                   num_interactions, meta["dtype"], device.str(), at::get_num_threads());
 }
 
 void PairHessdistill::init_style()

@@ -1,7 +1,7 @@
 /* pair_style hessdistill: a hessdistill student (TorchScript message-passing potential) as a LAMMPS pair style.
 
    pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
-                                      (default: cuda when available; 1 torch thread per rank; memory cache)
+                          (default: cuda when available; torch's thread count as it is; memory system)
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
 
    Energies come from the student, forces and virial from autograd through it. The student sees a graph whose
@@ -9,7 +9,12 @@
    atom is folded onto that atom and its edges carry the image shift, so on one rank the student does exactly the
    work of a periodic evaluation. Only local energies are summed; forces on remote ghosts are reverse-communicated
    by LAMMPS (newton pair on). With several ranks, ghosts reach num_interactions x cutoff + skin, so every local
-   energy is exact and results do not depend on the number of ranks. */
+   energy is exact and results do not depend on the number of ranks.
+
+   Process-wide settings change only when the input asks: `threads N` sets torch's intra-op thread count for the
+   whole process (at::set_num_threads), `memory cache` installs the block cache as torch's CPU allocator while the
+   pair style lives (block_cache.h). On CUDA the pair style sets the TorchScript fuser to shape-generic kernels
+   (torch::jit::setFusionStrategy, also process-wide): edge counts change every step. */
 
 #ifndef LMP_PAIR_HESSDISTILL_H
 #define LMP_PAIR_HESSDISTILL_H
@@ -41,7 +46,7 @@ class PairHessdistill : public Pair {
   void build_graph();
 
   torch::Device device;
-  int nthreads;
+  int nthreads;    // from `threads N`; 0: torch's thread count left as it is
   bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
 
   // the student and its metadata

@@ -1,0 +1,46 @@
+"""Errors of a student on held-out labelled structures: energy, forces and Hessian rows."""
+
+from __future__ import annotations
+
+import torch
+
+from .data import Graph, collate
+from .hessian import hessian_rows
+from .loss import predict
+
+
+def evaluate(model, graphs: list[Graph], hessian_rows_per_structure: int = 6, batch_size: int = 16) -> dict:
+    """MAE of energy (eV/structure and eV/atom), forces (eV/A) and Hessian rows (eV/A^2) against the labels.
+
+    The Hessian MAE uses the first ``hessian_rows_per_structure`` stored rows of each structure (a fixed set);
+    it is NaN when that is 0 or a structure stores no rows.
+
+    Example
+    -------
+    >>> evaluate(model, trainer.graphs["test"])["force_mae"]
+    """
+    e_err, e_err_atom, f_err, h_err = [], [], [], []
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start : start + batch_size])
+        want_h = hessian_rows_per_structure > 0 and all(len(g.hessian_rows) for g in batch.graphs)
+        energy, grad, pos = predict(model, batch, create_graph=want_h)
+        e_err.append((energy - batch.energy).abs().detach())
+        e_err_atom.append(((energy - batch.energy).abs() / batch.n_atoms).detach())
+        f_err.append((-grad - batch.forces).abs().reshape(-1).detach())
+        if want_h:
+            s = min(hessian_rows_per_structure, min(len(g.hessian_rows) for g in batch.graphs))
+            coords = torch.tensor(
+                [[3 * o + int(g.hessian_rows[j]) for g, o in zip(batch.graphs, batch.offsets)] for j in range(s)],
+                device=pos.device,
+            )
+            rows = hessian_rows(grad, pos, coords, create_graph=False).reshape(s, -1)
+            teacher = torch.zeros_like(rows)
+            for b, (g, o) in enumerate(zip(batch.graphs, batch.offsets)):
+                teacher[:, 3 * o : 3 * (o + g.n_atoms)] = g.hessian[:s]
+            h_err.append((rows - teacher).abs().reshape(-1).detach())
+    return {
+        "energy_mae": float(torch.cat(e_err).mean()),
+        "energy_mae_per_atom": float(torch.cat(e_err_atom).mean()),
+        "force_mae": float(torch.cat(f_err).mean()),
+        "hessian_mae": float(torch.cat(h_err).mean()) if h_err else float("nan"),
+    }

@@ -1,0 +1,40 @@
+"""``distill()``: labels -> Trainer -> test evaluation -> exported student, the whole distill stage of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import DistillConfig
+from .evaluation import evaluate
+from .trainer import Trainer
+
+
+def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
+    """Train, evaluate on the test split, export ``student.pt``; returns a summary (also ``summary.json``).
+
+    The test split is ``val`` when the store has no ``test`` structures (``summary["test_split"]`` says which).
+
+    Example
+    -------
+    >>> summary = distill(DistillConfig(), "labels.h5", "run")
+    >>> summary["student"], summary["test"]["force_mae"]
+    """
+    from ..formats.torchscript import export_student
+
+    trainer = Trainer(config, labels, run_dir, resume=resume, progress=progress)
+    model = trainer.fit()
+    test = trainer.graphs["test"] or trainer.graphs["val"]
+    metrics = evaluate(model, test, config.val_hessian_rows)
+    path = export_student(model, Path(run_dir) / "student.pt", dtype=config.export_dtype, teacher=trainer.teacher_name)
+    summary = {
+        "student": str(path),
+        "epochs": trainer.epoch,
+        "resumed_from_epoch": trainer.resumed_from,
+        "test_split": "test" if trainer.graphs["test"] else "val",
+        "test": metrics,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": config.to_dict(),
+    }
+    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
