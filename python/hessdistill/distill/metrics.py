@@ -23,17 +23,15 @@ def write_metrics(history: list[dict], path: str | os.PathLike) -> None:
 
 def plot_learning_curve(metrics_csv, png) -> None:
     """Training loss and validation energy/force/Hessian MAE against epoch (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's backend stays the caller's
 
     with open(metrics_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         return
     ep = [int(r["epoch"]) for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    fig = Figure(figsize=(14, 3.2))
+    axes = fig.subplots(1, 4)
     for ax, key, label in zip(
         axes,
         ("train_loss", "val_energy_mae", "val_force_mae", "val_hessian_mae"),
@@ -46,4 +44,3 @@ def plot_learning_curve(metrics_csv, png) -> None:
         ax.set_title(label, fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
-    plt.close(fig)

@@ -131,13 +131,13 @@ class Trainer:
 
     def fit(self) -> StudentBase:
         """Train until ``config.epochs`` or ``config.patience`` epochs without a better validation force MAE."""
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir / "config.yaml", c)
-        bar = tqdm(total=c.epochs, initial=self.epoch, desc="distill" if c.hessian_weight else "baseline",
-                   disable=not self.progress, unit="epoch")
+        bar = progress_bar(c.epochs, "distill" if c.hessian_weight else "baseline", unit="epoch",
+                           enabled=self.progress, initial=self.epoch)
         while self.epoch < c.epochs and self.bad_epochs < c.patience:
             t0 = time.perf_counter()
             loss = self.train_epoch()
