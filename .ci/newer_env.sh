@@ -36,7 +36,7 @@ if [ "${REBUILD:-0}" = 1 ] || ! have_stack; then
     # torch==2.13.0 resolves to the local CPU wheel in /opt/wheels (pip's find-links); pip's torch cap is kept.
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
         "torch==$TORCH_VERSION" "openmm==$OPENMM_VERSION" "mdtraj==1.11.1.post2" "mace-torch==$MACE_VERSION" \
-        "ase>=3.29,<3.30" h5py vesin tqdm matplotlib pyyaml pytest pytest-timeout
+        "ase>=3.29,<3.30" h5py vesin vesin-torch tqdm matplotlib pyyaml pytest pytest-timeout
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
 else
     echo "== newer env: reusing $VENV"
