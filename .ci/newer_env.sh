@@ -21,7 +21,7 @@ start=$(date +%s)
 
 have_stack() {
     [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<PY 2>/dev/null
-import torch, openmm, mdtraj, hessdistill, sys
+import torch, openmm, mdtraj, hessdistill, vesin_torch, sys
 from importlib.metadata import version
 ok = torch.__version__.split("+")[0] == "$TORCH_VERSION" and openmm.__version__ == "$OPENMM_VERSION"
 ok = ok and version("mace-torch") == "$MACE_VERSION"

@@ -314,6 +314,58 @@ def test_pythonforce_fallback_equals_student(student64, system):
         assert available_backend("auto") == "pythonforce"
 
 
+@pytest.fixture(scope="module")
+def student64_pt2(student64):
+    """The same student as ``student64``, compiled here (a .pt2 runs only under the torch that compiled it)."""
+    from hessdistill.formats import save_student
+
+    return save_student(make_student(type_names=("H", "C", "O")), student64.with_suffix(".pt2"))
+
+
+@pytest.mark.skipif(not HAS_PYTHONFORCE, reason="openmm.PythonForce needs OpenMM >= 8.5 (this is "
+                    f"{openmm.__version__}); the second environment (.ci/newer_env.sh) runs this test")
+@pytest.mark.parametrize("system", ["molecule", "small-box"])
+def test_pt2_student_in_openmm_equals_torchscript_student(student64, student64_pt2, system):
+    """A compiled .pt2 student runs through openmm.PythonForce and gives the TorchScript student's own energy and
+    forces (float64, 1e-10), with atoms away from the origin, after a move past the skin, and after an XML round
+    trip of the System (the force pickles the package's path)."""
+    periodic = system != "molecule"
+    atoms = periodic_ethanol("small") if periodic else molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=4)
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    omm_system = create_system(topology, student64_pt2)
+    assert "PythonForce" in omm_system.getForce(0).getName()
+    offset = 3.0 * (atoms.cell.array[0] - atoms.cell.array[2]) / 10.0 if periodic else np.array([4.0, -2.0, 1.0])
+    ctx = openmm.Context(omm_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for shift in (offset, offset + np.random.default_rng(5).normal(scale=0.04, size=pos_nm.shape)):
+        ctx.setPositions(pos_nm + shift)
+        e, f = context_energy_forces_of(ctx)
+        moved = atoms.copy()
+        moved.positions = (pos_nm + shift) * 10.0
+        e_ref, f_ref = reference(moved, student64)
+        assert e == pytest.approx(e_ref, abs=1e-10)
+        np.testing.assert_allclose(f, f_ref, atol=1e-10)
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(omm_system))
+    e, f = context_energy_forces(copy, pos_nm + shift, "Reference")
+    assert e == pytest.approx(e_ref, abs=1e-10)
+    np.testing.assert_allclose(f, f_ref, atol=1e-10)
+
+
+def test_pt2_student_needs_pythonforce(tmp_path):
+    """A .pt2 student cannot go into TorchForce, and needs OpenMM >= 8.5: one-line errors saying what to use."""
+    from hessdistill.errors import OpenMMBackendError
+
+    topology, _, _ = topology_from_atoms(molecule("CH3CH2OH"))
+    path = tmp_path / "student.pt2"  # judged by its suffix: the error comes before any loading
+    with pytest.raises(OpenMMBackendError, match="TorchForce takes only TorchScript") as err:
+        create_system(topology, path, backend="torchforce")
+    assert "\n" not in str(err.value)
+    if not HAS_PYTHONFORCE:
+        with pytest.raises(OpenMMBackendError, match="OpenMM >= 8.5.*use the TorchScript file here") as err:
+            create_system(topology, path)
+        assert "\n" not in str(err.value)
+
+
 @pytest.mark.skipif(not HAS_OPENMMTORCH, reason="openmmtorch is not installed")
 def test_openmm_imported_before_torch_still_works(student64, tmp_path):
     """In the wrong import order the default back end is still TorchForce (no silent PythonForce fallback) and
