@@ -5,15 +5,17 @@ units and calling convention: positions (N, 3) in nm (and box vectors (3, 3) in 
 energy in kJ/mol out (and forces in kJ/mol/nm when ``outputs_forces``). Species are baked in as a buffer; a subset
 of atoms (an ML region) is picked out with ``atoms``.
 
-Neighbors come from a Verlet list kept in the module: candidate pairs within cutoff + ``skin`` are searched
-again only when an atom has moved more than skin / 2 since the last search or the box has changed; every step
-just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare student costs. The
-search itself follows OpenMM, which does not wrap positions into the box: when the box is at least two (cutoff +
-skin) wide, pairs by the minimum-image convention on position differences (as OpenMM's kernels do; ~25x faster
-than a search over images at 1000 atoms); otherwise a search over all periodic images (the one the student file
-uses itself). Shifts refer to the positions as given, so atoms many boxes away from the origin give the same
-energy. The list lives in the module's buffers, one copy per Context; openmm-torch's CUDA-graph option, which
-replays a recorded step, would not run the search and is not supported.
+Neighbors come from a Verlet list kept in the module (:class:`VerletList`): candidate pairs within cutoff +
+``skin`` are searched again only when an atom has moved more than skin / 2 since the last search or the box has
+changed; every step just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare
+student costs. The search is vesin-torch's O(N) cell list (:func:`~hessdistill.neighbors.cell_list_edges`, a
+TorchScript class: a process loading a serialized System must have imported ``vesin_torch``), on positions as
+OpenMM gives them (unwrapped): shifts refer to them, so atoms many boxes away from the origin give the same energy.
+The list lives in the module's buffers, one copy per Context; openmm-torch's CUDA-graph option, which replays a
+recorded step, would not run the search and is not supported.
+
+A compiled .pt2 student (:mod:`hessdistill.formats.pt2`) runs through ``openmm.PythonForce`` only, with the same
+Verlet list and the package's ``evaluate()``.
 
 Back ends, chosen by ``backend="auto"``:
 
@@ -470,7 +472,8 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
 
 
 __all__ = [
-    "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "add_student_force",
+    "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "VerletList",
+    "add_student_force",
     "available_backend", "create_system", "element_symbols", "only_students", "select_platform",
     "student_force",
 ]
