@@ -25,7 +25,7 @@ start=$(date +%s)
 
 have_stack() {
     [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<PY 2>/dev/null
-import torch, openmm, mdtraj, hessdistill, sys
+import torch, openmm, mdtraj, hessdistill, vesin_torch, sys
 from importlib.metadata import version
 ok = torch.__version__.split("+")[0] == "$TORCH_VERSION" and openmm.__version__ == "$OPENMM_VERSION"
 ok = ok and version("mace-torch") == "$MACE_VERSION" and version("openmmml") == "$OPENMMML_VERSION"
@@ -43,7 +43,7 @@ if [ "${REBUILD:-0}" = 1 ] || ! have_stack; then
         "torch==$TORCH_VERSION" "openmm==$OPENMM_VERSION" "mdtraj==1.11.1.post2" "mace-torch==$MACE_VERSION" \
         "openmmml==$OPENMMML_VERSION" \
         "metatomic-torch==$METATOMIC_VERSION" "metatomic-ase==0.1.4" "metatensor-torch==0.10.8" \
-        "ase>=3.29,<3.30" h5py "vesin<0.7" tqdm matplotlib pyyaml pytest pytest-timeout
+        "ase>=3.29,<3.30" h5py "vesin<0.7" "vesin-torch==0.6.2" tqdm matplotlib pyyaml pytest pytest-timeout
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
 else
     echo "== newer env: reusing $VENV"

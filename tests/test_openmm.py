@@ -208,22 +208,57 @@ def test_verlet_list_follows_moving_atoms_and_box(student64, system):
         np.testing.assert_allclose(f, f_ref, atol=1e-10)
         module(torch.tensor(x), torch.tensor(cell) if periodic else None)
     # 8 calls moving atoms 1.2 A in all, skin 1 A: more than one search, fewer than one per call
-    assert 1 < module.searches < 8 and DEFAULT_SKIN == 1.0
+    assert 1 < module.neighbors.searches < 8 and DEFAULT_SKIN == 1.0
 
 
-def test_minimum_image_edges_equal_image_search():
-    from hessdistill.neighbors import minimum_image_edges
+def _edge_set(edge_index, lattice):
+    return set(zip(*edge_index.tolist(), *np.round(np.asarray(lattice)).astype(int).T.tolist()))
 
-    atoms = periodic_ethanol("large")
-    _, pos_nm, atoms = topology_from_atoms(atoms)
-    cell = torch.tensor(atoms.cell.array)
-    x = torch.tensor(pos_nm * 10.0) + torch.tensor([[2.0, -3.0, 1.0]], dtype=torch.float64) @ cell  # unwrapped
-    ei, sh = minimum_image_edges(x, cell, 4.0, chunk=7)
-    ref_ei, ref_sh = neighbor_list_torch(x, cell, torch.ones(3, dtype=torch.bool), 4.0)
-    vec = lambda e, s: (x[e[1]] - x[e[0]] + s).numpy()  # noqa: E731
-    order = np.lexsort(ei.numpy()[::-1])
-    np.testing.assert_array_equal(ei.numpy()[:, order], ref_ei.numpy())
-    np.testing.assert_allclose(vec(ei, sh)[order], vec(ref_ei, ref_sh), atol=1e-12)
+
+@pytest.mark.parametrize("case", ["cubic", "triclinic", "tiny-triclinic", "molecule", "dense"])
+def test_cell_list_edges_equal_ase_and_image_search(case):
+    """The force's O(N) search (vesin-torch cell list, scripted) gives the same edge set (i, j, lattice shift) as
+    ase.neighborlist and as the brute-force search over periodic images, for positions many boxes from the origin,
+    triclinic boxes in OpenMM's reduced form and boxes narrower than the cutoff (many images per pair)."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    from hessdistill.neighbors import cell_list_edges
+
+    cells = {"cubic": np.diag([14.0, 14.0, 14.0]), "triclinic": [[10, 0, 0], [3, 9, 0], [-4, 2, 8.5]],
+             "tiny-triclinic": [[4, 0, 0], [1.5, 4, 0], [-1.2, 1.9, 3.7]], "molecule": np.zeros((3, 3)),
+             "dense": [[30, 0, 0], [10, 28, 0], [-12, 9, 25]]}
+    n = {"cubic": 200, "triclinic": 60, "tiny-triclinic": 5, "molecule": 80, "dense": 1500}[case]
+    cell = np.asarray(cells[case], dtype=float)
+    periodic = case != "molecule"
+    rng = np.random.default_rng(7)
+    if periodic:
+        x = rng.random((n, 3)) @ cell + rng.integers(-3, 4, size=(n, 3)) @ cell  # unwrapped, as OpenMM gives them
+    else:
+        x = rng.normal(scale=4.0, size=(n, 3)) + 500.0
+    cutoff = 6.0
+    ei, sh = torch.jit.script(cell_list_edges)(torch.tensor(x), torch.tensor(cell), periodic, cutoff)
+    to_lattice = (lambda s: s @ np.linalg.inv(cell)) if periodic else (lambda s: s)
+    got = _edge_set(ei, to_lattice(sh.numpy()))
+    i, j, S = primitive_neighbor_list("ijS", [periodic] * 3, cell, x, cutoff, self_interaction=False)
+    assert got == _edge_set(np.stack([i, j]), S) and len(got) == ei.shape[1] > n
+    ref_ei, ref_sh = neighbor_list_torch(torch.tensor(x), torch.tensor(cell), torch.tensor([periodic] * 3), cutoff)
+    assert got == _edge_set(ref_ei, to_lattice(ref_sh.numpy()))
+
+
+def test_cell_list_survives_exploded_and_nan_positions():
+    """An exploded molecule (atoms 1e12 A apart) or NaN positions must not crash the search (vesin's open-boundary
+    search divides by zero at such extents): the far atoms have no edges, the others keep theirs."""
+    from hessdistill.neighbors import cell_list_edges
+
+    x = torch.tensor(molecule("CH3CH2OH").positions)
+    ref, _ = cell_list_edges(x, torch.zeros(3, 3, dtype=x.dtype), False, 3.0)
+    bad = x.clone()
+    bad[0] = torch.tensor([1e12, 0.0, 0.0])
+    bad[1, 2] = float("nan")
+    ei, sh = cell_list_edges(bad, torch.zeros(3, 3, dtype=x.dtype), False, 3.0)
+    others = lambda e: {(i, j) for i, j in e.t().tolist() if 0 not in (i, j) and 1 not in (i, j)}  # noqa: E731
+    assert others(ei) == others(ref) and len(others(ref)) > 20 and sh.abs().sum() == 0
+    assert not any(0 in pair for pair in ei.t().tolist())  # the exploded atom has no neighbors
 
 
 def test_float32_student_and_ml_subset(student32):
@@ -277,6 +312,58 @@ def test_pythonforce_fallback_equals_student(student64, system):
     assert e == pytest.approx(e_ref, abs=1e-10)
     if not HAS_OPENMMTORCH:
         assert available_backend("auto") == "pythonforce"
+
+
+@pytest.fixture(scope="module")
+def student64_pt2(student64):
+    """The same student as ``student64``, compiled here (a .pt2 runs only under the torch that compiled it)."""
+    from hessdistill.formats import save_student
+
+    return save_student(make_student(type_names=("H", "C", "O")), student64.with_suffix(".pt2"))
+
+
+@pytest.mark.skipif(not HAS_PYTHONFORCE, reason="openmm.PythonForce needs OpenMM >= 8.5 (this is "
+                    f"{openmm.__version__}); the second environment (.ci/newer_env.sh) runs this test")
+@pytest.mark.parametrize("system", ["molecule", "small-box"])
+def test_pt2_student_in_openmm_equals_torchscript_student(student64, student64_pt2, system):
+    """A compiled .pt2 student runs through openmm.PythonForce and gives the TorchScript student's own energy and
+    forces (float64, 1e-10), with atoms away from the origin, after a move past the skin, and after an XML round
+    trip of the System (the force pickles the package's path)."""
+    periodic = system != "molecule"
+    atoms = periodic_ethanol("small") if periodic else molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=4)
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    omm_system = create_system(topology, student64_pt2)
+    assert "PythonForce" in omm_system.getForce(0).getName()
+    offset = 3.0 * (atoms.cell.array[0] - atoms.cell.array[2]) / 10.0 if periodic else np.array([4.0, -2.0, 1.0])
+    ctx = openmm.Context(omm_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for shift in (offset, offset + np.random.default_rng(5).normal(scale=0.04, size=pos_nm.shape)):
+        ctx.setPositions(pos_nm + shift)
+        e, f = context_energy_forces_of(ctx)
+        moved = atoms.copy()
+        moved.positions = (pos_nm + shift) * 10.0
+        e_ref, f_ref = reference(moved, student64)
+        assert e == pytest.approx(e_ref, abs=1e-10)
+        np.testing.assert_allclose(f, f_ref, atol=1e-10)
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(omm_system))
+    e, f = context_energy_forces(copy, pos_nm + shift, "Reference")
+    assert e == pytest.approx(e_ref, abs=1e-10)
+    np.testing.assert_allclose(f, f_ref, atol=1e-10)
+
+
+def test_pt2_student_needs_pythonforce(tmp_path):
+    """A .pt2 student cannot go into TorchForce, and needs OpenMM >= 8.5: one-line errors saying what to use."""
+    from hessdistill.errors import OpenMMBackendError
+
+    topology, _, _ = topology_from_atoms(molecule("CH3CH2OH"))
+    path = tmp_path / "student.pt2"  # judged by its suffix: the error comes before any loading
+    with pytest.raises(OpenMMBackendError, match="TorchForce takes only TorchScript") as err:
+        create_system(topology, path, backend="torchforce")
+    assert "\n" not in str(err.value)
+    if not HAS_PYTHONFORCE:
+        with pytest.raises(OpenMMBackendError, match="OpenMM >= 8.5.*use the TorchScript file here") as err:
+            create_system(topology, path)
+        assert "\n" not in str(err.value)
 
 
 @pytest.mark.skipif(not HAS_OPENMMTORCH, reason="openmmtorch is not installed")

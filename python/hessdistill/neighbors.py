@@ -2,18 +2,25 @@
 
 ``neighbor_list`` (vesin, fast, used by the ASE calculator and for training data) and ``neighbor_list_torch``
 (brute force over periodic images, TorchScript-able, used inside exported models for engines such as OpenMM
-that hand over only positions and a box) return the same edges; tests compare the two. ``minimum_image_edges``
-is the faster TorchScript search for boxes at least two cutoffs wide in OpenMM's reduced form, and
-``edges_within`` keeps the pairs of a longer (Verlet) candidate list that are inside the cutoff now.
+that hand over only positions and a box) return the same edges; tests compare the two. ``cell_list_edges`` is
+the O(N) TorchScript-able search (vesin-torch's cell list) that the OpenMM force keeps as a Verlet list, and
+``edges_within`` keeps the pairs of such a longer candidate list that are inside the cutoff now.
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 from ase import Atoms
+
+try:  # vesin-torch: vesin's cell list as a TorchScript class (one compiled library per torch version)
+    from vesin_torch import NeighborList as VesinNeighborList
+    VESIN_TORCH_ERROR = ""
+except Exception as exc:  # ImportError, or a library built for another torch
+    VesinNeighborList = None
+    VESIN_TORCH_ERROR = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -94,46 +101,35 @@ def neighbor_list_torch(
     return torch.stack([i[order], j[order]]), s[order]
 
 
-def minimum_image_edges(x: torch.Tensor, cell: torch.Tensor, cutoff: float,
-                        chunk: int = 128) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Edges (i, j) with |r_ij| < cutoff and their shifts, by the minimum-image convention for an OpenMM box in
-    reduced form (a along x, b in the xy plane; |b_x|, |c_x| <= a_x / 2, |c_y| <= b_y / 2), rounding along c, b
-    then a as OpenMM's own kernels do. Exact when the cutoff is at most half of a_x, b_y and c_z, which the caller
-    checks. O(N^2) in row chunks, against O(N^2 x images) for a search over all periodic images.
+def cell_list_edges(x: torch.Tensor, cell: torch.Tensor, periodic: bool,
+                    cutoff: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Edges (i, j) with |r_ij| < cutoff and their shifts in O(N), by vesin-torch's cell list; TorchScript-able.
+
+    Positions are taken as given (OpenMM does not wrap them into the box): shifts refer to them. Any triclinic
+    box and any box size (many periodic images when the box is narrower than the cutoff). A TorchScript module
+    calling this needs ``vesin_torch`` imported in every process that loads it (its compiled class). Atoms with
+    non-finite positions are searched at the origin; their edges fail any later distance test.
     """
     xd = x.detach()
-    n = xd.shape[0]
-    ax, bx, by = float(cell[0, 0]), float(cell[1, 0]), float(cell[1, 1])
-    cx, cy, cz = float(cell[2, 0]), float(cell[2, 1]), float(cell[2, 2])
-    px, py, pz = xd[:, 0], xd[:, 1], xd[:, 2]
-    all_i: List[torch.Tensor] = []
-    all_j: List[torch.Tensor] = []
-    all_s: List[torch.Tensor] = []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        # d[i, j] = x[j] - x[i], one contiguous (rows, N) plane per Cartesian component
-        dx = px.unsqueeze(0) - px[start:stop].unsqueeze(1)
-        dy = py.unsqueeze(0) - py[start:stop].unsqueeze(1)
-        dz = pz.unsqueeze(0) - pz[start:stop].unsqueeze(1)
-        nc = torch.round(dz / cz)
-        dz = dz - nc * cz
-        dy = dy - nc * cy
-        dx = dx - nc * cx
-        nb = torch.round(dy / by)
-        dy = dy - nb * by
-        dx = dx - nb * bx
-        na = torch.round(dx / ax)
-        dx = dx - na * ax
-        ij = torch.nonzero(dx * dx + dy * dy + dz * dz < cutoff * cutoff)
-        i, j = ij[:, 0], ij[:, 1]
-        keep = i + start != j
-        i, j = i[keep], j[keep]
-        all_i.append(i + start)
-        all_j.append(j)
-        # shift = -(na a + nb b + nc c) for the kept pairs
-        lattice = -torch.stack([na[i, j], nb[i, j], nc[i, j]], dim=1)
-        all_s.append(lattice @ cell)
-    return torch.stack([torch.cat(all_i), torch.cat(all_j)]), torch.cat(all_s)
+    xd = torch.where(torch.isfinite(xd), xd, torch.zeros_like(xd))  # vesin refuses non-finite points
+    if periodic:
+        box = cell.detach().to(xd.dtype)
+    else:
+        # vesin's open-boundary search crashes the process (integer division by zero) once atoms spread over
+        # ~1e6 A, as in an exploded run: search a periodic cube wider than the atoms' extent by two cutoffs
+        # instead, where no periodic image is within the cutoff
+        lo = xd.min(dim=0).values
+        xd = xd - lo
+        extent = float(xd.max())
+        box = torch.eye(3, dtype=xd.dtype, device=xd.device) * (extent + 2.0 * cutoff + 1.0)
+    nl = VesinNeighborList(cutoff=cutoff, full_list=True, sorted=True)
+    found = nl.compute(points=xd, box=box, periodic=True, quantities="ijS")
+    edge_index = torch.stack([found[0], found[1]]).to(torch.long)
+    lattice = found[2].to(xd.dtype)
+    if not periodic:  # image pairs only from rounding at absurd extents: dropped, shifts are zero
+        keep = torch.nonzero((lattice == 0.0).all(dim=1)).squeeze(1)
+        return edge_index.index_select(1, keep), torch.zeros(keep.shape[0], 3, dtype=xd.dtype, device=xd.device)
+    return edge_index, lattice @ box
 
 
 def edges_within(x: torch.Tensor, candidates: torch.Tensor, shifts: torch.Tensor,

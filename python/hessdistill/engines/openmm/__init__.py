@@ -13,8 +13,8 @@ OpenMM users add the student to their own System::
     sim.reporters.append(EnergyMonitorReporter("monitor.csv", 10, system))
 
 ``openmmtorch.TorchForce`` runs the student inside OpenMM; without a working openmmtorch, ``openmm.PythonForce``
-(OpenMM >= 8.5) calls it from Python, and a warning says so. The pieces live in ``force`` (the force) and
-``md`` (reporter, ``run_md``); this module is the public face.
+(OpenMM >= 8.5) calls it from Python, and a warning says so; a compiled .pt2 student always runs there. The
+pieces live in ``force`` (the force) and ``md`` (reporter, ``run_md``); this module is the public face.
 """
 
 from .force import (  # noqa: F401
@@ -22,6 +22,7 @@ from .force import (  # noqa: F401
     OpenMMBackendError,
     StudentForceModule,
     StudentForceModuleWithForces,
+    VerletList,
     add_student_force,
     available_backend,
     create_system,
@@ -34,6 +35,6 @@ from .md import EnergyMonitorReporter, degrees_of_freedom, run_md, topology_from
 
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
-    "add_student_force", "available_backend", "create_system", "degrees_of_freedom",
+    "VerletList", "add_student_force", "available_backend", "create_system", "degrees_of_freedom",
     "element_symbols", "only_students", "run_md", "select_platform", "student_force", "topology_from_atoms",
 ]

@@ -5,17 +5,19 @@ units and calling convention: positions (N, 3) in nm (and box vectors (3, 3) in 
 energy in kJ/mol out (and forces in kJ/mol/nm when ``outputs_forces``). Species are baked in as a buffer; a subset
 of atoms (an ML region) is picked out with ``atoms``.
 
-Neighbors come from a Verlet list kept in the module: candidate pairs within cutoff + ``skin`` are searched
-again only when an atom has moved more than skin / 2 since the last search or the box has changed; every step
-just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare student costs. The
-search itself follows OpenMM, which does not wrap positions into the box: when the box is at least two (cutoff +
-skin) wide, pairs by the minimum-image convention on position differences (as OpenMM's kernels do; ~25x faster
-than a search over images at 1000 atoms); otherwise a search over all periodic images (the one the student file
-uses itself). Shifts refer to the positions as given, so atoms many boxes away from the origin give the same
-energy. The list is the module's own state, by design: ``forward`` updates its buffers (candidate pairs and the
-positions and box of the last search), one copy per Context; the energy of a call still depends only on the
-positions and box it is given, since a stale list is searched again. openmm-torch's CUDA-graph option, which
-replays a recorded step, would not run the search and is not supported.
+Neighbors come from a Verlet list kept in the module (:class:`VerletList`): candidate pairs within cutoff +
+``skin`` are searched again only when an atom has moved more than skin / 2 since the last search or the box has
+changed; every step just keeps the candidates inside the cutoff (O(edges)), so the force costs what the bare
+student costs. The search is vesin-torch's O(N) cell list (:func:`~hessdistill.neighbors.cell_list_edges`, a
+TorchScript class: a process loading a serialized System must have imported ``vesin_torch``), on positions as
+OpenMM gives them (unwrapped): shifts refer to them, so atoms many boxes away from the origin give the same energy.
+The list is the module's own state, by design: ``forward`` updates its buffers (candidate pairs and the positions
+and box of the last search), one copy per Context; the energy of a call still depends only on the positions and box
+it is given, since a stale list is searched again. openmm-torch's CUDA-graph option, which replays a recorded step,
+would not run the search and is not supported.
+
+A compiled .pt2 student (:mod:`hessdistill.formats.pt2`) runs through ``openmm.PythonForce`` only, with the same
+Verlet list and the package's ``evaluate()``.
 
 Back ends, chosen by ``backend="auto"``:
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,8 +47,9 @@ import torch
 from torch import nn
 
 from ...errors import InputError, OpenMMBackendError
+from ...formats import file_format, load_student
 from ...formats.torchscript import StudentFile
-from ...neighbors import edges_within, minimum_image_edges, neighbor_list_torch
+from ...neighbors import VESIN_TORCH_ERROR, VesinNeighborList, cell_list_edges, edges_within
 from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 log = logging.getLogger("hessdistill.engines.openmm")
@@ -54,43 +58,28 @@ DEFAULT_SKIN = 1.0  # A: Verlet skin of the module's neighbor list (searched aga
 _warned_fallback = False  # the fallback warning is given once per process, then logged at INFO
 
 
-class StudentForceModule(nn.Module):
-    """TorchScript-able OpenMM adapter around a loaded student (TorchScript) module.
+class VerletList(nn.Module):
+    """TorchScript-able Verlet neighbor list: ``forward(x (N, 3) A, cell (3, 3) A, periodic)`` returns the edges
+    within ``cutoff`` (edge_index (2, E), shifts (E, 3) A) at ``x``.
 
-    ``forward(positions (N, 3) nm, boxvectors (3, 3) nm or None)`` returns the energy in kJ/mol (float64).
-    Non-finite positions give a non-finite energy (not an exception), so the energy monitor sees and reports them.
+    Candidate pairs within cutoff + ``skin`` are searched again (:func:`~hessdistill.neighbors.cell_list_edges`,
+    O(N)) only when an atom has moved more than skin / 2 since the last search or the cell has changed; every
+    other call keeps the candidates inside the cutoff (O(edges)). The state lives in buffers.
     """
 
-    def __init__(self, student: torch.jit.ScriptModule, species: torch.Tensor, atoms: Optional[torch.Tensor],
-                 periodic: bool, dtype: torch.dtype, cutoff: float, skin: float = DEFAULT_SKIN):
+    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype):
         super().__init__()
         if not skin >= 0:
             raise InputError(f"skin must be >= 0 A, got {skin}")
-        self.student = student
-        self.register_buffer("species", species.to(torch.long))
-        self.subset = atoms is not None
-        self.register_buffer("atoms", (atoms if atoms is not None else torch.zeros(0)).to(torch.long))
-        self.periodic = bool(periodic)
-        self.dtype = dtype
         self.cutoff = float(cutoff)
         self.skin = float(skin)
-        self.nm_to_angstrom = float(NM_TO_ANGSTROM)
-        self.ev_to_kj_per_mol = float(EV_TO_KJ_PER_MOL)
-        # Verlet list state (A): candidate edges within cutoff + skin, their shifts, positions and cell at search
         self.register_buffer("candidates", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("candidate_shifts", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("reference_positions", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("reference_cell", torch.zeros(3, 3, dtype=dtype))
         self.searches = 0  # how many times the candidates were searched (tests read it)
 
-    def _search(self, x: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        reach = self.cutoff + self.skin
-        if self.periodic and 2.0 * reach <= float(torch.diagonal(cell).min()):
-            return minimum_image_edges(x, cell, reach)
-        # a box under two reaches wide, or no box: the search over all periodic images (it wraps positions)
-        return neighbor_list_torch(x, cell, pbc, reach)
-
-    def _edges(self, x: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, cell: torch.Tensor, periodic: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         # state kept across calls must hold no autograd history (each call's graph is freed by its backward)
         xd, cd = x.detach(), cell.detach()
         stale = xd.shape != self.reference_positions.shape or not torch.equal(cd, self.reference_cell)
@@ -101,22 +90,43 @@ class StudentForceModule(nn.Module):
             # no_grad as well as detach: under openmm-torch, a search result kept from a call whose graph was never
             # run backward (an energy-only evaluation) otherwise broke the next call's backward
             with torch.no_grad():
-                self.candidates, self.candidate_shifts = self._search(xd, cd, pbc)
+                self.candidates, self.candidate_shifts = cell_list_edges(xd, cd, periodic, self.cutoff + self.skin)
                 self.reference_positions = xd.clone()
                 self.reference_cell = cd.clone()
             self.searches += 1
         return edges_within(xd, self.candidates, self.candidate_shifts, self.cutoff)
+
+
+class StudentForceModule(nn.Module):
+    """TorchScript-able OpenMM adapter around a loaded student (TorchScript) module.
+
+    ``forward(positions (N, 3) nm, boxvectors (3, 3) nm or None)`` returns the energy in kJ/mol (float64).
+    Non-finite positions give a non-finite energy (not an exception), so the energy monitor sees and reports them.
+    Neighbors come from the module's :class:`VerletList` (``neighbors``).
+    """
+
+    def __init__(self, student: torch.jit.ScriptModule, species: torch.Tensor, atoms: Optional[torch.Tensor],
+                 periodic: bool, dtype: torch.dtype, cutoff: float, skin: float = DEFAULT_SKIN):
+        super().__init__()
+        self.student = student
+        self.register_buffer("species", species.to(torch.long))
+        self.subset = atoms is not None
+        self.register_buffer("atoms", (atoms if atoms is not None else torch.zeros(0)).to(torch.long))
+        self.periodic = bool(periodic)
+        self.dtype = dtype
+        self.nm_to_angstrom = float(NM_TO_ANGSTROM)
+        self.ev_to_kj_per_mol = float(EV_TO_KJ_PER_MOL)
+        self.neighbors = VerletList(cutoff, skin, dtype)
 
     def energy(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]) -> torch.Tensor:
         x = positions.to(self.dtype) * self.nm_to_angstrom
         if self.subset:
             x = x.index_select(0, self.atoms)
         cell = torch.zeros(3, 3, dtype=self.dtype, device=x.device)
-        pbc = torch.zeros(3, dtype=torch.bool, device=x.device)
-        if self.periodic and boxvectors is not None:
+        periodic = self.periodic and boxvectors is not None
+        if boxvectors is not None and self.periodic:
             cell = boxvectors.to(self.dtype) * self.nm_to_angstrom
-            pbc = torch.ones(3, dtype=torch.bool, device=x.device)
-        edge_index, shifts = self._edges(x, cell, pbc)
+        edge_index, shifts = self.neighbors(x, cell, periodic)
         energy = self.student(x, self.species, edge_index, shifts).sum() * self.ev_to_kj_per_mol
         if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
             energy = energy * float("nan")
@@ -232,6 +242,52 @@ class _PythonForceCallback:
         self.module = torch.jit.load(io.BytesIO(state["module"]), map_location=self.device)
 
 
+class _Pt2ForceCallback:
+    """``openmm.PythonForce`` computation for a compiled .pt2 student: State -> (energy kJ/mol, forces kJ/mol/nm),
+    neighbors from the same :class:`VerletList` as the TorchScript path, outputs from the package's
+    ``evaluate()``. Pickled as the file's path and the settings (the package is loaded again from that path)."""
+
+    def __init__(self, path, symbols: Sequence[str], atoms: Optional[Sequence[int]], periodic: bool, device,
+                 skin: float):
+        self.path, self.symbols, self.atoms = str(path), list(symbols), atoms
+        self.periodic, self.skin = bool(periodic), float(skin)
+        self.student = load_student(self.path, device=device)
+        self.device = self.student.device
+        self.species = self.student.species(self.symbols).to(self.device)
+        self.index = None if atoms is None else torch.tensor(atoms, dtype=torch.long, device=self.device)
+        self.neighbors = torch.jit.script(VerletList(self.student.cutoff, skin, self.student.dtype).to(self.device))
+
+    def __call__(self, state):
+        from openmm import unit
+
+        dtype = self.student.dtype
+        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        pos = pos.to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
+        x = pos if self.index is None else pos.index_select(0, self.index)
+        cell = torch.zeros(3, 3, dtype=dtype, device=self.device)
+        if self.periodic:
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            cell = torch.from_numpy(np.asarray(box)).to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
+        edge_index, shifts = self.neighbors(x, cell, self.periodic)
+        out = self.student.evaluate(x, self.species, edge_index, shifts)
+        energy = float(out.energy) * EV_TO_KJ_PER_MOL
+        if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
+            energy = float("nan")
+        forces = out.forces.to(torch.float64) * (EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM)
+        if self.index is not None:
+            forces = torch.zeros(pos.shape[0], 3, dtype=torch.float64, device=self.device).index_copy(
+                0, self.index, forces)
+        return energy, forces.cpu().numpy()
+
+    def __getstate__(self):
+        return {"path": self.path, "symbols": self.symbols, "atoms": self.atoms, "periodic": self.periodic,
+                "device": str(self.device), "skin": self.skin}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["symbols"], state["atoms"], state["periodic"], state["device"],
+                      state["skin"])
+
+
 def element_symbols(topology_or_symbols) -> list[str]:
     """Element symbols of an OpenMM Topology (or a sequence of symbols / openmm Elements / ASE Atoms)."""
     if hasattr(topology_or_symbols, "atoms") and callable(topology_or_symbols.atoms):
@@ -254,14 +310,23 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
                   skin: float = DEFAULT_SKIN):
     """An OpenMM Force computing the student's energy of ``atoms`` (default all) of ``topology``.
 
+    ``model_path`` is a TorchScript student, or a compiled .pt2 one (:mod:`hessdistill.formats.pt2`), which runs
+    only through ``openmm.PythonForce`` (OpenMM >= 8.5; TorchForce takes TorchScript alone).
     ``periodic`` defaults to whether the topology has box vectors. ``outputs_forces`` makes the module return
     forces itself (TorchForce ``setOutputsForces``); the PythonForce fallback always does. ``device`` places the
-    model for the fallback (default: CUDA when torch sees it); TorchForce follows the Context's platform itself.
-    ``skin`` (A) is the Verlet skin of the force's neighbor list (0: search every step).
+    model for the fallback (default: CUDA when torch sees it; a .pt2 package's own device); TorchForce follows the
+    Context's platform itself. ``skin`` (A) is the Verlet skin of the force's neighbor list (0: search every step).
     It changes no process-wide setting; for small-system speed see :func:`hessdistill.heap.keep_freed_memory`.
     The force's name records the back end: ``hessdistill student (TorchForce)`` or ``(PythonForce)``.
     """
-    chosen = available_backend(backend)
+    if VesinNeighborList is None:
+        raise OpenMMBackendError(f"the OpenMM force's neighbor list needs vesin-torch ({VESIN_TORCH_ERROR}); "
+                                 "pip install vesin-torch")
+    compiled = file_format(model_path) == "pt2"
+    if compiled:
+        chosen = _pt2_backend(model_path, backend)
+    else:
+        chosen = available_backend(backend)
     symbols = element_symbols(topology)
     n_total = len(symbols)
     if atoms is not None:
@@ -275,27 +340,51 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
         symbols = [symbols[a] for a in atoms]
     if periodic is None:
         periodic = getattr(topology, "getPeriodicBoxVectors", lambda: None)() is not None
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
-    species = sf.species(symbols)
-    index = None if atoms is None or atoms == list(range(n_total)) else torch.tensor(atoms)
-    cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule
-    wrapper = cls(sf.module, species, index, periodic, sf.dtype, sf.cutoff, skin)
-    module = torch.jit.script(wrapper.to(sf.device))
+    if atoms == list(range(n_total)):
+        atoms = None
     openmm = _import_openmm()
-    if chosen == "torchforce":
-        openmmtorch, _ = _load_openmmtorch()
-        force = openmmtorch.TorchForce(module)
-        force.setOutputsForces(bool(outputs_forces))
-        log.info("student %s -> openmmtorch.TorchForce (%d atoms, periodic=%s)", sf.path.name, len(symbols), periodic)
+    if compiled:
+        callback = _Pt2ForceCallback(model_path, symbols, atoms, periodic, device, skin)
+        force = openmm.PythonForce(callback)
+        log.info("student %s (.pt2) -> openmm.PythonForce on %s (%d atoms, periodic=%s)", Path(model_path).name,
+                 callback.device, len(symbols), periodic)
     else:
-        force = openmm.PythonForce(_PythonForceCallback(module, periodic, sf.device))
-        log.info("student %s -> openmm.PythonForce on %s (%d atoms, periodic=%s)", sf.path.name, sf.device,
-                 len(symbols), periodic)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
+        species = sf.species(symbols)
+        index = None if atoms is None else torch.tensor(atoms)
+        cls = StudentForceModuleWithForces if outputs_forces or chosen == "pythonforce" else StudentForceModule
+        wrapper = cls(sf.module, species, index, periodic, sf.dtype, sf.cutoff, skin)
+        module = torch.jit.script(wrapper.to(sf.device))
+        if chosen == "torchforce":
+            openmmtorch, _ = _load_openmmtorch()
+            force = openmmtorch.TorchForce(module)
+            force.setOutputsForces(bool(outputs_forces))
+            log.info("student %s -> openmmtorch.TorchForce (%d atoms, periodic=%s)", sf.path.name, len(symbols),
+                     periodic)
+        else:
+            force = openmm.PythonForce(_PythonForceCallback(module, periodic, sf.device))
+            log.info("student %s -> openmm.PythonForce on %s (%d atoms, periodic=%s)", sf.path.name, sf.device,
+                     len(symbols), periodic)
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     force.setName(f"{STUDENT_FORCE_PREFIX} ({'TorchForce' if chosen == 'torchforce' else 'PythonForce'})")
     return force
+
+
+def _pt2_backend(model_path, backend: str) -> str:
+    """``pythonforce`` for a .pt2 student, or a one-line error saying why it cannot run here."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    openmm = _import_openmm()
+    if backend == "torchforce":
+        raise OpenMMBackendError(f"{model_path} is a compiled .pt2 student; openmmtorch.TorchForce takes only "
+                                 "TorchScript: use the TorchScript file, or backend 'pythonforce'")
+    if not hasattr(openmm, "PythonForce"):
+        raise OpenMMBackendError(f"{model_path} is a compiled .pt2 student, which OpenMM runs through "
+                                 f"openmm.PythonForce (OpenMM >= 8.5); this is OpenMM {openmm.__version__}: use the "
+                                 "TorchScript file here")
+    return "pythonforce"
 
 
 def add_student_force(system, topology, model_path, atoms: Optional[Sequence[int]] = None, *,
@@ -383,7 +472,8 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
 
 
 __all__ = [
-    "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "add_student_force",
+    "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "VerletList",
+    "add_student_force",
     "available_backend", "create_system", "element_symbols", "only_students", "select_platform",
     "student_force",
 ]

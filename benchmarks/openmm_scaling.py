@@ -1,0 +1,117 @@
+"""OpenMM step cost per atom-step from ~1k to ~50k atoms: the student force's neighbor search must be O(N).
+Target (issue 13 item 5): cost per atom-step flat within 1.3x from 1k to 50k atoms.
+
+    python benchmarks/openmm_scaling.py [--quick] [--sizes 5,8,13,18]
+
+Diamond silicon supercells (n x n x n cubic cells of 8 atoms: 1000, 4096, 17576, 46656 atoms), rattled, with
+velocities at 300 K, run NVE (1 fs) on the Reference platform (the default for a system of students on CPU) with
+a tiny SchNet student (8 features, 1 interaction, 4 A cutoff, random weights) so the student does not hide the
+search. Two settings: the default Verlet skin (1 A; the list is searched again after a 0.5 A move, so most steps
+only filter the kept candidates) and skin 0 (a search every step: the search's own scaling). One torch thread.
+Each size times ``steps`` steps after two warm-up steps (the first builds the list). Cost is the process's CPU
+time per step (one thread; the shared 2-core machines make wall time depend on their load), wall time and page
+faults beside it: blocks over glibc's 32 MB mmap threshold (:mod:`hessdistill.heap`) are faulted in afresh every
+step, which the student's edge tensors reach at ~40k atoms.
+Writes ``benchmarks/results/openmm_scaling.json`` and prints the cost per atom-step and its ratio to the smallest
+system's. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def silicon(n: int, seed: int = 0):
+    from ase.build import bulk
+
+    atoms = bulk("Si", cubic=True).repeat((n, n, n))
+    atoms.rattle(0.02, seed=seed)
+    return atoms
+
+
+def tiny_student(path: Path) -> Path:
+    from hessdistill.formats import export_student
+    from hessdistill.students import build_student
+
+    torch.manual_seed(0)
+    model = build_student("schnet", type_names=["Si"], atomic_numbers=[14], cutoff=4.0, features=8,
+                          num_interactions=1, num_basis=8)
+    return export_student(model.double(), path)
+
+
+def time_steps(model_path: Path, atoms, skin: float, steps: int) -> dict:
+    import openmm
+    from openmm import unit
+
+    from hessdistill.engines.openmm import create_system, topology_from_atoms
+
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    system = create_system(topology, model_path, skin=skin)
+    integrator = openmm.VerletIntegrator(0.001)
+    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pos_nm)
+    ctx.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    integrator.step(2)  # warm up: the first step builds the neighbor list and TorchScript's profiled graph
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start, cpu = time.perf_counter(), time.process_time()
+    integrator.step(steps)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    n = len(atoms)
+    return {"atoms": n, "steps": steps, "step_ms": 1e3 * cpu / steps, "us_per_atom_step": 1e6 * cpu / steps / n,
+            "wall_step_ms": 1e3 * wall / steps, "page_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+            "system_cpu_share": (after.ru_stime - before.ru_stime) / max(cpu, 1e-9)}
+
+
+def run(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3)) -> dict:
+    torch.set_num_threads(1)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = tiny_student(Path(tmp) / "schnet_tiny.pt")
+        for skin, label in ((1.0, "skin 1 A"), (0.0, "skin 0")):
+            rows = []
+            for n, k in zip(sizes, steps):
+                row = time_steps(model, silicon(n), skin, k)
+                rows.append(row)
+                print(f"{label:>9}  {row['atoms']:6d} atoms  {row['step_ms']:9.1f} ms/step  "
+                      f"{row['us_per_atom_step']:6.2f} us/atom-step  "
+                      f"ratio {row['us_per_atom_step'] / rows[0]['us_per_atom_step']:.2f}  "
+                      f"(wall {row['wall_step_ms']:.1f} ms, {row['page_faults_per_step']:.0f} page faults/step, "
+                      f"{100 * row['system_cpu_share']:.0f}% kernel time)", flush=True)
+            costs = [r["us_per_atom_step"] for r in rows]
+            results[label] = {"rows": rows, "max_over_min": max(costs) / min(costs),
+                              "largest_over_smallest": costs[-1] / costs[0]}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k and 4k atoms only")
+    parser.add_argument("--sizes", default="5,8,13,18", help="supercell repeats n (8 n^3 atoms)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "openmm_scaling.json"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")][: 2 if args.quick else None]
+    steps = [max(3, int(round(20 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
+    results = run(sizes, steps)
+    import openmm
+
+    results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
+                          "cpu_count": __import__("os").cpu_count()}
+    for label in ("skin 1 A", "skin 0"):
+        print(f"{label}: cost per atom-step, max/min over sizes {results[label]['max_over_min']:.2f} "
+              f"(target <= 1.3)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
