@@ -17,6 +17,7 @@ from ase.build import bulk, molecule
 
 pytest.importorskip("mace")
 
+from conftest import fd_rows, sum_rule  # noqa: E402
 from hessdistill.errors import ConfigError, ModelFileError, StructureError, UnsupportedElementError  # noqa: E402
 
 ELEMENTS = (1, 6, 8, 14)  # H C O Si
@@ -85,22 +86,6 @@ def silica_cell():
     a.set_cell(a.cell.array @ np.array([[1.0, 0.03, 0.0], [0.0, 0.98, 0.02], [0.01, 0.0, 1.02]]), scale_atoms=True)
     a.rattle(0.05, seed=2)
     return a
-
-
-def sum_rule(h, n):
-    return np.abs(h.reshape(-1, n, 3).sum(axis=1)).max()
-
-
-def fd_rows(teacher, atoms, rows, h):
-    """Hessian rows by central differences of the teacher's forces (graph rebuilt at each displaced structure)."""
-    out = []
-    for k in rows:
-        a, c = divmod(int(k), 3)
-        p, m = atoms.copy(), atoms.copy()
-        p.positions[a, c] += h
-        m.positions[a, c] -= h
-        out.append(-(teacher.energy_forces(p)[1] - teacher.energy_forces(m)[1]).reshape(-1) / (2 * h))
-    return np.array(out)
 
 
 @pytest.mark.parametrize("make", [ethanol, silica_cell], ids=["ethanol", "periodic"])

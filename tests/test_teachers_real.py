@@ -9,24 +9,8 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
+from conftest import fd_rows, sum_rule
 from hessdistill.errors import ConfigError, StructureError, UnsupportedElementError
-
-
-def sum_rule(h, n):
-    """Translational invariance: each row summed over the x (y, z) coordinates of all atoms is zero."""
-    return np.abs(h.reshape(-1, n, 3).sum(axis=1)).max()
-
-
-def fd_rows(teacher, atoms, rows, h):
-    """Rows of the Hessian by central differences of the teacher's forces (full path, graph rebuilt per call)."""
-    out = []
-    for k in rows:
-        a, c = divmod(int(k), 3)
-        p, m = atoms.copy(), atoms.copy()
-        p.positions[a, c] += h
-        m.positions[a, c] -= h
-        out.append(-(teacher.energy_forces(p)[1] - teacher.energy_forces(m)[1]).reshape(-1) / (2 * h))
-    return np.array(out)
 
 
 def water_box():
