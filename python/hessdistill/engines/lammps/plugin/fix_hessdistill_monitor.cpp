@@ -130,7 +130,8 @@ FixHessdistillMonitor::FixHessdistillMonitor(LAMMPS *lmp, int narg, char **arg) 
     hard(true), to_ev(1.0), to_ps(1.0), pe(nullptr), temperature(nullptr), have_e0(false), e0(0.0), n_samples(0),
     last_step(-1), deviation(0.0), drift(0.0), max_abs_deviation(0.0), stopped(false)
 {
-  if (narg < 4) error->all(FLERR, "Illegal fix hessdistill/monitor command; expected: {}", SYNTAX);
+  if (narg < 4)
+    error->all(FLERR, "fix hessdistill/monitor: N (steps between samples) is missing; expected: {}", SYNTAX);
   if (strcmp(arg[1], "all") != 0)
     error->all(FLERR, "fix hessdistill/monitor: group must be all (it monitors the energy of the whole system), "
                "got '{}'; expected: {}", arg[1], SYNTAX);
