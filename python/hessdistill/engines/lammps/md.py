@@ -31,6 +31,12 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
     |E - E0| per atom > ``max_deviation`` or |drift| > ``max_drift`` once ``min_points`` samples exist. Units
     metal or real. Same formulas and arithmetic as :class:`hessdistill.monitor.EnergyMonitor`
     (``tests/test_lammps_monitor.py`` checks both on one energy series).
+
+    Example
+    -------
+    >>> command = monitor_commands(10, max_drift=0.005, file="m.csv")  # in an input after "plugin load ..."
+    >>> command.split()[:8]
+    ['fix', 'hdmon', 'all', 'hessdistill/monitor', '10', 'file', 'm.csv', 'max_drift']
     """
     def threshold(value):
         return "none" if value is None else repr(float(value))  # shortest text of the same double
