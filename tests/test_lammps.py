@@ -223,8 +223,11 @@ def test_nve_conserves_energy(tmp_path, plugin, students):
     assert abs(s.drift_eV_per_atom_ps) < 1e-3 and s.max_deviation_eV_per_atom < 1e-3
     assert Path(s.files["monitor_png"]).stat().st_size > 0
     rows, log = read_monitor_csv(s.files["monitor_csv"]), read_log(s.files["log"])
-    # LAMMPS' own drift (fix ave/time running means) is the monitor's least-squares slope
-    np.testing.assert_allclose(log["v_hd_drift"][-1], rows["drift_eV_per_atom_ps"][-1], rtol=1e-6, atol=1e-12)
+    # the monitor fix's CSV is LAMMPS' own thermo output, and its drift the least-squares slope of it
+    np.testing.assert_allclose(rows["total_eV"], log["TotEng"], rtol=1e-14)
+    np.testing.assert_allclose(log["f_hdmon[1]"], rows["drift_eV_per_atom_ps"], rtol=1e-12, atol=1e-18)
+    slope = np.polyfit(rows["time_ps"], rows["total_per_atom_eV"], 1)[0]
+    np.testing.assert_allclose(s.drift_eV_per_atom_ps, slope, rtol=1e-6, atol=1e-12)
     # the contract's velocities are at exactly 300 K in ASE's units; LAMMPS metal's kB differs by 1.2e-6
     np.testing.assert_allclose(rows["temperature_K"][0], 300.0, rtol=3e-6)
 
@@ -414,8 +417,14 @@ def test_example_input(tmp_path, plugin, students):
         "variable        steps index 1000", "variable        steps index 40").replace(
         "variable        cells index 4", "variable        cells index 2"))
     assert code == 0, log[-2000:]
+    rows = read_monitor_csv(tmp_path / "monitor.csv")  # written by the example's fix hessdistill/monitor
+    np.testing.assert_array_equal(rows["step"], [0, 10, 20, 30, 40])
+    assert rows["deviation_per_atom_eV"].max() < 1e-3
+    # log_to_monitor still reads the thermo output of such logs into the same numbers (15 printed digits)
     s = log_to_monitor(tmp_path / "log.run", tmp_path / "energy.csv", tmp_path / "energy.png")
-    assert s["n_samples"] == 5 and s["halt"] is None and s["max_deviation_eV_per_atom"] < 1e-3
+    assert s["n_samples"] == 5 and s["halt"] is None
+    np.testing.assert_allclose(s["drift_eV_per_atom_ps"], rows["drift_eV_per_atom_ps"][-1], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(read_monitor_csv(tmp_path / "energy.csv")["total_eV"], rows["total_eV"], rtol=1e-14)
 
 
 def test_run_md_rejects_uncovered_element(tmp_path, plugin, students):

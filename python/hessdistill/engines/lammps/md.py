@@ -1,4 +1,5 @@
-"""MD with the LAMMPS pair style: the input a run needs, the in-LAMMPS energy checks, and ``run_md``."""
+"""MD with the LAMMPS pair style: the input a run needs, the in-LAMMPS energy monitor (a fix of the plugin), and
+``run_md``."""
 
 from __future__ import annotations
 
@@ -6,61 +7,54 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..contract import LAMMPSOptions, MDOptions, MDResult, monitor_fields, ns_per_day, run_with_contract
-from ...errors import InputError, LammpsError
+from ...errors import ConfigError, InputError, LammpsError
+from ...monitor import plot_monitor, read_monitor_csv
+from ...units import EV_TO_KJ_PER_MOL
 from .build import build_plugin
 from .log import UNIT_STYLES, log_to_monitor, read_log  # noqa: F401
 from .run import run_lammps
 
-#: fix halt IDs written by monitor_commands, and what their values are
-HALT_REASONS = {
-    "hd_halt_dev": "|E - E0| = {value} eV/atom at step {step} exceeds max_deviation {max_deviation:g}",
-    "hd_halt_drift": "energy drift {value} eV/atom/ps at step {step} exceeds max_drift {max_drift:g}",
-}
+#: ID of the monitor fix that md_input writes (thermo columns f_hdmon[1] drift, f_hdmon[2] deviation)
+MONITOR_FIX = "hdmon"
 
 
 def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: float | None = 0.05,
-                     min_points: int = 20) -> str:
-    """LAMMPS commands that stop a run (``fix halt``) when E_total per atom stops being conserved (units metal).
+                     min_points: int = 20, *, file="monitor.csv", window_ps: float | None = None,
+                     fix_id: str = MONITOR_FIX, error: str = "hard") -> str:
+    """The ``fix hessdistill/monitor`` command (the plugin must be loaded) that runs the energy monitor inside
+    LAMMPS: one sample at the start of the next run and every ``every`` steps, written to ``file`` (the columns of
+    :data:`hessdistill.monitor.COLUMNS`, eV and ps), and a stop with the message of ``EnergyMonitor`` (an ERROR;
+    ``error="soft"``: the run ends as with ``fix halt ... error soft``) on a non-finite energy or force,
+    |E - E0| per atom > ``max_deviation`` or |drift| > ``max_drift`` once ``min_points`` samples exist. Units
+    metal or real. Same formulas and arithmetic as :class:`hessdistill.monitor.EnergyMonitor`
+    (``tests/test_lammps_monitor.py`` checks both on one energy series).
 
-    Put them after a ``run 0`` (which defines t0 and E0) and before the production ``run``; they add the
-    deviation and drift to the thermo output. This is the LAMMPS mirror of ``monitor.drift`` (change both
-    together): the samples every ``every`` steps are shifted by the first one (t - t0, E/atom - e0);
-    ``fix ave/time ... ave running`` keeps the sums of t, e, t*e, t*t divided by n, and the drift is
-    (<te> - <t><e>) / (<tt> - <t>^2), 0 for one sample; it is checked once ``min_points`` samples exist. The
-    deviation is |E/atom - e0|, evaluated for the thermo output of every sample: a non-finite E/atom stops the
-    run there with LAMMPS' own error "Non-numeric variable value" (LAMMPS variables refuse inf and nan), and the
-    pair style stops a run whose forces are not finite with an error.
+    Example
+    -------
+    >>> command = monitor_commands(10, max_drift=0.005, file="m.csv")  # in an input after "plugin load ..."
+    >>> command.split()[:8]
+    ['fix', 'hdmon', 'all', 'hessdistill/monitor', '10', 'file', 'm.csv', 'max_drift']
     """
-    lines = [
-        "# energy-conservation monitor (hessdistill; formulas of hessdistill.monitor.drift): t0, E0 from run 0",
-        "variable hd_e0 equal $(etotal/atoms:%.17g)",
-        "variable hd_t0 equal $(time:%.17g)",
-        "variable hd_step0 equal $(step)",
-        "variable hd_de equal etotal/atoms-v_hd_e0",
-        "variable hd_dev equal abs(v_hd_de)",
-        "variable hd_t equal time-v_hd_t0",
-        "variable hd_tde equal v_hd_t*v_hd_de",
-        "variable hd_tt equal v_hd_t*v_hd_t",
-        f"fix hd_mean all ave/time {every} 1 {every} v_hd_t v_hd_de v_hd_tde v_hd_tt ave running",
-        f"variable hd_n equal (step-v_hd_step0)/{every}+1",
-        "variable hd_drift equal (f_hd_mean[3]-f_hd_mean[1]*f_hd_mean[2])/"
-        "(f_hd_mean[4]-f_hd_mean[1]*f_hd_mean[1]+(v_hd_n<2))",
-        f"variable hd_drift_checked equal (v_hd_n>={min_points})*abs(v_hd_drift)",
-        "thermo_style custom step time atoms pe ke etotal temp press v_hd_dev v_hd_drift",
-        "thermo_modify norm no flush yes format float %.15g",
-    ]
-    if max_deviation is not None:
-        lines.append(f"fix hd_halt_dev all halt {every} v_hd_dev > {max_deviation:g} error soft message yes")
-    if max_drift is not None:
-        lines.append(f"fix hd_halt_drift all halt {every} v_hd_drift_checked > {max_drift:g} error soft message yes")
-    return "\n".join(lines) + "\n"
+    def threshold(value):
+        return "none" if value is None else repr(float(value))  # shortest text of the same double
+
+    if error not in ("hard", "soft"):
+        raise ConfigError(f"error must be hard or soft, got {error!r}")
+    if any(c.isspace() for c in str(file)):
+        raise ConfigError(f"the monitor CSV path must not contain white space (a LAMMPS word): {file!r}")
+    return (f"fix {fix_id} all hessdistill/monitor {int(every)} file {file} max_drift {threshold(max_drift)} "
+            f"max_deviation {threshold(max_deviation)} min_points {int(min_points)} "
+            f"window_ps {threshold(window_ps)} error {error}\n")
 
 
 def md_input(*, data, model, plugin, elements, options: MDOptions, device=None, threads=None, memory=None,
-             skin=1.0, dump=None, boundary="p p p") -> str:
+             skin=1.0, dump=None, boundary="p p p", monitor_csv="monitor.csv") -> str:
     """The LAMMPS input that run_md runs (units metal). Velocities come from the data file (the contract's
-    velocity rule); ``device``, ``threads``, ``memory`` are written as pair_style keywords only when given."""
+    velocity rule); ``device``, ``threads``, ``memory`` are written as pair_style keywords only when given; the
+    energy monitor is ``fix hessdistill/monitor`` writing ``monitor_csv`` (:func:`monitor_commands`)."""
     o = options
     keywords = "".join(f" {k} {v}" for k, v in (("device", device), ("threads", threads), ("memory", memory))
                        if v is not None)
@@ -81,11 +75,11 @@ fix             hd_integrate all nve
         lseed = o.seed % 900_000_000 + 1  # LAMMPS seeds are positive
         text += f"fix             hd_thermostat all langevin {o.temperature_K:g} {o.temperature_K:g} " \
                 f"{1.0 / o.friction_per_ps:.10g} {lseed} zero yes\n"
-    text += f"""thermo_style    custom step time atoms pe ke etotal temp press
+    text += monitor_commands(o.report_interval, o.max_drift, o.max_deviation, file=monitor_csv)
+    text += f"""thermo_style    custom step time atoms pe ke etotal temp press f_{MONITOR_FIX}[2] f_{MONITOR_FIX}[1]
 thermo_modify   norm no flush yes format float %.15g
 thermo          {o.report_interval}
-run             0
-{monitor_commands(o.report_interval, o.max_drift, o.max_deviation)}"""
+"""
     if dump:  # full precision: the frames are the state (as in ASE's .traj), forces included
         text += f"dump            hd_dump all custom {o.frame_interval} {dump} id element x y z vx vy vz fx fy fz\n" \
                 f"dump_modify     hd_dump element {' '.join(elements)} sort id format float %.17g\n"
@@ -99,8 +93,9 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
     Engine options: :class:`LAMMPSOptions` (nprocs, device, threads, memory, skin, plugin). Besides the contract's
     files, writes ``system.data`` (positions, velocities), ``in.md`` and ``log.lammps``; the trajectory
     ``trajectory.lammpstrj`` holds positions, velocities and forces in LAMMPS' frame. A molecule (no periodic
-    direction) runs in a shrink-wrapped box. The checks run inside LAMMPS (``monitor_commands``); a non-finite
-    energy or force stops the run through an error of the pair style. Errors before the first step (bad input)
+    direction) runs in a shrink-wrapped box. The energy monitor runs inside LAMMPS (``fix hessdistill/monitor``,
+    :func:`monitor_commands`) and writes ``monitor.csv`` itself; its stop message is the result's ``reason``. A
+    non-finite force stops the run through an error of the pair style. Errors before the first step (bad input)
     raise ``LammpsError``. See :mod:`hessdistill.engines.contract`.
     """
     return run_with_contract("lammps", _run, model_path, atoms, out_dir, options, engine_options)
@@ -130,27 +125,37 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     files["input"].write_text(md_input(
         data=files["data"], model=Path(model_path).resolve(), plugin=plugin.resolve(), elements=elements, options=o,
         device=eo.device, threads=eo.threads, memory=eo.memory, skin=eo.skin, dump=files["trajectory"],
-        boundary=boundary))
+        boundary=boundary, monitor_csv=files["monitor_csv"]))
 
     start = time.perf_counter()
     error = run_lammps(files["input"], files["log"], eo.nprocs)
     wall = time.perf_counter() - start
-    if error and (not files["log"].exists() or not len(read_log(files["log"]).get("Step", []))):
+    rows = read_monitor_csv(files["monitor_csv"]) if files["monitor_csv"].exists() else {}
+    if error and not len(rows.get("step", [])):
         raise LammpsError(f"LAMMPS failed before the first step (input {files['input']}):\n{error}")
-    summary = log_to_monitor(files["log"], files["monitor_csv"], files["monitor_png"], n_atoms=len(atoms))
-    stop = summary.pop("halt")
+    summary = _csv_summary(rows, len(atoms))
+    if summary["n_samples"]:
+        plot_monitor(files["monitor_csv"], files["monitor_png"])
+    log = read_log(files["log"])
     reason = ""
-    if stop:
-        reason = "MD stopped: " + HALT_REASONS.get(stop["fix"], "fix {fix} halted the run at step {step}").format(
-            **stop, max_drift=o.max_drift or 0.0, max_deviation=o.max_deviation or 0.0)
+    if log["monitor_stop"]:  # the fix's own message, as EnergyMonitor words it (it names the CSV)
+        reason = f"MD stopped: {log['monitor_stop']}"
     elif error:
-        reason = f"MD stopped: LAMMPS error: {error}"
-    if reason:
-        reason += f"; rows so far are in {files['monitor_csv']}"
+        reason = f"MD stopped: LAMMPS error: {error}; rows so far are in {files['monitor_csv']}"
     loops = re.findall(r"Loop time of (\S+) on \d+ procs for (\d+) steps", files["log"].read_text(errors="replace"))
-    if len(loops) >= 2:  # the production run's own timing (the first is the run 0 that sets E0)
+    if loops:  # LAMMPS' own timing of the run loop (absent when an error ended the run)
         wall = float(loops[-1][0])
-    steps_done = summary["steps"]
+    # thermo prints the last step of a run; an ERROR in the monitor comes before that step's thermo line
+    steps_done = int(max([*log.get("Step", [])[-1:], *rows.get("step", [])[-1:], 0]))
     return MDResult(engine="lammps", steps_requested=o.steps, steps_done=steps_done, stopped=bool(reason),
                     reason=reason, wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
                     **monitor_fields(summary), files=files, extra={"nprocs": eo.nprocs})
+
+
+def _csv_summary(rows: dict, n_atoms: int) -> dict:
+    """``EnergyMonitor.summary()`` of the rows the monitor fix wrote (non-finite rows are not samples)."""
+    finite = np.isfinite(rows.get("drift_eV_per_atom_ps", np.array([])))
+    drift = float(rows["drift_eV_per_atom_ps"][finite][-1]) if finite.any() else 0.0
+    return {"n_samples": int(finite.sum()), "drift_eV_per_atom_ps": drift,
+            "drift_kJ_per_mol_ps": drift * n_atoms * EV_TO_KJ_PER_MOL,
+            "max_deviation_eV_per_atom": float(rows["deviation_per_atom_eV"][finite].max()) if finite.any() else 0.0}
