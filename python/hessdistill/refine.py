@@ -16,7 +16,7 @@ Layout of ``RUN``: ``round{r}/md/`` (the MD run), ``round{r}/labels.h5`` (the gr
 Example
 -------
 >>> settings = RefineSettings(teacher="ani1x", threshold=0.3, steps=2000, md=MDOptions(temperature_K=600))
->>> refine(DistillConfig(), "labels.h5", "run", "committee_run", molecule("CH3CH2OH"), settings)
+>>> refine("labels.h5", "run", "committee_run", molecule("CH3CH2OH"), settings)
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .distill.committee import committee_students
-from .distill.config import DistillConfig
 from .engines.contract import MDOptions
 from .errors import ConfigError, InputError
 
@@ -106,11 +105,14 @@ def pick_frames(frames: list, n: int, upper: float | None, rng: np.random.Genera
     return keep
 
 
-def continue_training(config: DistillConfig, labels, run_dir, previous_run, progress: bool = False) -> str:
-    """Train a student on ``labels`` in ``run_dir`` starting from the best weights of ``previous_run`` (a run
-    folder); resumes ``run_dir`` if it has a checkpoint. Exports and returns ``run_dir/student.pt``."""
-    from .distill import Trainer, model_from_checkpoint
+def continue_training(labels, run_dir, previous_run, epochs: int, progress: bool = False) -> str:
+    """Train a student on ``labels`` in ``run_dir`` for ``epochs`` epochs with the settings of ``previous_run``
+    (a run folder), starting from its best weights; resumes ``run_dir`` if it has a checkpoint. Exports and
+    returns ``run_dir/student.pt``."""
+    from .distill import Trainer, load_config, model_from_checkpoint
     from .formats.torchscript import export_student
+
+    config = load_config(Path(previous_run) / "config.yaml", epochs=epochs)
 
     trainer = Trainer(config, labels, run_dir, resume=True, progress=progress)
     if trainer.resumed_from is None:
@@ -124,11 +126,11 @@ def continue_training(config: DistillConfig, labels, run_dir, previous_run, prog
                               teacher=trainer.teacher_name))
 
 
-def refine(config: DistillConfig, labels, run_dir, committee_dir, atoms, settings: RefineSettings, test=None,
+def refine(labels, run_dir, committee_dir, atoms, settings: RefineSettings, test=None,
            progress: bool = True) -> list[dict]:
     """Run the refine loop (module docstring) from the committee in ``committee_dir`` (``distill --committee``)
-    trained with ``config`` on ``labels``; ``test`` (a label store) gives held-out force errors per round.
-    Returns the rows of ``refine.csv``."""
+    trained on ``labels``; each member keeps its own settings (its ``config.yaml``). ``test`` (a label store)
+    gives held-out force errors per round. Returns the rows of ``refine.csv``."""
     from ase.io import read
 
     from .engines import run_md
@@ -175,8 +177,7 @@ def refine(config: DistillConfig, labels, run_dir, committee_dir, atoms, setting
             grown = round_dir / "labels.h5"
             write_store(load_labels(current) + load_labels(new), grown, teacher_name=teacher.name)
             current = grown
-            students = [continue_training(config.replace(seed=config.seed + k, epochs=settings.epochs), current,
-                                          round_dir / f"member{k}", member_runs[k])
+            students = [continue_training(current, round_dir / f"member{k}", member_runs[k], settings.epochs)
                         for k in range(len(students))]
             member_runs = [round_dir / f"member{k}" for k in range(len(students))]
         rows.append(row)
