@@ -133,7 +133,7 @@ def test_refine_lowers_hot_error(tmp_path, cold_committee):
     from hessdistill.refine import RefineSettings, read_refine_csv, refine
 
     d, teacher, start, _ = cold_committee
-    settings = RefineSettings(teacher=teacher, threshold=0.05, steps=200, rounds=1, frames_per_round=6, epochs=30,
+    settings = RefineSettings(teacher=teacher, threshold=0.03, steps=200, rounds=1, frames_per_round=12, epochs=40,
                               md=MDOptions(temperature_K=1500.0, report_interval=10, **NO_ENERGY_STOP))
     rows = refine(d / "cold.h5", tmp_path, d / "committee", start, settings, test=d / "hot.h5", progress=False)
     assert len(rows) == 2 and rows[0]["n_labelled"] > 0 and rows[1]["teacher_calls"] == rows[0]["n_labelled"]
