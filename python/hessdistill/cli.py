@@ -1,6 +1,7 @@
 """The ``hessdistill`` command: one subcommand per pipeline stage.
 
-sample -> label (-> merge) -> distill -> export -> md; ``example`` runs them all on the built-in example.
+sample -> label (-> merge) -> distill -> export -> md (-> refine); ``example`` runs them all on the built-in
+example.
 Errors raised on purpose (bad input, failed runs) print one line and exit with status 2; ``--debug`` shows the
 traceback instead.
 
@@ -113,6 +114,9 @@ def _add_distill(sub):
     p.add_argument("--baseline", action="store_true", help="train the undistilled baseline (hessian_weight 0)")
     p.add_argument("--compare", action="store_true", help="train distilled and baseline students and compare")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in the run folder")
+    p.add_argument("--committee", type=int, default=None, metavar="K",
+                   help="train K students that differ in seed (seed, seed+1, ...) into OUT/member{k}/, listed in "
+                        "OUT/committee.json: their force deviation tells where the student is not to be trusted")
     for name, default in DistillConfig().to_dict().items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=None, help=HELP[name])
     p.set_defaults(func=cmd_distill)
@@ -133,6 +137,18 @@ def cmd_distill(a):
         raise InputError("give the label store: hessdistill distill LABELS.h5")
     names = DistillConfig().to_dict()
     config = load_config(a.config, **{k: getattr(a, k) for k in names})
+    if a.committee is not None:
+        from .distill.committee import distill_committee
+
+        if a.compare:
+            raise InputError("--committee and --compare do not go together")
+        if a.baseline:
+            config = config.replace(hessian_weight=0.0)
+        result = distill_committee(config, a.labels, a.out, a.committee, resume=not a.no_resume)
+        for m in result["members"]:
+            print(f"seed {m['seed']}: {m['student']}  test force MAE {m['test']['force_mae'] * 1000:.2f} meV/A")
+        print(f"committee of {result['k']}: {Path(a.out) / 'committee.json'}")
+        return
     runs = []
     if a.compare:
         runs = [("distilled", config, Path(a.out) / "distilled"), ("baseline", config.replace(hessian_weight=0.0),
@@ -199,7 +215,35 @@ def _add_md(sub):
                    "else Reference (the faster one for a system of students only)")
     p.add_argument("--precision", help="openmm: precision (single, mixed, double)")
     p.add_argument("--nprocs", type=int, default=None, help="lammps: MPI ranks (default 1)")
+    _add_trust_flags(p)
     p.set_defaults(func=cmd_md)
+
+
+def _add_trust_flags(p):
+    p.add_argument("--committee", nargs="+", default=(), metavar="STUDENT",
+                   help="further student files (other seeds; or a `distill --committee` run folder): their force "
+                        "deviation max_devi_f is written to deviation.csv every report (ase, openmm)")
+    p.add_argument("--committee-drive", default="mean", choices=["mean", "first"],
+                   help="mean: the committee's mean forces drive the MD; first: --model alone (cheaper)")
+    p.add_argument("--max-force-deviation", type=float, default=None, help="max_devi_f threshold, eV/A")
+    p.add_argument("--deviation-action", default="stop", choices=["stop", "flag"],
+                   help="above --max-force-deviation: stop the run, or save the frame to flagged.extxyz and go on")
+    p.add_argument("--spot-check-teacher", default=None, help="teacher that checks the current frame's forces "
+                   "(e.g. ani1x, morse); errors go to deviation.csv")
+    p.add_argument("--spot-check-interval", type=int, default=None, help="steps between spot checks (a multiple "
+                   "of --report-interval; default every report)")
+
+
+def committee_files(entries) -> tuple:
+    """Student files of --committee: files, or committee run folders (their members)."""
+    from pathlib import Path
+
+    from .distill.committee import committee_students
+
+    out = []
+    for e in entries:
+        out += committee_students(e) if Path(e).is_dir() else [e]
+    return tuple(out)
 
 
 #: CLI flags that belong to one engine only: flag -> (engine, option name)
@@ -233,12 +277,58 @@ def cmd_md(a):
     options = MDOptions(steps=a.steps, timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
                         friction_per_ps=a.friction, report_interval=a.report_interval,
                         trajectory_interval=a.trajectory_interval, seed=a.seed, max_drift=a.max_drift,
-                        max_deviation=a.max_deviation, progress=a.progress)
+                        max_deviation=a.max_deviation, progress=a.progress, committee=committee_files(a.committee),
+                        committee_drive=a.committee_drive, max_force_deviation=a.max_force_deviation,
+                        deviation_action=a.deviation_action, spot_check_teacher=a.spot_check_teacher,
+                        spot_check_interval=a.spot_check_interval)
     result = run_md(a.engine, a.model, starting_structure(a.structure), a.out, options, **md_engine_options(a))
     print(json.dumps(result.to_dict(), indent=2))
     if result.stopped:
         print(result.reason, file=sys.stderr)
         raise SystemExit(3)
+
+
+def _add_refine(sub):
+    p = sub.add_parser("refine", help="active learning: committee MD, label frames whose force deviation passes a "
+                                      "threshold with the teacher, continue training; repeat until a run stays below")
+    p.add_argument("labels", help="label store the committee was trained on")
+    p.add_argument("--committee-dir", required=True, help="run folder of `hessdistill distill --committee K`")
+    p.add_argument("--teacher", required=True, help="teacher that labels harvested frames (e.g. ani1x)")
+    p.add_argument("--structure", required=True, help="starting structure of the MD (file, g2 name, bulk:Si[:n])")
+    p.add_argument("--out", default="refine_run")
+    p.add_argument("--threshold", type=float, required=True, help="max_devi_f above which a frame is harvested, eV/A")
+    p.add_argument("--upper", type=float, default=None, help="frames above this deviation are not labelled, eV/A")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--frames-per-round", type=int, default=10)
+    p.add_argument("--rows", default="full", help="Hessian rows labelled per frame: full or a number")
+    p.add_argument("--refine-epochs", type=int, default=50, help="training epochs per round per member")
+    p.add_argument("--test", default=None, help="held-out label store: force MAE per round in refine.csv")
+    p.add_argument("--engine", default="ase", choices=["ase", "openmm"])
+    p.add_argument("--platform", help="openmm platform")
+    p.add_argument("--steps", type=int, default=1000, help="MD steps per round")
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--ensemble", default="nvt", choices=["nve", "nvt"])
+    p.add_argument("--report-interval", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="seed of the MD and of the frame choice")
+    p.set_defaults(func=cmd_refine)
+
+
+def cmd_refine(a):
+    from .engines import MDOptions
+    from .refine import RefineSettings, refine
+    from .sample import starting_structure
+
+    md = MDOptions(timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
+                   report_interval=a.report_interval, seed=a.seed, max_drift=None, max_deviation=None)
+    settings = RefineSettings(teacher=a.teacher, threshold=a.threshold, steps=a.steps, rounds=a.rounds,
+                              frames_per_round=a.frames_per_round, upper=a.upper,
+                              rows=a.rows if a.rows == "full" else int(a.rows), epochs=a.refine_epochs,
+                              engine=a.engine, md=md, seed=a.seed,
+                              engine_options={"platform": a.platform} if a.platform else {})
+    rows = refine(a.labels, a.out, a.committee_dir, starting_structure(a.structure), settings, test=a.test)
+    for row in rows:
+        print(json.dumps(row))
 
 
 def _add_example(sub):
@@ -266,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave glibc's malloc thresholds as they are (by default this command keeps freed "
                              "memory for reuse: hessdistill.heap.keep_freed_memory)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_example,
+    for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_refine, _add_example,
                 _add_lammps_plugin):
         add(sub)
     return parser

@@ -37,6 +37,11 @@ class EnergyConservationError(HessdistillError, RuntimeError):
     """An MD run stopped because the energy monitor saw drift, a jump, or non-finite values."""
 
 
+class ModelDeviationError(HessdistillError, RuntimeError):
+    """An MD run stopped because the committee's force deviation passed its threshold (the student is outside
+    its training data)."""
+
+
 class EngineError(HessdistillError, RuntimeError):
     """An MD engine could not run the student (missing engine package, failed build, engine error)."""
 

@@ -3,15 +3,16 @@
 ``config`` (settings), ``data`` (label store -> graphs and batches), ``hessian`` (student Hessian rows by VJPs),
 ``loss`` (loss terms, normalizers, ``predict``), ``evaluation`` (held-out errors), ``trainer`` (the loop),
 ``checkpoint`` (exact resume, ``model_from_checkpoint``), ``metrics`` (metrics.csv, learning curve), ``run``
-(``distill``: data -> trainer -> test errors -> exported student).
+(``distill``: data -> trainer -> test errors -> exported student), ``committee`` (K students differing in seed).
 """
 
 from .checkpoint import model_from_checkpoint  # noqa: F401
+from .committee import committee_students, distill_committee  # noqa: F401
 from .config import DistillConfig, load_config, write_config  # noqa: F401
 from .evaluation import evaluate  # noqa: F401
 from .loss import predict  # noqa: F401
 from .run import distill  # noqa: F401
 from .trainer import Trainer  # noqa: F401
 
-__all__ = ["DistillConfig", "Trainer", "distill", "evaluate", "load_config", "model_from_checkpoint", "predict",
+__all__ = ["DistillConfig", "Trainer", "committee_students", "distill", "distill_committee", "evaluate", "load_config", "model_from_checkpoint", "predict",
            "write_config"]

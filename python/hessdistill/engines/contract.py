@@ -43,6 +43,8 @@ ENGINES = ("ase", "openmm", "lammps")
 TRAJECTORY_EXTENSIONS = {"ase": "traj", "openmm": "dcd", "lammps": "lammpstrj"}
 #: files every engine writes, by key of ``MDResult.files``
 COMMON_FILES = {"monitor_csv": "monitor.csv", "monitor_png": "monitor.png", "summary": "summary.json"}
+#: files of runs with a committee or teacher spot checks (``flagged`` only when frames were flagged)
+TRUST_FILES = {"deviation_csv": "deviation.csv", "flagged": "flagged.extxyz"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,18 @@ class MDOptions:
     max_drift: stop when |drift| exceeds this, eV/atom/ps (None: report only).
     max_deviation: stop when |E - E0| exceeds this, eV/atom (None: report only).
     progress: show a progress bar (ASE and OpenMM; LAMMPS writes its own log).
+    committee: further student files (same elements, other training seeds): with the model they form a
+        committee whose force deviation (``max_devi_f``, :mod:`hessdistill.monitor.deviation`) is reported every
+        report interval in ``deviation.csv``. ASE and OpenMM; LAMMPS not yet.
+    committee_drive: ``mean`` (the committee's mean forces drive the dynamics; K students per step) or ``first``
+        (the model alone drives; the others run only at reports).
+    max_force_deviation: threshold on max_devi_f, eV/A (None: report only); needs a committee.
+    deviation_action: ``stop`` (end the run with ModelDeviationError's message) or ``flag`` (save the frame to
+        ``flagged.extxyz`` and go on).
+    spot_check_teacher: a teacher (name for :func:`~hessdistill.teachers.load_teacher`, or a Teacher) that
+        evaluates the current frame every ``spot_check_interval`` steps; the driving force's error against it is
+        logged in ``deviation.csv`` (None: no spot checks).
+    spot_check_interval: steps between spot checks, a multiple of ``report_interval`` (None: every report).
     """
 
     steps: int = 1000
@@ -75,6 +89,12 @@ class MDOptions:
     max_drift: Optional[float] = 0.01
     max_deviation: Optional[float] = 0.05
     progress: bool = False
+    committee: tuple = ()
+    committee_drive: str = "mean"
+    max_force_deviation: Optional[float] = None
+    deviation_action: str = "stop"
+    spot_check_teacher: Any = None
+    spot_check_interval: Optional[int] = None
 
     def __post_init__(self):
         def integer(name, low):
@@ -101,6 +121,21 @@ class MDOptions:
         positive("friction_per_ps", allow_zero=True)
         positive("max_drift", allow_none=True)
         positive("max_deviation", allow_none=True)
+        if isinstance(self.committee, (str, Path)):
+            raise ConfigError("MD option committee must be a list of student files, got a single path")
+        object.__setattr__(self, "committee", tuple(str(p) for p in (self.committee or ())))
+        positive("max_force_deviation", allow_none=True)
+        if self.committee_drive not in ("mean", "first"):
+            raise ConfigError(f"MD option committee_drive must be 'mean' or 'first', got {self.committee_drive!r}")
+        if self.deviation_action not in ("stop", "flag"):
+            raise ConfigError(f"MD option deviation_action must be 'stop' or 'flag', got {self.deviation_action!r}")
+        if self.max_force_deviation is not None and not self.committee:
+            raise ConfigError("MD option max_force_deviation needs a committee (give committee=[other student files])")
+        if self.spot_check_interval is not None:
+            integer("spot_check_interval", 1)
+            if self.spot_check_interval % self.report_interval:
+                raise ConfigError(f"MD option spot_check_interval ({self.spot_check_interval}) must be a multiple of "
+                                  f"report_interval ({self.report_interval})")
         if self.ensemble not in ("nve", "nvt"):
             raise ConfigError(f"MD option ensemble must be 'nve' or 'nvt', got {self.ensemble!r}")
         if self.ensemble == "nvt" and not (self.temperature_K > 0 and self.friction_per_ps > 0):
@@ -110,6 +145,11 @@ class MDOptions:
     def frame_interval(self) -> int:
         """Steps between trajectory frames."""
         return self.trajectory_interval or self.report_interval
+
+    @property
+    def watches_trust(self) -> bool:
+        """Whether the run has a committee or teacher spot checks (and so writes ``deviation.csv``)."""
+        return bool(self.committee) or self.spot_check_teacher is not None
 
 
 @dataclass(frozen=True)
@@ -204,6 +244,11 @@ def output_files(out_dir, engine: str) -> dict[str, Path]:
     return files
 
 
+def written_files(files: dict) -> dict:
+    """``files`` less ``flagged``, which exists only when a frame was flagged."""
+    return {k: v for k, v in files.items() if k != "flagged" or Path(v).exists()}
+
+
 @dataclass
 class MDResult:
     """Outcome of an MD run, the same fields for every engine (``to_dict()`` is what ``summary.json`` holds).
@@ -212,6 +257,8 @@ class MDResult:
     spent in the MD loop (LAMMPS: its own loop time). Drift and deviation are the energy monitor's.
     ``files``: name -> path (``monitor_csv``, ``monitor_png``, ``trajectory``, ``summary`` and engine extras).
     ``extra``: engine-specific facts (platform, back end, ranks, analysis verdicts).
+    ``trust``: with a committee or spot checks, :meth:`hessdistill.monitor.deviation.DeviationMonitor.summary`
+    (max and mean max_devi_f, flagged frames, teacher force MAE, their correlation); else empty.
     """
 
     engine: str
@@ -227,6 +274,7 @@ class MDResult:
     max_deviation_eV_per_atom: float
     files: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    trust: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -300,8 +348,13 @@ def run_with_contract(engine: str, runner: Callable, model_path, atoms, out_dir,
     elif not isinstance(options, MDOptions):
         raise ConfigError(f"options must be an MDOptions, got {type(options).__name__}")
     engine_opts = engine_options(engine, **engine_kwargs)
+    if engine == "lammps" and options.watches_trust:
+        raise ConfigError("committee and teacher spot checks are not yet supported in LAMMPS; run them with "
+                          "engine ase or openmm")
     check_structure(atoms)
     files = output_files(out_dir, engine)
+    if options.watches_trust:
+        files.update({k: files["summary"].with_name(name) for k, name in TRUST_FILES.items()})
     files["summary"].parent.mkdir(parents=True, exist_ok=True)
     result = runner(model_path, starting_atoms(atoms, options), files, options, engine_opts)
     result.write()

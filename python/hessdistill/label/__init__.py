@@ -9,7 +9,8 @@ from .store import (  # noqa: F401
     merge,
     parse_shard,
     parts_dir,
+    write_store,
 )
 
 __all__ = ["SPLITS", "LabeledStructure", "choose_rows", "label_structures", "load_labels", "merge", "parse_shard",
-           "parts_dir"]
+           "parts_dir", "write_store"]

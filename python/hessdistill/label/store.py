@@ -217,6 +217,24 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
     return Path(store)
 
 
+def write_store(items: Sequence[LabeledStructure], store: str | os.PathLike, teacher_name: str = "") -> Path:
+    """Write labelled structures (e.g. two stores' ``load_labels`` joined) as one merged store, atomically;
+    they are renumbered in the given order."""
+    if not items:
+        raise InputError("no labelled structures to write")
+    Path(store).parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_h5(store) as out:
+        out.attrs.update(
+            {"format": "hessdistill-labels-1", "version": __version__, "energy_unit": "eV", "length_unit": "A",
+             "n_structures": len(items), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "teacher": teacher_name}
+        )
+        grp = out.create_group("structures")
+        for k, it in enumerate(items):
+            label = Label(it.energy, it.forces, it.hessian_rows, it.hessian)
+            _write_group(grp.create_group(f"{k:06d}"), it.atoms(), label, it.split, k)
+    return Path(store)
+
+
 def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
     """All structures of a merged store, in index order."""
     path = Path(store)

@@ -1,6 +1,8 @@
 """MD of an exported student with ASE (VelocityVerlet NVE or Langevin NVT), watched by the energy monitor.
 
-Keeps the engine contract (:mod:`hessdistill.engines.contract`); the trajectory is ``trajectory.traj``.
+Keeps the engine contract (:mod:`hessdistill.engines.contract`); the trajectory is ``trajectory.traj``. With a
+committee (``MDOptions.committee``) the student is a :class:`~.calculator.CommitteeCalculator` and its force
+deviation is recorded at every report (``deviation.csv``), with teacher spot checks when asked.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from ase.md.verlet import VelocityVerlet
 
 from ..contract import (
     ASEOptions, MDOptions, MDResult, kinetic_temperature, monitor_fields, ns_per_day, run_with_contract,
+    written_files,
 )
-from ...errors import EnergyConservationError
+from ...errors import EnergyConservationError, ModelDeviationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 
 
@@ -28,9 +31,18 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
 
 def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
     from ...progress import progress_bar
-    from .calculator import StudentCalculator
+    from ..trust import TrustWatch
+    from .calculator import CommitteeCalculator, StudentCalculator
 
-    atoms.calc = eo.calculator if eo.calculator is not None else StudentCalculator(model_path, device=eo.device)
+    if eo.calculator is not None:
+        atoms.calc = eo.calculator
+    elif o.committee:
+        atoms.calc = CommitteeCalculator([model_path, *o.committee], device=eo.device, drive=o.committee_drive)
+    else:
+        atoms.calc = StudentCalculator(model_path, device=eo.device)
+    watch = TrustWatch.from_options(model_path, o, files, device=eo.device)
+    if watch is not None:
+        watch.check_structure(atoms)
     dt = o.timestep_fs * units.fs
     if o.ensemble == "nve":
         dyn = VelocityVerlet(atoms, dt)
@@ -47,6 +59,14 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
         bar.update(dyn.nsteps - bar.n)
         monitor.record(dyn.nsteps, dyn.nsteps * o.timestep_fs / 1000.0, atoms.get_potential_energy(), kinetic,
                        kinetic_temperature(kinetic, len(atoms)), forces_finite=bool(np.all(np.isfinite(forces))))
+        if watch is not None:
+            deviation = None
+            if isinstance(atoms.calc, CommitteeCalculator):  # the deviation of the calculator's own members
+                deviation = {k: atoms.calc.get_property(k, atoms)
+                             for k in ("max_devi_f", "min_devi_f", "mean_devi_f", "devi_f")}
+            deviation = watch.check(dyn.nsteps, dyn.nsteps * o.timestep_fs / 1000.0, atoms, forces, deviation)
+            if deviation:
+                bar.set_postfix(max_devi_f=f"{deviation['max_devi_f']:.3g}")
 
     dyn.attach(traj.write, interval=o.frame_interval)
     dyn.attach(report, interval=o.report_interval)
@@ -54,15 +74,18 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
     start = time.perf_counter()
     try:
         dyn.run(o.steps)
-    except EnergyConservationError as exc:
+    except (EnergyConservationError, ModelDeviationError) as exc:
         stopped, reason = True, str(exc)
     finally:
         wall = time.perf_counter() - start
         bar.close()
         traj.close()
         monitor.close()
+        if watch is not None:
+            watch.close()
     plot_monitor(files["monitor_csv"], files["monitor_png"])
     steps_done = int(dyn.nsteps)
     return MDResult(engine="ase", steps_requested=o.steps, steps_done=steps_done, stopped=stopped, reason=reason,
                     wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
-                    **monitor_fields(monitor.summary()), files=files, extra={"calculator": type(atoms.calc).__name__})
+                    **monitor_fields(monitor.summary()), files=written_files(files),
+                    extra={"calculator": type(atoms.calc).__name__}, trust=watch.summary() if watch is not None else {})

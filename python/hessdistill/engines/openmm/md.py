@@ -4,7 +4,9 @@
 one energy monitor of the package (``hessdistill.monitor.EnergyMonitor``): it converts kJ/mol to eV, computes the
 temperature from the kinetic energy and the degrees of freedom, checks forces are finite, writes the monitor CSV
 and raises ``EnergyConservationError`` - after flushing the CSV - out of ``simulation.step`` when the run stops
-conserving energy.
+conserving energy. :class:`TrustReporter` does the same for a committee's force deviation and teacher spot checks
+(``ModelDeviationError``); ``run_md`` drives a committee by the mean of its members (:func:`committee_mean_force`,
+a ``CustomCVForce``) or by the first member.
 
 Example
 -------
@@ -24,9 +26,11 @@ from pathlib import Path
 import numpy as np
 from ase import units as ase_units
 
-from ..contract import MDOptions, MDResult, OpenMMOptions, monitor_fields, ns_per_day, run_with_contract
+from ..contract import (
+    MDOptions, MDResult, OpenMMOptions, monitor_fields, ns_per_day, run_with_contract, written_files,
+)
 from ..contract import degrees_of_freedom as contract_dof
-from ...errors import EnergyConservationError, InputError
+from ...errors import EnergyConservationError, InputError, ModelDeviationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
 from .force import _import_openmm, available_backend, create_system, select_platform
@@ -100,6 +104,63 @@ class EnergyMonitorReporter:
 
     def close(self) -> None:
         self.monitor.close()
+
+
+class TrustReporter:
+    """OpenMM reporter of the committee's force deviation and teacher spot checks every ``reportInterval`` steps
+    (a :class:`~hessdistill.engines.trust.TrustWatch`: ``deviation.csv``, threshold stop or flag).
+
+    ``atoms``: an ASE Atoms of the simulated system (elements, cell; OpenMM's cell orientation) whose positions
+    are replaced by the simulation's at each report; the committee is evaluated on that frame and the driving
+    forces (the System's, converted to eV/A) are checked against the teacher.
+
+    Example
+    -------
+    >>> watch = TrustWatch(["s0.pt", "s1.pt", "s2.pt"], "deviation.csv", threshold=0.3, action="flag",
+    ...                    flagged_path="flagged.extxyz")
+    >>> sim.reporters.append(TrustReporter(watch, 10, atoms))
+    """
+
+    def __init__(self, watch, reportInterval: int, atoms):
+        if int(reportInterval) <= 0:
+            raise InputError(f"reportInterval must be a positive number of steps, got {reportInterval}")
+        self.watch, self._interval = watch, int(reportInterval)
+        self.atoms = atoms.copy()
+        self.atoms.calc = None
+        self._last_step = None
+
+    def describeNextReport(self, simulation):
+        steps = self._interval - simulation.currentStep % self._interval
+        return {"steps": steps, "periodic": False, "include": ["positions", "forces"]}
+
+    def report(self, simulation, state):
+        from openmm import unit
+
+        if self._last_step == simulation.currentStep:
+            return
+        self._last_step = simulation.currentStep
+        self.atoms.positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+        forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.angstrom)
+        self.watch.check(simulation.currentStep, state.getTime().value_in_unit(unit.picosecond), self.atoms,
+                         np.asarray(forces) / EV_TO_KJ_PER_MOL)
+
+    def record_initial(self, simulation) -> None:
+        """Record the current state (call before the first step)."""
+        self.report(simulation, simulation.context.getState(getPositions=True, getForces=True))
+
+
+def committee_mean_force(topology, model_paths, **kwargs):
+    """One OpenMM force whose energy is the mean of the students' energies: a ``CustomCVForce`` with one student
+    force (:func:`~.force.student_force`, ``kwargs``) per member as collective variable."""
+    openmm = _import_openmm()
+    from .force import STUDENT_FORCE_PREFIX, student_force
+
+    names = [f"s{k}" for k in range(len(model_paths))]
+    mean = openmm.CustomCVForce(f"({' + '.join(names)}) / {len(names)}")
+    for name, path in zip(names, model_paths):
+        mean.addCollectiveVariable(name, student_force(path, topology, **kwargs))
+    mean.setName(f"{STUDENT_FORCE_PREFIX} committee mean of {len(names)}")
+    return mean
 
 
 class _DCDWriter:
@@ -194,9 +255,18 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     from openmm import app, unit
 
     topology, positions, atoms = topology_from_atoms(atoms)
+    from ..trust import TrustWatch
+
     backend = available_backend(eo.backend)
     system = create_system(topology, model_path, masses=atoms.get_masses(), backend=backend,
                            outputs_forces=eo.outputs_forces, device=eo.device)
+    if o.committee and o.committee_drive == "mean":  # the student force is replaced by the committee's mean
+        system.removeForce(system.getNumForces() - 1)
+        system.addForce(committee_mean_force(topology, [model_path, *o.committee], backend=backend,
+                                             outputs_forces=eo.outputs_forces, device=eo.device))
+    watch = TrustWatch.from_options(model_path, o, files, device=eo.device)
+    if watch is not None:
+        watch.check_structure(atoms)
     dt = o.timestep_fs * 1e-3 * unit.picoseconds
     if o.ensemble == "nve":
         integrator = openmm.VerletIntegrator(dt)
@@ -219,20 +289,25 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=o.max_drift,
                                     max_deviation=o.max_deviation, dof=contract_dof(len(atoms)))
     dcd = _DCDWriter(files["trajectory"], o.frame_interval, simulation)
-    simulation.reporters += [dcd, monitor]
+    trust = TrustReporter(watch, o.report_interval, atoms) if watch is not None else None
+    simulation.reporters += [dcd, monitor] + ([trust] if trust is not None else [])
     stopped, reason = False, ""
     start = time.perf_counter()
     try:
         dcd.report(simulation, simulation.context.getState(getPositions=True))
         monitor.record_initial(simulation)
+        if trust is not None:
+            trust.record_initial(simulation)
         _step(simulation, o)
-    except EnergyConservationError as err:
+    except (EnergyConservationError, ModelDeviationError) as err:
         stopped, reason = True, str(err)
         log.warning("%s", err)
     finally:
         wall = time.perf_counter() - start
         dcd.close()
         monitor.close()
+        if watch is not None:
+            watch.close()
         simulation.reporters.clear()
     steps_done = int(simulation.currentStep)
     plot_monitor(files["monitor_csv"], files["monitor_png"], title=eo.title)
@@ -241,7 +316,8 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
         extra.update(_analyze(files, topology, o.frame_interval, o.timestep_fs, eo.title))
     return MDResult(engine="openmm", steps_requested=o.steps, steps_done=steps_done, stopped=stopped, reason=reason,
                     wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
-                    **monitor_fields(monitor.summary()), files=files, extra=extra)
+                    **monitor_fields(monitor.summary()), files=written_files(files), extra=extra,
+                    trust=watch.summary() if watch is not None else {})
 
 
 def _step(simulation, o: MDOptions) -> None:
