@@ -495,3 +495,183 @@ pair_coeff * * {students['painn']} Si Xx
 """)
     error = run_lammps(tmp_path / "in.bad", tmp_path / "log.bad", in_process=True)
     assert error and "is not covered by student" in error
+
+
+# --- the compiled student (.pt2): same numbers as TorchScript and the ASE calculator, one-line errors -------------
+
+@pytest.fixture(scope="module")
+def pt2_files(tmp_path_factory):
+    """One float64 PaiNN student as TorchScript and as a .pt2 package (compiling takes tens of seconds: once)."""
+    from hessdistill.formats import save_student
+
+    d = tmp_path_factory.mktemp("pt2")
+    model = make_student("painn", type_names=ELEMENTS, features=8, layers=2)
+    return {"torchscript": export_student(model, d / "student.pt"), "pt2": save_student(model, d / "student.pt2")}
+
+
+def read_dump(path):
+    """Rows of a dump written by evaluate(): id, forces, per-atom energy, per-atom virial (sorted by id)."""
+    lines = Path(path).read_text().splitlines()
+    start = lines.index(next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1
+    rows = np.array([[float(x) for x in line.split()] for line in lines[start:]])
+    return {"forces": rows[:, 1:4], "energies": rows[:, 4], "vatom": rows[:, 5:11]}
+
+
+def evaluate_two_sizes(tmp_path, plugin, model, data, change, nprocs=1, pre="", name="sizes"):
+    """evaluate() of the configuration in ``data`` and of the one the LAMMPS commands ``change`` make of it, in one
+    LAMMPS run: both sizes go through the same loaded student."""
+    out = ("id fx fy fz c_pe c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]\n"
+           "dump_modify {d} sort id format float %.17g")
+    code, log = lmp(tmp_path, f"""units metal
+atom_style atomic
+{pre}
+read_data {data}
+plugin load {plugin}
+pair_style hessdistill
+pair_coeff * * {model} Si O
+compute pe all pe/atom
+compute sa all stress/atom NULL virial
+compute pv all pressure NULL virial
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol atoms
+thermo_modify format float %.17g
+dump d0 all custom 1 dump.{name}.0 {out.format(d="d0")}
+run 0
+undump d0
+{change}
+reset_timestep 1
+dump d1 all custom 1 dump.{name}.1 {out.format(d="d1")}
+run 0
+""", nprocs=nprocs, name=name)
+    assert code == 0, log[-2000:]
+    thermo = read_log(tmp_path / f"log.{name}")
+    assert len(thermo["Step"]) == 2
+    return [{"pe": thermo["PotEng"][k], "pressure": np.array([thermo[f"c_pv[{c}]"][k] for c in range(1, 7)]),
+             "volume": thermo["Volume"][k], "log": log, **read_dump(tmp_path / f"dump.{name}.{k}")}
+            for k in range(2)]
+
+
+def _pt2_structures(tmp_path):
+    """(data file, LAMMPS commands making the second size, the two structures in LAMMPS' frame, boundary line)."""
+    cluster = si_o((2, 1, 1), seed=7, tilt=False)
+    cluster.pbc = False
+    cluster.center(vacuum=8.0)
+    mol = write_data(cluster, tmp_path / "mol.data")
+    mol.pbc = False
+    cell = write_data(si_o((1, 1, 2), seed=8), tmp_path / "cell.data")
+    return {
+        # a 16-atom molecule in a shrink-wrapped box, then its first 7 atoms (smaller graph, same package)
+        "molecule": (tmp_path / "mol.data", "group extra id > 7\ndelete_atoms group extra compress no", (mol, mol[:7]),
+                     "boundary s s s"),
+        # a 32-atom periodic triclinic cell, then twice that along a (LAMMPS numbers the copy after the original)
+        "periodic cell": (tmp_path / "cell.data", "replicate 2 1 1", (cell, cell.repeat((2, 1, 1))), ""),
+    }
+
+
+@pytest.mark.parametrize("kind", ["molecule", "periodic cell"])
+def test_pt2_equals_torchscript_and_ase(tmp_path, plugin, pt2_files, kind):
+    """Energy, forces, per-atom energies, global and per-atom virials of the .pt2 package = the TorchScript file
+    (the autograd path) = the ASE calculator, to 1e-12 in float64, for two sizes through one loaded package."""
+    data, change, atoms, pre = _pt2_structures(tmp_path)[kind]
+    got = {f: evaluate_two_sizes(tmp_path, plugin, path, data, change, pre=pre, name=f)
+           for f, path in pt2_files.items()}
+    assert "(.pt2 package, painn)" in got["pt2"][0]["log"] and "(TorchScript, painn)" in got["torchscript"][0]["log"]
+    for size in range(2):
+        pt2, ts = got["pt2"][size], got["torchscript"][size]
+        assert len(pt2["forces"]) == len(atoms[size])
+        for key in ("pe", "energies", "forces", "pressure", "vatom"):
+            close(pt2[key], ts[key], rtol=1e-12)
+        ref = reference(pt2_files["torchscript"], atoms[size]) if kind == "periodic cell" else \
+            reference_energy_forces(pt2_files["torchscript"], atoms[size])
+        close(pt2["pe"], ref["pe"], rtol=1e-12)
+        close(pt2["energies"], ref["energies"], rtol=1e-12)
+        close(pt2["forces"], ref["forces"], rtol=1e-12)
+        if "stress" in ref:
+            close(-pt2["pressure"] / NKTV2P["metal"], ref["stress"], rtol=1e-12)
+        # the per-atom virials (from the package's shift forces) add up to its global virial
+        close(-pt2["vatom"].sum(axis=0) / pt2["volume"], pt2["pressure"], rtol=1e-12)
+        assert np.abs(pt2["vatom"]).max() > 1.0 and np.abs(pt2["forces"]).max() > 1e-3  # not trivially zero
+
+
+@pytest.mark.parametrize("kind", ["molecule", "periodic cell"])
+def test_pt2_two_ranks_equal_one_rank(tmp_path, plugin, pt2_files, kind):
+    """The package on 2 MPI ranks (ghost nodes with local = False, forces folded back by LAMMPS) = on 1 rank."""
+    data, change, atoms, pre = _pt2_structures(tmp_path)[kind]
+    one = evaluate_two_sizes(tmp_path, plugin, pt2_files["pt2"], data, change, pre=pre, name="one")
+    two = evaluate_two_sizes(tmp_path, plugin, pt2_files["pt2"], data, change, pre=pre + "\nprocessors 2 1 1",
+                             nprocs=2, name="two")
+    assert re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+[1-9]\d* min", two[1]["log"])  # both ranks have atoms
+    for size in range(2):
+        for key in ("pe", "energies", "forces", "vatom", "pressure"):
+            close(two[size][key], one[size][key], rtol=1e-12)
+
+
+def _rewrite_pt2_metadata(src, dst, change):
+    """Copy package ``src`` to ``dst`` with its metadata JSON passed through ``change`` (no recompiling)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.endswith("_metadata.json"):
+                data = json.dumps(change(json.loads(data))).encode()
+            zout.writestr(item, data)
+
+
+BAD_PT2 = {
+    "other torch": (lambda m: {**m, "torch_version": "2.8.0"}, "was compiled by torch 2.8.0; this plugin is built "
+                    f"with torch {torch.__version__.split('+')[0]}"),
+    "missing metadata": (lambda m: {k: v for k, v in m.items() if k == "AOTI_DEVICE_KEY"},
+                         "is not a hessdistill .pt2 student: metadata lacks format"),
+    "wrong device": (lambda m: {**m, "device": "cuda"}, "was compiled for cuda and runs only there"),
+    "other cpu": (lambda m: {**m, "cpu_isa": m["cpu_isa"] + " avx1024"}, "CPU lacks avx1024"),
+    "other signature": (lambda m: {**m, "pt2_signature": "99"}, "has pt2 signature '99'"),
+    "neither format": (None, "neither a .pt2 package nor TorchScript"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PT2))
+def test_pt2_bad_package(tmp_path, plugin, pt2_files, case):
+    change, message = BAD_PT2[case]
+    bad = tmp_path / "bad.pt2"
+    if change is None:  # a zip archive that is neither format
+        import zipfile
+
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("student/data.txt", "not a model\n")
+    else:
+        _rewrite_pt2_metadata(pt2_files["pt2"], bad, change)
+    write_data(si_o(1), tmp_path / "s.data")
+    code, log = lmp(tmp_path, f"""units metal
+atom_style atomic
+read_data s.data
+plugin load {plugin}
+pair_style hessdistill
+pair_coeff * * {bad} Si O
+run 0
+""")
+    assert code > 0, f"expected a LAMMPS error, got exit code {code}"
+    errors = [line for line in log.splitlines() if line.startswith("ERROR")]
+    assert errors and message in errors[0] and str(bad) in errors[0], log[-1500:]
+
+
+def test_torchscript_named_pt2_runs_as_torchscript(tmp_path, plugin, pt2_files):
+    """The format is told by content: a TorchScript file called .pt2 is TorchScript, with the same numbers."""
+    renamed = tmp_path / "student.pt2"
+    shutil.copy(pt2_files["torchscript"], renamed)
+    write_data(si_o(1, seed=9), tmp_path / "s.data")
+    got = evaluate(tmp_path, plugin, renamed, tmp_path / "s.data", name="renamed")
+    ref = evaluate(tmp_path, plugin, pt2_files["pt2"], tmp_path / "s.data", name="pt2")
+    assert "(TorchScript, painn)" in got["log"] and "(.pt2 package, painn)" in ref["log"]
+    close(got["forces"], ref["forces"], rtol=1e-12)
+
+
+def test_run_md_with_pt2(tmp_path, plugin, pt2_files):
+    """run_md takes the package as it takes TorchScript: the same NVE trajectory."""
+    options = MDOptions(steps=20, timestep_fs=1.0, temperature_K=300)
+    runs = {f: run_md(path, si_o(1, seed=10), tmp_path / f, options, plugin=plugin) for f, path in pt2_files.items()}
+    assert not runs["pt2"].stopped, runs["pt2"].reason
+    a, b = (read_monitor_csv(runs[f].files["monitor_csv"]) for f in ("torchscript", "pt2"))
+    assert len(a["total_eV"]) == len(b["total_eV"]) > 1
+    np.testing.assert_allclose(b["total_eV"], a["total_eV"], rtol=1e-10)
+    np.testing.assert_allclose(b["potential_eV"], a["potential_eV"], rtol=1e-10)

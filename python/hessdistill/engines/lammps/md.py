@@ -104,7 +104,8 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
 def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     from ase.io import write
 
-    from ...formats.torchscript import StudentFile
+    from ...formats import read_metadata
+    from ...structures import check_elements
 
     if atoms.pbc.any() and not atoms.pbc.all():
         raise InputError("run_md with LAMMPS needs a cell periodic in all three directions, or none (a molecule)")
@@ -113,9 +114,9 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
         # A molecule: a box with vacuum for the data file, shrink-wrapped so no atom is ever lost or imaged.
         atoms.center(vacuum=10.0)
         boundary = "s s s"
-    student = StudentFile(model_path, device="cpu")
-    student.species(atoms.get_chemical_symbols())  # raises UnsupportedElementError for uncovered elements
-    elements = [s for s in student.type_names if s in set(atoms.get_chemical_symbols())]
+    type_names = read_metadata(model_path)["type_names"].split()  # TorchScript or .pt2 (the plugin takes both)
+    check_elements(atoms, type_names, f"student {Path(model_path).name}")
+    elements = [s for s in type_names if s in set(atoms.get_chemical_symbols())]
 
     out = files["summary"].parent
     files = {**files, **dict(data=out / "system.data", input=out / "in.md", log=out / "log.lammps")}

@@ -15,7 +15,6 @@
 #include "utils.h"
 
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 
 #include <climits>
@@ -53,8 +52,8 @@ torch::Tensor to_host(const torch::Tensor &t)
 }    // namespace
 
 PairHessdistill::PairHessdistill(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), nthreads(0), cache_attached(false), dtype(torch::kFloat64), cutoff(0.0),
-    num_interactions(0), interaction_range(0.0), energy_factor(1.0)
+    Pair(lmp), device(torch::kCPU), device_given(false), nthreads(0), cache_attached(false), dtype(torch::kFloat64),
+    cutoff(0.0), num_interactions(0), interaction_range(0.0), energy_factor(1.0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -92,6 +91,7 @@ void PairHessdistill::settings(int narg, char **arg)
   // ranks share the visible GPUs round robin
   auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
+  device_given = false;
   nthreads = 0;
   bool use_block_cache = false;
   for (int iarg = 0; iarg < narg; iarg += 2) {
@@ -100,6 +100,7 @@ void PairHessdistill::settings(int narg, char **arg)
       error->all(FLERR, "pair_style hessdistill: keyword '{}' needs a value; expected: {}", key,
                  SETTINGS_SYNTAX);
     const std::string value = arg[iarg + 1];
+    if (key == "device") device_given = true;
     if (key == "device" && value == "cpu") {
       device = torch::Device(torch::kCPU);
     } else if (key == "device" && value == "cuda") {
@@ -136,7 +137,8 @@ void PairHessdistill::settings(int narg, char **arg)
     torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};
     torch::jit::setFusionStrategy(strategy);
   }
-  if (!student_path.empty()) student.to(device);
+  // pair_style repeated after pair_coeff: the student moves to the (new) device by loading it again there
+  if (student) load_student(student_path);
 }
 
 /* pair_coeff * * student.pt Si O ...   (one element name per atom type) */
@@ -168,29 +170,25 @@ void PairHessdistill::coeff(int narg, char **arg)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
 }
 
-/* Load the TorchScript student and its metadata (plain-text extra files, see hessdistill/export.py). */
+/* Load the student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py). */
 
 void PairHessdistill::load_student(const std::string &path)
 {
   if (!std::ifstream(path).good())
     error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
 
-  std::unordered_map<std::string, std::string> meta;
-  for (const char *key : {"format", "architecture", "cutoff", "num_interactions", "interaction_range",
-                          "type_names", "energy_unit", "length_unit", "dtype"})
-    meta[key] = "";
   try {
-    student = torch::jit::load(path, device, meta);
-  } catch (const c10::Error &e) {
-    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}' as a TorchScript student: {}", path,
-               first_line(e.what_without_backtrace()));
+    student = hessdistill::open_student(path, device, device_given);
+  } catch (const hessdistill::StudentFileError &e) {
+    error->all(FLERR, "pair_coeff hessdistill: {}", e.what());
   } catch (const std::exception &e) {
-    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}' as a TorchScript student: {}", path,
-               first_line(e.what()));
+    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
   }
+  device = student->device;
+  auto &meta = student->metadata;
   if (meta["format"] != FORMAT)
     error->all(FLERR, "pair_coeff hessdistill: '{}' is not a hessdistill student (format '{}', expected '{}'); "
-               "write one with hessdistill.export.export_student", path, meta["format"], FORMAT);
+               "write one with hessdistill.formats.save_student", path, meta["format"], FORMAT);
   if (meta["energy_unit"] != "eV" || meta["length_unit"] != "A")
     error->all(FLERR, "pair_coeff hessdistill: '{}' uses units {} / {}; expected eV / A", path,
                meta["energy_unit"], meta["length_unit"]);
@@ -216,12 +214,11 @@ void PairHessdistill::load_student(const std::string &path)
     error->all(FLERR, "pair_coeff hessdistill: '{}' has invalid metadata: cutoff {}, num_interactions {}, "
                "type_names '{}'", path, cutoff, num_interactions, meta["type_names"]);
 
-  student.eval();
   student_path = path;
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair hessdistill: student {} ({}), elements {}, cutoff {} A, {} interactions, {}, "
-                   "device {}, {} thread(s)\n", path, meta["architecture"], join(type_names), cutoff,
-                   num_interactions, meta["dtype"], device.str(), at::get_num_threads());
+    utils::logmesg(lmp, "pair hessdistill: student {} ({}, {}), elements {}, cutoff {} A, {} interactions, {}, "
+                   "device {}, {} thread(s)\n", path, student->format(), meta["architecture"], join(type_names),
+                   cutoff, num_interactions, meta["dtype"], device.str(), at::get_num_threads());
 }
 
 void PairHessdistill::init_style()
@@ -379,31 +376,31 @@ void PairHessdistill::compute(int eflag, int vflag)
   torch::Tensor edge_index = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
                                            torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
                                  .to(device);
-  torch::Tensor pos = x_nodes.to(device, dtype, false, true).requires_grad_(true);
-  torch::Tensor shifts = shifts_host.to(device, dtype, false, true).requires_grad_(vflag_either != 0);
+  torch::Tensor pos = x_nodes.to(device, dtype, false, true);
+  torch::Tensor shifts = shifts_host.to(device, dtype, false, true);
+  torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal).to(device);
 
-  // energy of the local atoms and its gradient
-  torch::Tensor atomic, energy;
-  std::vector<torch::Tensor> grads;
-  try {
-    atomic = student.forward({pos, species.to(device), edge_index, shifts}).toTensor();
-    energy = atomic.narrow(0, 0, nlocal).sum();
-    std::vector<torch::Tensor> inputs{pos};
-    if (vflag_either) inputs.push_back(shifts);
-    grads = torch::autograd::grad({energy}, inputs, {}, false, false, true);
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair hessdistill: student evaluation failed: {}", first_line(e.what()));
+  // the five outputs of formats/evaluate.py, from either format; a rank without atoms has none to ask for
+  hessdistill::StudentOutputs out;
+  if (nnodes == 0) {
+    out = {torch::zeros({}, host_f64), torch::zeros({0}, host_f64), torch::zeros({0, 3}, host_f64),
+           torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
+  } else {
+    try {
+      out = student->run(pos, species.to(device), edge_index, shifts, local, vflag_either != 0);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair hessdistill: student evaluation failed: {}", first_line(e.what()));
+    }
   }
 
-  // forces f = -dE/dx on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
-  torch::Tensor forces = grads[0].defined() ? to_host(grads[0]).mul_(-energy_factor)
-                                            : torch::zeros({nnodes, 3}, host_f64);
+  // forces on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
+  torch::Tensor forces = to_host(out.forces).mul_(energy_factor);
   const double *fp = forces.data_ptr<double>();
   for (int64_t n = 0; n < nnodes; n++)
     for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
 
   // a non-finite energy or force means the run has left what the student can describe: stop, saying so
-  const double e_local = energy.item<double>();
+  const double e_local = to_host(out.energy).item<double>();
   int bad = std::isfinite(e_local) ? 0 : 1;
   for (int64_t k = 0; k < 3 * nnodes && !bad; k++) bad = std::isfinite(fp[k]) ? 0 : 1;
   int any_bad = 0;
@@ -414,21 +411,21 @@ void PairHessdistill::compute(int eflag, int vflag)
 
   if (eflag_global) eng_vdwl += energy_factor * e_local;
   if (eflag_atom) {
-    torch::Tensor e = to_host(atomic.narrow(0, 0, nlocal));
+    torch::Tensor e = to_host(out.energies.narrow(0, 0, nlocal));
     const double *ep = e.data_ptr<double>();
     for (int i = 0; i < nlocal; i++) eatom[i] += energy_factor * ep[i];
   }
   if (!vflag_either) return;
 
   // virial W = sum_nodes x f^T + sum_edges shift f_shift^T (f_shift = -dE/dshift): the strain derivative of E
-  torch::Tensor fshift = grads[1].defined() ? to_host(grads[1]).mul_(-energy_factor)
-                                            : torch::zeros({nedges, 3}, host_f64);
   const int64_t voigt[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
   if (vflag_global) {
-    torch::Tensor w = x_nodes.t().mm(forces) + shifts_host.t().mm(fshift);
-    for (int k = 0; k < 6; k++) virial[k] += w[voigt[k][0]][voigt[k][1]].item<double>();
+    torch::Tensor w = to_host(out.virial).mul_(energy_factor);
+    const double *wp = w.data_ptr<double>();
+    for (int k = 0; k < 6; k++) virial[k] += wp[3 * voigt[k][0] + voigt[k][1]];
   }
   if (vflag_atom) {
+    torch::Tensor fshift = to_host(out.shift_forces).mul_(energy_factor);
     // pairwise split: edge e adds r_e f_shift_e^T, half to each end (sums to the global virial)
     torch::Tensor src = torch::from_blob(edge_src.data(), {nedges}, host_i64);
     torch::Tensor dst = torch::from_blob(edge_dst.data(), {nedges}, host_i64);

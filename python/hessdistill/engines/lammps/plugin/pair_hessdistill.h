@@ -1,10 +1,13 @@
-/* pair_style hessdistill: a hessdistill student (TorchScript message-passing potential) as a LAMMPS pair style.
+/* pair_style hessdistill: a hessdistill student (message-passing potential) as a LAMMPS pair style.
 
    pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
                           (default: cuda when available; torch's thread count as it is; memory system)
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
 
-   Energies come from the student, forces and virial from autograd through it. The student sees a graph whose
+   The student file is TorchScript or a compiled .pt2 package, told apart by content (student_runner.h); a .pt2
+   runs on the device it was compiled for. Energies come from the student, forces and virial from autograd
+   through it (TorchScript) or from the package's compiled derivatives (.pt2): the same five outputs either way
+   (hessdistill.formats.evaluate), scattered by one compute(). The student sees a graph whose
    nodes are the local atoms plus the ghost atoms owned by other ranks; a ghost that is a periodic image of a local
    atom is folded onto that atom and its edges carry the image shift, so on one rank the student does exactly the
    work of a periodic evaluation. Only local energies are summed; forces on remote ghosts are reverse-communicated
@@ -21,7 +24,9 @@
 
 #include "pair.h"
 
-#include <torch/script.h>
+#include "student_runner.h"
+
+#include <memory>
 
 #include <string>
 #include <unordered_map>
@@ -46,11 +51,12 @@ class PairHessdistill : public Pair {
   void build_graph();
 
   torch::Device device;
-  int nthreads;    // from `threads N`; 0: torch's thread count left as it is
+  bool device_given;      // pair_style ... device X: a .pt2 for another device is refused, not followed
+  int nthreads;           // from `threads N`; 0: torch's thread count left as it is
   bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
 
   // the student and its metadata
-  torch::jit::Module student;
+  std::unique_ptr<hessdistill::StudentRunner> student;
   std::string student_path;
   torch::ScalarType dtype;
   double cutoff;

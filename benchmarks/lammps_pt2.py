@@ -1,0 +1,129 @@
+"""LAMMPS cost per atom-step with pair_style hessdistill: TorchScript student file against the compiled .pt2 package.
+Target (issue 11): >= 3x over TorchScript in LAMMPS on CPU.
+
+    OMP_NUM_THREADS=1 python benchmarks/lammps_pt2.py [--rounds 5] [--cells 2 4 8] [--out results/lammps_pt2.json]
+
+Standalone (no harness). One PaiNN student of the default size (students/ defaults; random weights: speed does not
+depend on them) is exported as TorchScript and as .pt2, in float32 and float64. For each bulk Si cell (n^3
+conventional cells, rattled: 64, 512, 4096 atoms) two LAMMPS instances run NVE in this process (the lammps module),
+one per format, with ``pair_style hessdistill threads 1 memory cache`` on one rank. After warm-up steps they are
+timed in interleaved rounds (common.interleaved: TorchScript, pt2, TorchScript, pt2, ...), each round ``run N``
+steps on the process's CPU clock, so other jobs on the machine slow both alike; the speed-up is the median over
+rounds of the within-round ratio (min and max kept). us per atom-step is the whole LAMMPS step (neighbor lists and
+integration included) per atom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Seconds, interleaved  # noqa: E402
+
+
+def silicon(cells: int):
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(cells)
+    atoms.rattle(0.05, seed=cells)
+    return atoms
+
+
+def lammps_nve(model_path, data: Path, plugin, log: Path):
+    """An in-process LAMMPS instance set up for NVE of the structure in ``data`` with the student in ``model_path``."""
+    from hessdistill.engines.lammps import lammps_module
+
+    lmp = lammps_module().lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
+    lmp.commands_string(f"""units metal
+atom_style atomic
+read_data {data}
+plugin load {plugin}
+pair_style hessdistill threads 1 memory cache
+pair_coeff * * {model_path} Si
+neighbor 1.0 bin
+neigh_modify every 1 delay 0 check yes
+timestep 0.001
+velocity all create 300 12345 loop geom
+fix nve all nve
+thermo 1000
+run 3""")
+    return lmp
+
+
+def steps(lmp, n: int) -> Seconds:
+    """CPU seconds per step of ``run n`` (LAMMPS runs in this process, one torch thread)."""
+    t0 = time.process_time()
+    lmp.command(f"run {n} pre no post no")
+    return Seconds((time.process_time() - t0) / n)
+
+
+def main(argv=None):
+    from ase.io import write
+
+    from hessdistill.engines.lammps import build_plugin
+    from hessdistill.formats import save_student
+    from hessdistill.students import build_student
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--cells", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    p.add_argument("--seconds", type=float, default=0.5, help="CPU seconds per timed call (sets steps per round)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "lammps_pt2.json"))
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    plugin = build_plugin()
+    torch.manual_seed(0)
+    model = build_student("painn", type_names=["Si"], atomic_numbers=[14])
+    results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "ranks": 1,
+               "student": {"architecture": "painn", **model.hyperparameters()}, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for dtype in a.dtypes:
+            paths = {}
+            for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2")):
+                t0 = time.perf_counter()
+                paths[fmt] = save_student(model, tmp / f"s_{dtype}{suffix}", dtype=dtype, format=fmt)
+                print(f"export {dtype} {fmt}: {time.perf_counter() - t0:.1f} s", flush=True)
+            for cells in a.cells:
+                atoms = silicon(cells)
+                data = tmp / f"si{len(atoms)}.data"
+                write(data, atoms, format="lammps-data", specorder=["Si"], masses=True, units="metal",
+                      atom_style="atomic")
+                lmps = {fmt: lammps_nve(path, data, plugin, tmp / f"log.{fmt}") for fmt, path in paths.items()}
+                try:
+                    first = {fmt: steps(lmp, 2) for fmt, lmp in lmps.items()}  # warm-up, and the step count
+                    n = max(1, round(a.seconds / max(first.values())))
+                    seconds = interleaved({fmt: (lambda lmp=lmp: steps(lmp, n)) for fmt, lmp in lmps.items()},
+                                          a.rounds, desc=f"{dtype} {len(atoms)} atoms")
+                finally:
+                    for lmp in lmps.values():
+                        lmp.close()
+                ts, pt2 = (np.asarray(seconds[fmt]) for fmt in ("torchscript", "pt2"))
+                ratio = ts / pt2
+                row = {"atoms": len(atoms), "dtype": dtype, "steps_per_round": n,
+                       "ms_per_step": {"torchscript": 1e3 * float(np.median(ts)), "pt2": 1e3 * float(np.median(pt2))},
+                       "us_per_atom_step": {"torchscript": 1e6 * float(np.median(ts)) / len(atoms),
+                                            "pt2": 1e6 * float(np.median(pt2)) / len(atoms)},
+                       "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
+                                   "max": float(ratio.max())},
+                       "seconds_per_step": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
+                results["rows"].append(row)
+                u = row["us_per_atom_step"]
+                print(f"{dtype} {len(atoms):5d} atoms: TorchScript {u['torchscript']:7.2f} us/atom-step, pt2 "
+                      f"{u['pt2']:7.2f}; speed-up {row['speedup']['median']:.2f}x (min {row['speedup']['min']:.2f}, "
+                      f"max {row['speedup']['max']:.2f})", flush=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
