@@ -12,6 +12,9 @@ Each size times ``steps`` steps after two warm-up steps (the first builds the li
 time per step (one thread; the shared 2-core machines make wall time depend on their load), wall time and page
 faults beside it: blocks over glibc's 32 MB mmap threshold (:mod:`hessdistill.heap`) are faulted in afresh every
 step, which the student's edge tensors reach at ~40k atoms.
+Each heap setting runs in its own process (glibc's settings last for the process): ``thresholds`` is
+``keep_freed_memory()`` (what the ``hessdistill`` command does by default), ``large-blocks`` is
+``keep_freed_memory(large_blocks=True)`` (``hessdistill --heap-large-blocks``: no mmap, blocks over 32 MB reused).
 Writes ``benchmarks/results/openmm_scaling.json`` and prints the cost per atom-step and its ratio to the smallest
 system's. Timings are printed, never asserted.
 """
@@ -27,6 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+#: heap setting name -> keep_freed_memory(large_blocks=...)
+HEAP_SETTINGS = {"thresholds": False, "large-blocks": True}
 
 
 def silicon(n: int, seed: int = 0):
@@ -96,18 +103,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 4k atoms only")
     parser.add_argument("--sizes", default="5,8,13,18", help="supercell repeats n (8 n^3 atoms)")
+    parser.add_argument("--heap", default="all", choices=["all", *HEAP_SETTINGS],
+                        help="glibc heap setting (all: each in its own process)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "openmm_scaling.json"))
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")][: 2 if args.quick else None]
-    steps = [max(3, int(round(20 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
-    results = run(sizes, steps)
-    import openmm
+    if args.heap == "all":
+        import subprocess
+        import sys
 
-    results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
-                          "cpu_count": __import__("os").cpu_count()}
-    for label in ("skin 1 A", "skin 0"):
-        print(f"{label}: cost per atom-step, max/min over sizes {results[label]['max_over_min']:.2f} "
-              f"(target <= 1.3)")
+        results = {}
+        for heap in HEAP_SETTINGS:
+            with tempfile.NamedTemporaryFile(suffix=".json") as part:
+                cmd = [sys.executable, __file__, "--sizes", args.sizes, "--heap", heap, "--out", part.name]
+                subprocess.run(cmd + (["--quick"] if args.quick else []), check=True)
+                results[heap] = json.loads(Path(part.name).read_text())
+    else:
+        from hessdistill.heap import keep_freed_memory
+
+        keep_freed_memory(large_blocks=HEAP_SETTINGS[args.heap])
+        print(f"== heap: {args.heap}", flush=True)
+        sizes = [int(s) for s in args.sizes.split(",")][: 2 if args.quick else None]
+        steps = [max(3, int(round(20 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
+        results = run(sizes, steps)
+        import openmm
+
+        results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
+                              "cpu_count": __import__("os").cpu_count()}
+        for label in ("skin 1 A", "skin 0"):
+            print(f"{args.heap}, {label}: cost per atom-step, max/min over sizes "
+                  f"{results[label]['max_over_min']:.2f} (target <= 1.3)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

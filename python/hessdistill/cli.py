@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-heap-tuning", action="store_true",
                         help="leave glibc's malloc thresholds as they are (by default this command keeps freed "
                              "memory for reuse: hessdistill.heap.keep_freed_memory)")
+    parser.add_argument("--heap-large-blocks", action="store_true",
+                        help="keep blocks over 32 MB for reuse too (no mmap): flat cost per atom-step for OpenMM "
+                             "and ASE MD of tens of thousands of atoms, at the price of memory held by the process")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_refine, _add_example,
                 _add_lammps_plugin):
@@ -370,7 +373,7 @@ def main(argv=None) -> None:
     if not args.no_heap_tuning:
         from .heap import keep_freed_memory
 
-        keep_freed_memory()
+        keep_freed_memory(large_blocks=args.heap_large_blocks)
     try:
         args.func(args)
     except HessdistillError as exc:

@@ -31,25 +31,43 @@ import logging
 
 log = logging.getLogger("hessdistill.heap")
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # mallopt parameter numbers from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its own sliding rule stops
 TRIM_THRESHOLD = 1024 * 1024 * 1024  # a training step's working set passes the 64 MB glibc would pair with it
 
-_done = False
+_applied: set[str] = set()
 
 
-def keep_freed_memory() -> bool:
+def _mallopt():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        log.debug("no mallopt in this C library; heap left as it is")
+        return None
+
+
+def keep_freed_memory(large_blocks: bool = False) -> bool:
     """Fix glibc's mmap threshold at 32 MB and its trim threshold at 1 GB for this whole process (once; the
     settings stay until the process ends).
 
+    ``large_blocks=True`` also stops glibc from using ``mmap`` at all (``M_MMAP_MAX = 0``), so blocks over 32 MB
+    come from the heap and are reused too. That is what keeps a 47k-atom OpenMM step from faulting in ~300k
+    fresh pages a step (half its time in the kernel; ``benchmarks/openmm_scaling.py``). The price is memory: the
+    heap keeps the largest step's blocks and can fragment (in LAMMPS at 32k atoms it grew to 2.7x a step's working
+    set, which is why the LAMMPS pair style has its own cache, ``memory cache``). Use it for large systems with
+    memory to spare. Environment equivalent: ``MALLOC_MMAP_MAX_=0``.
+
     Returns True when in effect; a no-op returning False where the C library has no ``mallopt`` (macOS, musl).
     """
-    global _done
-    if not _done:
-        try:
-            mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-        except (OSError, AttributeError):
-            log.debug("no mallopt in this C library; heap left as it is")
-            return False
-        _done = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    return _done
+    wanted = {"thresholds"} | ({"large_blocks"} if large_blocks else set())
+    if wanted <= _applied:
+        return True
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    if "thresholds" not in _applied:
+        if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
+            _applied.add("thresholds")
+    if large_blocks and "large_blocks" not in _applied and mallopt(_M_MMAP_MAX, 0) == 1:
+        _applied.add("large_blocks")
+    return wanted <= _applied

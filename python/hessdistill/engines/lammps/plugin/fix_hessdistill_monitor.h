@@ -29,8 +29,6 @@
 #include <string>
 #include <utility>
 
-namespace LAMMPS_NS {
-
 namespace hessdistill {
 
 // Least-squares slope of y against x from running sums: hessdistill.monitor.drift.RunningSlope, operation for
@@ -56,6 +54,8 @@ class RunningSlope {
 };
 
 }    // namespace hessdistill
+
+namespace LAMMPS_NS {
 
 class FixHessdistillMonitor : public Fix {
  public:
