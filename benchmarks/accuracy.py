@@ -44,7 +44,7 @@ def jobs(size, dataset) -> list[dict]:
     return out
 
 
-def _train_one(size, dataset, workdir: str, job: dict) -> dict:
+def train_one(size, dataset, workdir: str, job: dict) -> dict:
     """One training run (in a worker process): distill, then the record of its test errors."""
     import torch
 
@@ -88,11 +88,11 @@ def train(size, datasets: list, workdir: Path, jobs_parallel: int = 1) -> dict[s
 
     if jobs_parallel <= 1:
         for k in order:
-            done(k, lambda k=k: _train_one(size, todo[k][0], str(workdir), todo[k][1]))
+            done(k, lambda k=k: train_one(size, todo[k][0], str(workdir), todo[k][1]))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads exist
         with ProcessPoolExecutor(jobs_parallel, mp_context=ctx) as pool:
-            futures = {pool.submit(_train_one, size, todo[k][0], str(workdir), todo[k][1]): k for k in order}
+            futures = {pool.submit(train_one, size, todo[k][0], str(workdir), todo[k][1]): k for k in order}
             for fut in as_completed(futures):
                 done(futures[fut], fut.result)
     bar.close()

@@ -1,9 +1,5 @@
-"""Shared pieces of the benchmark harness: size presets, machine and version info, side-by-side timing,
-error capture, and running a function in a fresh subprocess.
-
-Every figure of the benchmark is a ratio of two measurements taken in the same run, interleaved (A, B, A, B, ...)
-so that load from other processes on the machine hits both sides alike; the ratio uses the medians.
-"""
+"""Shared pieces of the benchmark harness: size presets, machine and version info, error capture, JSON
+conversion and running a function in a fresh subprocess. Timing is ``timing.py``'s job."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +42,7 @@ class Size:
     lr: float = 3e-3
     s_values: tuple = (4, "full")  # extra Hessian row counts for the accuracy-vs-s curve (s = 1 comes from seeds)
     # timing
-    rounds: int = 3  # interleaved rounds per timing
+    rounds: int = 3  # interleaved rounds per MD speed timing
     student_md_steps: int = 40  # ASE steps per round and student
     teacher_md_steps: dict = field(default_factory=dict)  # ASE steps per round of each teacher
     engine_steps: int = 100  # OpenMM / LAMMPS steps (N and 2N, the difference is timed)
@@ -161,29 +156,7 @@ def jsonable(obj):
     return obj
 
 
-# ------------------------------------------------------------------------------------------------ timing
-
-
-class Seconds(float):
-    """A time a function measured itself (e.g. per MD step); ``interleaved`` takes it instead of the call's wall
-    time. Any other return value is ignored."""
-
-
-def interleaved(fns: dict[str, Callable], rounds: int, desc: str = "timing") -> dict[str, list]:
-    """Call each function once per round, in turn (A, B, C, A, B, C, ...); return the seconds of every call:
-    the wall time of the call, or the ``Seconds`` the function returned."""
-    from tqdm import tqdm
-
-    times: dict[str, list] = {k: [] for k in fns}
-    with tqdm(total=rounds * len(fns), desc=desc, unit="call", leave=False) as bar:
-        for _ in range(rounds):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                measured = fn()
-                elapsed = time.perf_counter() - t0
-                times[name].append(float(measured) if isinstance(measured, Seconds) else elapsed)
-                bar.update(1)
-    return times
+# ------------------------------------------------------------------------------------------------ statistics
 
 
 def median(xs) -> float:
