@@ -61,15 +61,13 @@ def memory_child(teacher: str, structure: str, mode: str) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    t0 = time.perf_counter()
     h = t.hessian(atoms)
-    seconds = time.perf_counter() - t0
     done.set()
     sampler.join()
     peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"rss_before_MB": rss_before, "rss_peak_MB": peak[0], "hessian_peak_rise_MB": peak[0] - rss_before,
-            "maxrss_rise_MB": maxrss_after - maxrss_before, "seconds": seconds, "rows": int(h.shape[0])}
+            "maxrss_rise_MB": maxrss_after - maxrss_before, "rows": int(h.shape[0])}
 
 
 def start_memory_probes(size, jobs: int = 1):

@@ -41,6 +41,15 @@ def _err(part) -> str | None:
     return part.get("error") if isinstance(part, dict) else "missing"
 
 
+def _each(parts: dict, lines: list[str]):
+    """(name, part) of every part that ran; an ERROR line in ``lines`` for each that failed."""
+    for name, part in parts.items():
+        if _err(part):
+            lines.append(f"- {name}: ERROR {_err(part)}")
+        else:
+            yield name, part
+
+
 def _mev(x) -> str:
     return _f(None if x is None else 1e3 * x, "{:.1f}")
 
@@ -71,10 +80,7 @@ def _header(res: dict, rel: str) -> list[str]:
     for name, t in res.get("targets", {}).items():
         lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else ('no' if t['met'] is False else 'n/a')} |")
     lines += ["", "## Data", ""]
-    for system, d in res["data"].items():
-        if _err(d):
-            lines.append(f"- {system}: ERROR {_err(d)}")
-            continue
+    for system, d in _each(res["data"], lines):
         lines.append(f"- {system}: teacher {d['teacher']}, structures {d['structures']}, Hessian rows stored per "
                      f"structure: {d['hessian_rows_stored']}, sampling {d['seconds']['sample']:.0f} s, labelling "
                      f"{d['seconds']['label']:.0f} s")
@@ -120,10 +126,7 @@ def _notes(res: dict) -> list[str]:
 
 def _speed(res: dict) -> list[str]:
     lines = ["", "## 1. Speed (MD steps/s, student / teacher, same structure)", ""]
-    for system, sp in res["speed"].items():
-        if _err(sp):
-            lines.append(f"- {system}: ERROR {_err(sp)}")
-            continue
+    for system, sp in _each(res["speed"], lines):
         t = sp["teacher"]
         lines += [f"**{system}** ({sp['structure_atoms']} atoms): teacher {t['name']} {t['ms_per_step']:.1f} ms/step "
                   f"(reference: {t['reference']}; calculators: "
@@ -152,10 +155,7 @@ def _speed(res: dict) -> list[str]:
 
 def _accuracy(res: dict) -> list[str]:
     lines = ["", "## 2. Accuracy (held-out test MAE against the teacher; equal size, data, seed, epochs)", ""]
-    for system, acc in res["accuracy"].items():
-        if _err(acc):
-            lines.append(f"- {system}: ERROR {_err(acc)}")
-            continue
+    for system, acc in _each(res["accuracy"], lines):
         lines += [f"**{system}**: wH = {acc['hessian_weight']:g}, s = 1, {acc['epochs']} epochs; main size "
                   f"{acc['main_size']} over {acc['seeds']} seeds (others: seed 0)", "",
                   "| size | params | force MAE undist. (meV/A) | force MAE dist. (meV/A) | ratio | Hessian MAE undist. / "
@@ -194,11 +194,7 @@ def _hessian_weight(hw: dict | None) -> list[str]:
 def _training(res: dict) -> list[str]:
     tc = res["training_cost"]
     lines = ["", "## 3. Training cost (time per epoch / E+F-only epoch, interleaved epochs)", ""]
-    for system in ("ethanol", "si"):
-        c = tc.get(system)
-        if _err(c):
-            lines.append(f"- {system}: ERROR {_err(c)}")
-            continue
+    for system, c in _each({s: tc.get(s) for s in ("ethanol", "si")}, lines):
         lines.append(f"- **{system}** ({c['student']}, {c['train_structures']} structures of "
                      f"{c['atoms_per_structure']} atoms, batch {c['batch_size']}): E+F "
                      f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
@@ -241,10 +237,7 @@ def _labeling(res: dict) -> list[str]:
 
 def _conservation(res: dict) -> list[str]:
     lines = ["", "## 5. Energy conservation (NVE, ASE VelocityVerlet 0.5 fs, 300 K start)", ""]
-    for system, c in res["conservation"].items():
-        if _err(c):
-            lines.append(f"- {system}: ERROR {_err(c)}")
-            continue
+    for system, c in _each(res["conservation"], lines):
         lines += [f"**{system}** ({c['atoms']} atoms, student {c['student']} seed {c['student_seed']}); drift = "
                   f"least-squares slope of E_total/atom, first {int(100 * c['discard_fraction'])}% discarded; "
                   f"unstable = {c['unstable_criterion']}", "",

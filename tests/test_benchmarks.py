@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 TOP_LEVEL = ("machine", "versions", "command", "date", "quick", "size", "data", "speed", "accuracy", "training_cost",
              "labeling_cost", "conservation", "engines", "targets", "plots", "total_seconds")
 PLOTS = ("pareto", "accuracy", "s_curve", "conservation", "speed_labeling")
@@ -45,6 +44,35 @@ def quick_results(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text()), before == [d.read_bytes() for d in docs]
 
 
+def test_timing_takes_ratios_within_rounds():
+    """Self-measured times make the rounds exact: the ratio is the median of per-round ratios (4 here), not the
+    ratio of the medians (8/3), with the per-round min and max; units divide the per-call time."""
+    from timing import Seconds, interleaved
+
+    a, b = iter([9.0, 2.0, 4.0, 9.0]), iter([9.0, 1.0, 4.0, 3.0])  # the first value of each is the warm-up call
+    t = interleaved({"a": lambda: Seconds(next(a)), "b": lambda: Seconds(next(b))}, rounds=3, units={"b": 2})
+    assert t.seconds == {"a": [2.0, 4.0, 9.0], "b": [0.5, 2.0, 1.5]}
+    assert t.ratio("a", "b") == {"median": 4.0, "min": 2.0, "max": 6.0}
+    assert t.median("a") == 4.0 and t.fastest(["a", "b"]) == "b"
+    assert t.summary()["rounds"] == 3
+
+
+def test_timing_clock_is_cpu_time():
+    """Without Seconds the clock is this process's CPU time: sleeping costs nothing, work costs time."""
+    import time
+
+    from timing import interleaved
+
+    def work():
+        x = 0
+        for i in range(200_000):
+            x += i
+
+    t = interleaved({"sleep": lambda: time.sleep(0.05), "work": work}, rounds=2, warmup=0)
+    assert max(t.seconds["sleep"]) < 0.01 and t.ratio("work", "sleep")["min"] > 1
+
+
+@pytest.mark.slow
 def test_quick_run_writes_every_field(quick_results):
     out, res, _ = quick_results
     for key in TOP_LEVEL:
@@ -106,6 +134,7 @@ def test_quick_run_writes_every_field(quick_results):
         assert {"value", "target", "met"} <= set(t) and t["met"] is not None, name
 
 
+@pytest.mark.slow
 def test_quick_run_writes_plots_and_keeps_benchmarks_md(quick_results):
     out, res, md_unchanged = quick_results
     for name in PLOTS:
@@ -115,10 +144,10 @@ def test_quick_run_writes_plots_and_keeps_benchmarks_md(quick_results):
     assert md_unchanged, "--quick must not rewrite BENCHMARKS.md or the README"
 
 
+@pytest.mark.slow
 def test_report_renders_the_quick_results(quick_results):
     """BENCHMARKS.md and the README table come from the JSON alone: every part renders, without an error or a
     missing value, and a measured number in the JSON shows up in the text."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import report
 
     _, res, _ = quick_results
