@@ -66,7 +66,7 @@ DEFAULT = Size(
 QUICK = Size(
     name="quick", ethanol_counts=(6, 2, 4), ethanol_interval=3, si_counts=(3, 1, 2), si_rows=1, si_transfer=1,
     students=(("painn", 8, 1), ("schnet", 8, 1)), seeds=2, epochs=2, s_values=(2,),
-    rounds=2, student_md_steps=5, teacher_md_steps={"ani1x": 3, "sevennet0": 1}, engine_steps=10,
+    rounds=2, student_md_steps=5, teacher_md_steps={"ani1x": 3, "sevennet0": 1}, engine_steps=100,
     epoch_rounds=2, label_rounds=1, nve_seeds=2, nve_student_steps=60, nve_teacher_steps=40,
 )
 

@@ -95,8 +95,7 @@ def _notes(res: dict) -> list[str]:
         "- Timing: every timing figure runs alone, with one torch thread, through `benchmarks/timing.py`: after "
         "warm-up calls, each round calls every compared model in turn, so load from other processes hits all sides "
         "of a round alike. Times are CPU seconds of the benchmark process (`time.process_time`); the OpenMM and "
-        "LAMMPS rows of figure 1 use the engines' own loop times instead (wall clock, a 2N-step minus an N-step "
-        "run, so start-up cancels). A ratio is taken within each round; tables give the median over rounds and, in "
+        "LAMMPS rows of figure 1 take a 2N-step minus an N-step run, so start-up cancels. A ratio is taken within each round; tables give the median over rounds and, in "
         "parentheses, the smallest and largest per-round ratio. Absolute times are medians (context only: the "
         f"machine may be shared). Rounds: {sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for training "
         f"cost, {sz['label_rounds']} Hessians for labelling cost; every per-round time is in the JSON (`timing`).",
@@ -117,7 +116,7 @@ def _notes(res: dict) -> list[str]:
         "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
         "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
         "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS "
-        "`run_md` (Si).",
+        f"`run_md` (Si; {sz['engine_steps']} and twice as many steps).",
         f"- NVE: students {sz['nve_student_steps']} steps, teacher {sz['nve_teacher_steps']} steps (its steps cost "
         "more), 0.5 fs, same seeds; ethanol only (SevenNet-0 MD of the 64-atom Si cell costs "
         f"{_f(res['speed'].get('si', {}).get('teacher', {}).get('ms_per_step'), '{:.0f}')} ms per step here).",

@@ -8,8 +8,8 @@ ratio as its spread; absolute times are per-name medians over rounds (context on
 
 Clock: CPU seconds of this process (``time.process_time``, all of its threads), so time other jobs take from the
 cores does not count. Every timed callable runs in this process. A callable may instead return ``Seconds`` it
-measured itself (an MD engine's own loop time, see ``speed.engine_step_time``); that value then replaces the
-clock's reading for the call.
+measured itself with ``clock`` (``speed.engine_step_time``: the difference of a 2N-step and an N-step MD run, so
+start-up cancels); that value then replaces the clock's reading of the call.
 
     t = interleaved({"teacher": teacher_step, "student": student_step}, rounds=5)
     t.ratio("teacher", "student")  # {"median": ..., "min": ..., "max": ...}: the speed-up
@@ -28,7 +28,7 @@ clock = time.process_time
 
 
 class Seconds(float):
-    """A time a timed callable measured itself, per call; it replaces the clock's reading of that call."""
+    """A time a timed callable measured itself with ``clock``, per call; it replaces the clock's reading."""
 
 
 @dataclass
