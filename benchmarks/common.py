@@ -23,7 +23,7 @@ REPO = BENCH_DIR.parent
 
 @dataclass(frozen=True)
 class Size:
-    """How big each part of the benchmark is. ``DEFAULT`` fits ~30 min on 2 cores, ``QUICK`` only proves the
+    """How big each part of the benchmark is. ``DEFAULT`` is the reported run, ``QUICK`` only proves the
     harness works (tiny data, few epochs, tiny students)."""
 
     name: str
@@ -54,8 +54,8 @@ class Size:
     nve_teacher_steps: int = 600
 
 
-# 8 training structures, 150 epochs of batch 1: at 60 epochs of batch 2 (the first setting) both arms were
-# undertrained and the distilled/undistilled force ratio was 0.8-0.9; with more optimizer steps the undistilled
+# 8 training structures, 150 epochs of batch 1: with fewer optimizer steps (the first setting, 60 epochs of batch 2)
+# both arms were undertrained and the distilled/undistilled force ratio was near 1; with more steps the undistilled
 # student plateaus while the distilled one keeps improving (development runs, 2026-11-25).
 DEFAULT = Size(
     name="default", ethanol_counts=(8, 6, 40), ethanol_interval=10, si_counts=(8, 4, 12), si_rows=24, si_transfer=3,

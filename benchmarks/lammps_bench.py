@@ -18,7 +18,7 @@ Timings are printed, never asserted.
 
 The pair style installs its block cache (``memory cache``, the default) as torch's CPU allocator for the whole
 process, so after the first LAMMPS instance the bare student reuses blocks too: both sides of the ratio run with the
-same allocator. Without the cache the cost per atom-step rose 3-5x from 1k to 17k atoms (page faults on fresh
+same allocator. Without the cache the cost per atom-step rose severalfold from 1k to 17k atoms (page faults on fresh
 mmap blocks every step; ``memory system`` shows it).
 """
 

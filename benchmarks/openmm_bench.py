@@ -159,7 +159,7 @@ def engine_only_step(atoms, platform: str):
 
 def run(quick: bool = False) -> dict:
     """Bare, own search and each OpenMM set-up in turn, per round. The heap is set up first (hessdistill.heap):
-    without it, glibc's page faults moved the same student's time by up to 2x from process to process."""
+    without it, glibc's page faults moved the same student's time severalfold from process to process."""
     import openmm
 
     from hessdistill.formats import export_student

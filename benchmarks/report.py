@@ -180,8 +180,12 @@ def _accuracy(res: dict) -> list[str]:
 def _hessian_weight(hw: dict | None) -> list[str]:
     if not hw:
         return []
+    from accuracy import HESSIAN_WEIGHT
+
+    best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
     lines = ["", "Hessian-loss weight (`benchmarks/hessian_weight.py`, results/hessian_weight.json; main size, s = 1, "
-             "mean over its seeds): the package default wH is the one with the lowest force and Hessian errors.", "",
+             f"mean over its seeds): lowest force MAE at wH = {', '.join(f'{v} ({k})' for k, v in best.items())}; "
+             f"package default {HESSIAN_WEIGHT:g}.", "",
              "| system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) |", "|---|---|---|---|---|"]
     for system, by_weight in hw.items():
         for wh, m in by_weight.items():
@@ -199,7 +203,7 @@ def _training(res: dict) -> list[str]:
                      f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
                      + ", ".join(f"{k}: {_r(r)}" for k, r in c["ratio_to_EF"].items())
                      + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {'met' if c['target_met'] else 'NOT met'}")
-    lines += ["", "Why s = 1 costs more than 2x here: the Hessian row is a second reverse pass through the force "
+    lines += ["", "What an s = 1 step adds: the Hessian row is a second reverse pass through the force "
               "graph (create_graph), and its loss needs a third-order reverse pass into the parameters. At batch 1 "
               "every phase of a step is bound by the number of small ops, and each reverse pass roughly doubles the "
               "op count of the graph it runs through, so the ratio hardly depends on the student's width; larger "
