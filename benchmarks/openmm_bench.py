@@ -9,7 +9,8 @@ Target (issue 5): ratio <= 1.1.
 {"median", "min", "max"}), "timing" (every per-round time): "bare" is forward
 + backward of the student on precomputed (vesin) neighbor lists along the same MD frames, the issue's reference;
 "fixed positions" the same on the starting positions only; "own search" is the student's own
-``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE steps (0.5 fs, velocities at 300 K), so the force's
+``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE
+steps (0.5 fs, velocities at 300 K), so the force's
 Verlet list (skin 1 A) is searched again whenever an atom has moved half the skin, as in production; those
 searches are inside the step time.
 Periodic boxes of ethanol molecules on a 5 A grid: ~50 atoms (3x2x1 molecules) and, unless quick, ~1000 (5x5x5).

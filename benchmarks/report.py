@@ -95,7 +95,8 @@ def _notes(res: dict) -> list[str]:
         "- Timing: every timing figure runs alone, with one torch thread, through `benchmarks/timing.py`: after "
         "warm-up calls, each round calls every compared model in turn, so load from other processes hits all sides "
         "of a round alike. Times are CPU seconds of the benchmark process (`time.process_time`); the OpenMM and "
-        "LAMMPS rows of figure 1 take a 2N-step minus an N-step run, so start-up cancels. A ratio is taken within each round; tables give the median over rounds and, in "
+        "LAMMPS rows of figure 1 take a 2N-step minus an N-step run, so start-up cancels. A ratio is taken "
+        "within each round; tables give the median over rounds and, in "
         "parentheses, the smallest and largest per-round ratio. Absolute times are medians (context only: the "
         f"machine may be shared). Rounds: {sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for training "
         f"cost, {sz['label_rounds']} Hessians for labelling cost; every per-round time is in the JSON (`timing`).",
@@ -341,7 +342,8 @@ def readme_table(res: dict) -> str:
     om = res["engines"].get("openmm")
     if not _err(om):
         rows.append(("OpenMM step / student forward+backward on precomputed lists along the same MD (median per "
-                     "set-up)", "; ".join(f"{e['atoms']} atoms {_range(x['ratio']['median'] for x in _openmm_setups(e).values())}x"
+                     "set-up)", "; ".join(f"{e['atoms']} atoms "
+                                         f"{_range(x['ratio']['median'] for x in _openmm_setups(e).values())}x"
                                          for e in om.values() if isinstance(e, dict) and "bare_ms" in e),
                      target("openmm_step")))
     lm = res["engines"].get("lammps")

@@ -5,8 +5,8 @@ ASE VelocityVerlet (0.5 fs, 300 K) drives both. The teacher runs through two cal
 faster of the two is the reference, so speed-ups are never inflated by a slow teacher wrapper. The main student also
 runs in OpenMM (ethanol) or LAMMPS (Si) through its engine's ``run_md``; there the time per step is the difference
 of a 2N-step and an N-step run (CPU time of this process, where both engines run), so engine start-up and
-TorchScript warm-up cancel. All models are timed by ``timing.interleaved`` (teacher, student 1, student 2, ..., teacher, ...);
-each speed-up is the median over rounds of the within-round ratio.
+TorchScript warm-up cancel. All models are timed by ``timing.interleaved`` (teacher, student 1, student 2, ...,
+teacher, ...); each speed-up is the median over rounds of the within-round ratio.
 """
 
 from __future__ import annotations

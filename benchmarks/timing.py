@@ -3,7 +3,8 @@
 Every timing figure compares callables measured side by side. After ``warmup`` untimed calls of each, every round
 calls each callable ``calls`` times in turn (A A B B C C, A A B B C C, ...), so load from other processes and the
 drift of a shared VM's speed over seconds hit all sides of a round alike. A ratio is taken within each round, then
-the median over rounds is reported with the smallest and largest per-round ratio as its spread; absolute times are per-name medians over rounds (context only: the machine may be shared).
+the median over rounds is reported with the smallest and largest per-round ratio as its spread; absolute times are
+per-name medians over rounds (context only: the machine may be shared).
 
 Clock: CPU seconds of this process (``time.process_time``, all of its threads), so time other jobs take from the
 cores does not count. Every timed callable runs in this process. A callable may instead return ``Seconds`` it
