@@ -8,12 +8,12 @@ the teacher. The extra runs with more Hessian rows per step (s = 4, full) give t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from common import median, ratio, size_label
+from timing import clock  # single runs: CPU seconds, as every timing
 from hessdistill.distill import DistillConfig
 
 HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/hessian_weight.py)
@@ -44,7 +44,7 @@ def jobs(size, dataset) -> list[dict]:
     return out
 
 
-def _train_one(size, dataset, workdir: str, job: dict) -> dict:
+def train_one(size, dataset, workdir: str, job: dict) -> dict:
     """One training run (in a worker process): distill, then the record of its test errors."""
     import torch
 
@@ -57,12 +57,12 @@ def _train_one(size, dataset, workdir: str, job: dict) -> dict:
     name = f"{label}_wh{job['hessian_weight']:g}_s{job['s']}_seed{job['seed']}"
     cfg = config(size, dataset, job["arch"], job["features"], job["layers"], job["seed"], job["hessian_weight"],
                  job["s"])
-    t0 = time.perf_counter()
+    t0 = clock()
     summary = distill(cfg, dataset.labels, Path(workdir) / dataset.system / "runs" / name, resume=False,
                       progress=False)
     return {**job, "system": dataset.system, "size": label, "run_dir": str(Path(summary["student"]).parent),
             "student_float32": summary["student"], "parameters": summary["parameters"], "epochs": summary["epochs"],
-            "seconds": time.perf_counter() - t0, "test": summary["test"]}
+            "seconds": clock() - t0, "test": summary["test"]}
 
 
 def train(size, datasets: list, workdir: Path, jobs_parallel: int = 1) -> dict[str, list[dict] | dict]:
@@ -90,11 +90,11 @@ def train(size, datasets: list, workdir: Path, jobs_parallel: int = 1) -> dict[s
 
     if jobs_parallel <= 1:
         for k in order:
-            done(k, lambda k=k: _train_one(size, todo[k][0], str(workdir), todo[k][1]))
+            done(k, lambda k=k: train_one(size, todo[k][0], str(workdir), todo[k][1]))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads exist
         with ProcessPoolExecutor(jobs_parallel, mp_context=ctx) as pool:
-            futures = {pool.submit(_train_one, size, todo[k][0], str(workdir), todo[k][1]): k for k in order}
+            futures = {pool.submit(train_one, size, todo[k][0], str(workdir), todo[k][1]): k for k in order}
             for fut in as_completed(futures):
                 done(futures[fut], fut.result)
     bar.close()

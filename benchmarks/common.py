@@ -1,9 +1,5 @@
-"""Shared pieces of the benchmark harness: size presets, machine and version info, side-by-side timing,
-error capture, and running a function in a fresh subprocess.
-
-Every figure of the benchmark is a ratio of two measurements taken in the same run, interleaved (A, B, A, B, ...)
-so that load from other processes on the machine hits both sides alike; the ratio uses the medians.
-"""
+"""Shared pieces of the benchmark harness: size presets, machine and version info, error capture, JSON
+conversion and running a function in a fresh subprocess. Timing is ``timing.py``'s job."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +23,7 @@ REPO = BENCH_DIR.parent
 
 @dataclass(frozen=True)
 class Size:
-    """How big each part of the benchmark is. ``DEFAULT`` fits ~30 min on 2 cores, ``QUICK`` only proves the
+    """How big each part of the benchmark is. ``DEFAULT`` is the reported run, ``QUICK`` only proves the
     harness works (tiny data, few epochs, tiny students)."""
 
     name: str
@@ -47,7 +42,7 @@ class Size:
     lr: float = 3e-3
     s_values: tuple = (4, "full")  # extra Hessian row counts for the accuracy-vs-s curve (s = 1 comes from seeds)
     # timing
-    rounds: int = 3  # interleaved rounds per timing
+    rounds: int = 3  # interleaved rounds per MD speed timing
     student_md_steps: int = 40  # ASE steps per round and student
     teacher_md_steps: dict = field(default_factory=dict)  # ASE steps per round of each teacher
     engine_steps: int = 100  # OpenMM / LAMMPS steps (N and 2N, the difference is timed)
@@ -59,8 +54,8 @@ class Size:
     nve_teacher_steps: int = 600
 
 
-# 8 training structures, 150 epochs of batch 1: at 60 epochs of batch 2 (the first setting) both arms were
-# undertrained and the distilled/undistilled force ratio was 0.8-0.9; with more optimizer steps the undistilled
+# 8 training structures, 150 epochs of batch 1: with fewer optimizer steps (the first setting, 60 epochs of batch 2)
+# both arms were undertrained and the distilled/undistilled force ratio was near 1; with more steps the undistilled
 # student plateaus while the distilled one keeps improving (development runs, 2026-11-25).
 DEFAULT = Size(
     name="default", ethanol_counts=(8, 6, 40), ethanol_interval=10, si_counts=(8, 4, 12), si_rows=24, si_transfer=3,
@@ -71,7 +66,7 @@ DEFAULT = Size(
 QUICK = Size(
     name="quick", ethanol_counts=(6, 2, 4), ethanol_interval=3, si_counts=(3, 1, 2), si_rows=1, si_transfer=1,
     students=(("painn", 8, 1), ("schnet", 8, 1)), seeds=2, epochs=2, s_values=(2,),
-    rounds=2, student_md_steps=5, teacher_md_steps={"ani1x": 3, "sevennet0": 1}, engine_steps=10,
+    rounds=2, student_md_steps=5, teacher_md_steps={"ani1x": 3, "sevennet0": 1}, engine_steps=100,
     epoch_rounds=2, label_rounds=1, nve_seeds=2, nve_student_steps=60, nve_teacher_steps=40,
 )
 
@@ -161,29 +156,7 @@ def jsonable(obj):
     return obj
 
 
-# ------------------------------------------------------------------------------------------------ timing
-
-
-class Seconds(float):
-    """A time a function measured itself (e.g. per MD step); ``interleaved`` takes it instead of the call's wall
-    time. Any other return value is ignored."""
-
-
-def interleaved(fns: dict[str, Callable], rounds: int, desc: str = "timing") -> dict[str, list]:
-    """Call each function once per round, in turn (A, B, C, A, B, C, ...); return the seconds of every call:
-    the wall time of the call, or the ``Seconds`` the function returned."""
-    from tqdm import tqdm
-
-    times: dict[str, list] = {k: [] for k in fns}
-    with tqdm(total=rounds * len(fns), desc=desc, unit="call", leave=False) as bar:
-        for _ in range(rounds):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                measured = fn()
-                elapsed = time.perf_counter() - t0
-                times[name].append(float(measured) if isinstance(measured, Seconds) else elapsed)
-                bar.update(1)
-    return times
+# ------------------------------------------------------------------------------------------------ statistics
 
 
 def median(xs) -> float:

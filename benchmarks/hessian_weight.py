@@ -2,16 +2,12 @@
 
 Trains the main student size (PaiNN 32x2) of the benchmark on its two data sets with wH = 0, 10, 30 and 100 over
 three seeds, everything else as in the accuracy figure (s = 1, 150 epochs of batch 1, 8 training structures), and
-prints the mean test MAEs per wH. Labels are made fresh in a temporary folder (about 1.5 min), the 24 training runs
-take about 5 min in 2 worker processes.
+prints the mean test MAEs per wH. Labels are made fresh in a temporary folder; the 24 training runs use 2 worker
+processes.
 
     python benchmarks/hessian_weight.py        # writes results/hessian_weight.json
 
-Measured 2026-11-25 (this 2-core VM), mean test force MAE (meV/A) / Hessian MAE (eV/A^2) / energy MAE (meV/atom):
-ethanol wH 0: 212.4 / 2.31 / 5.86, 10: 121.6 / 1.12 / 2.10, 30: 106.7 / 0.97 / 1.58, 100: 99.6 / 0.87 / 1.79;
-Si wH 0: 49.8 / 0.242 / 1.25, 10: 25.1 / 0.111 / 0.95, 30: 23.7 / 0.101 / 0.87, 100: 21.9 / 0.092 / 0.92.
-Force and Hessian errors fell from 10 to 100 for every seed of both systems (300 and 1000 gave the same or worse
-in earlier development runs), so the package default is 100.
+The result is rendered into BENCHMARKS.md by ``benchmarks/report.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +37,7 @@ def main() -> dict:
         jobs = [(s, dict(arch=arch, features=features, layers=layers, seed=seed, hessian_weight=wh, s=1))
                 for s in data for seed in SEEDS for wh in WEIGHTS]
         with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(accuracy._train_one, size, data[s], tmp, job) for s, job in jobs]
+            futures = [pool.submit(accuracy.train_one, size, data[s], tmp, job) for s, job in jobs]
             records = [f.result() for f in futures]
     out = {}
     for system in data:

@@ -1,7 +1,8 @@
 """Figure 4 (labelling cost): full teacher Hessians with the batched VJP path (``hessian_mode="batched"``, rows
 in chunks of ``chunk_size`` through ``is_grads_batched``) against a naive row loop (``"loop"``, one VJP per row).
 
-Throughput: Hessian rows per second, both modes timed in interleaved rounds in this process (medians).
+Throughput: Hessian rows per second, both modes timed by ``timing.interleaved`` in this process (one full Hessian
+per call); the speed-up is the median over rounds of the within-round ratio.
 Peak memory: for each (teacher, mode), a fresh subprocess loads the teacher, computes energy and forces once,
 then one full Hessian while a thread samples the process's resident set size (psutil RSS, every 2 ms; torch's
 CPU allocations show there, unlike in tracemalloc). The figure is the sampled peak minus the RSS just before the
@@ -15,7 +16,12 @@ import resource
 import threading
 import time
 
-from common import call_in_subprocess, interleaved, median, ratio
+from common import call_in_subprocess, ratio
+from timing import interleaved
+
+
+MODES = ("batched", "loop")
+
 
 def cases(quick: bool) -> dict:
     """name: (teacher, structure spec). --quick labels the 2-atom primitive Si cell instead of the 8-atom cube."""
@@ -55,15 +61,13 @@ def memory_child(teacher: str, structure: str, mode: str) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    t0 = time.perf_counter()
     h = t.hessian(atoms)
-    seconds = time.perf_counter() - t0
     done.set()
     sampler.join()
     peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"rss_before_MB": rss_before, "rss_peak_MB": peak[0], "hessian_peak_rise_MB": peak[0] - rss_before,
-            "maxrss_rise_MB": maxrss_after - maxrss_before, "seconds": seconds, "rows": int(h.shape[0])}
+            "maxrss_rise_MB": maxrss_after - maxrss_before, "rows": int(h.shape[0])}
 
 
 def start_memory_probes(size, jobs: int = 1):
@@ -75,7 +79,7 @@ def start_memory_probes(size, jobs: int = 1):
     pool = ThreadPoolExecutor(max(1, jobs))
     futures = {(case, mode): pool.submit(call_in_subprocess, "labeling_cost", "memory_child",
                                          {"teacher": teacher, "structure": spec, "mode": mode}, 900)
-               for case, (teacher, spec) in todo.items() for mode in ("batched", "loop")}
+               for case, (teacher, spec) in todo.items() for mode in MODES}
     pool.shutdown(wait=False)
     return futures
 
@@ -96,18 +100,13 @@ def measure(size, teachers: dict, memory_probes=None) -> dict:
             teacher.hessian(atoms)
 
         try:
-            for mode in ("batched", "loop"):  # warm-up on one row (first-call allocations)
-                teacher.hessian_mode = mode
-                teacher.hessian(atoms, rows=[0])
-            times = interleaved({m: (lambda m=m: call(m)) for m in ("batched", "loop")}, size.label_rounds,
-                                desc=f"hessian [{case}]")
+            t = interleaved({m: (lambda m=m: call(m)) for m in MODES}, size.label_rounds, desc=f"hessian [{case}]")
         finally:
             teacher.hessian_mode = saved
         rows = 3 * len(atoms)
-        entry = {"atoms": len(atoms), "rows": rows, "chunk_size": teacher.chunk_size}
-        for mode in ("batched", "loop"):
-            entry[mode] = {"seconds_per_hessian": median(times[mode]), "rows_per_s": rows / median(times[mode])}
-        entry["speedup_batched_over_loop"] = ratio(median(times["loop"]), median(times["batched"]))
+        entry = {"atoms": len(atoms), "rows": rows, "chunk_size": teacher.chunk_size, "timing": t.summary(),
+                 **{m: {"seconds_per_hessian": t.median(m), "rows_per_s": rows / t.median(m)} for m in MODES},
+                 "speedup_batched_over_loop": t.ratio("loop", "batched")}
         out["cases"][case] = entry
     probes = memory_probes if memory_probes is not None else start_memory_probes(size)
     for (case, mode), fut in probes.items():

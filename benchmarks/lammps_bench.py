@@ -5,20 +5,21 @@ atom-step flat within 1.2x.
     python benchmarks/lammps_bench.py [--quick]
 
 ``run(quick)`` returns {"student", "sizes": [{"atoms", "bare_ms", "step_ms", "pair_ms", "ratio",
-"us_per_atom_step", "bare_us_per_atom", "wall_*", ...}, ...], "flatness_<cost>_from_<n>"} (flatness: max / min
-cost per atom-step over the sizes from n = 1000 or 4096 atoms up).
+"us_per_atom_step", "bare_us_per_atom", "timing", ...}, ...], "flatness": {cost: max / min over the sizes}}
+(ratio: {"median", "min", "max"} over rounds).
 
 Structures: bulk Si (diamond, rattled), n^3 conventional cells, 1000 to 32768 atoms (quick: 216 and 1000).
 Student: PaiNN with the distillation defaults (32 features, 2 interactions, cutoff 5 A), float64 as exported by
 default. ``bare_ms``: forward + backward only (neighbor list excluded); ``step_ms``: LAMMPS' whole NVE step
-(neighbor lists, communication, integration included), ``pair_ms`` its Pair share. Both are CPU times of this
-process (LAMMPS runs in it through the lammps module), measured in interleaved rounds, best of each, so other
-jobs on the machine do not bias the ratio; ``wall_*`` are the wall-clock values. One rank, one torch thread.
+(neighbor lists, communication, integration included), ``pair_ms`` its Pair share. LAMMPS runs in this process
+(the lammps module), so ``timing.interleaved`` times both sides with the same CPU clock: per round ~2 s of bare
+calls, then as many LAMMPS steps; medians over rounds, the ratio within each round. One rank, one torch thread.
 Timings are printed, never asserted.
 
 The input asks for the pair style's block cache (``memory cache``, as ``run_md`` does), torch's CPU allocator for the
 whole process while the pair style lives, so after the first LAMMPS instance the bare student reuses blocks too: both
-sides of the ratio run with the same allocator. Without the cache the cost per atom-step rose 3-5x from 1k to 17k atoms (page faults on fresh
+sides of the ratio run with the same allocator. Without the cache the cost per atom-step rose severalfold from 1k to
+17k atoms (page faults on fresh
 mmap blocks every step; ``memory system`` shows it).
 """
 
@@ -28,13 +29,14 @@ import json
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 STUDENT = dict(features=32, num_interactions=2, cutoff=5.0)
+TARGET_RATIO = 1.1  # LAMMPS step / bare student
+TARGET_FLATNESS = 1.2  # max / min cost per atom-step over the sizes
 
 
 def silicon(cells: int):
@@ -43,23 +45,6 @@ def silicon(cells: int):
     atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(cells)
     atoms.rattle(0.05, seed=cells)
     return atoms
-
-
-def _clocks():
-    return time.perf_counter(), time.process_time()
-
-
-class Timer:
-    """Best (wall, cpu) seconds per unit of work over several rounds."""
-
-    def __init__(self):
-        self.wall = self.cpu = float("inf")
-
-    def measure(self, fn, units: int = 1):
-        w0, c0 = _clocks()
-        fn()
-        w1, c1 = _clocks()
-        self.wall, self.cpu = min(self.wall, (w1 - w0) / units), min(self.cpu, (c1 - c0) / units)
 
 
 def bare_step(model_path, atoms):
@@ -106,37 +91,38 @@ run 2""")
     return lmp, log
 
 
-def pair_share(log: Path) -> float:
-    """Pair's share of the loop time in the last run (timing line "Pair | min | avg | max | %varavg | %total")."""
+def pair_shares(log: Path, runs: int) -> list[float]:
+    """Pair's share of the loop time in each of the last ``runs`` runs (timing line "Pair | min | avg | max |
+    %varavg | %total")."""
     rows = re.findall(r"^Pair\s*\|(?:\s*\S+\s*\|){4}\s*(\S+)", log.read_text(), flags=re.M)
-    return float(rows[-1]) / 100.0
+    return [float(r) / 100.0 for r in rows[-runs:]]
 
 
 def measure(model_path, atoms, plugin, workdir: Path, rounds: int = 3) -> dict:
-    """Interleaved rounds of bare forward + backward and LAMMPS steps (same process, same clocks), best of each:
-    other jobs on the machine slow both alike instead of whichever ran during a busy spell."""
+    """Interleaved rounds of bare forward + backward and LAMMPS steps, the same number of each per round."""
+    from timing import clock, interleaved
+
     bare, n_edges = bare_step(model_path, atoms)
     bare()
     bare()  # TorchScript profiling runs
-    t0 = time.perf_counter()
+    t0 = clock()
     bare()
-    calls = max(1, round(2.0 / (time.perf_counter() - t0)))
+    steps = max(1, round(2.0 / (clock() - t0)))  # ~2 s of work per side and round
     threads = torch.get_num_threads()
     lmp, log = lammps_instance(model_path, atoms, plugin, workdir)
-    t_bare, t_lmp, share = Timer(), Timer(), []
     try:
-        for _ in range(rounds):
-            t_bare.measure(lambda: [bare() for _ in range(calls)], calls)
-            t_lmp.measure(lambda: lmp.command(f"run {calls} pre no post yes"), calls)
-            share.append(pair_share(log))
+        t = interleaved({"bare": lambda: [bare() for _ in range(steps)],
+                         "lammps": lambda: lmp.command(f"run {steps} pre no post yes")},
+                        rounds, warmup=0, units={"bare": steps, "lammps": steps}, desc=f"lammps {len(atoms)}")
+        share = pair_shares(log, rounds)
     finally:
         lmp.close()
         torch.set_num_threads(threads)
-    return {"atoms": len(atoms), "edges": n_edges, "bare_ms": 1e3 * t_bare.cpu, "step_ms": 1e3 * t_lmp.cpu,
-            "pair_ms": 1e3 * t_lmp.cpu * float(np.median(share)), "ratio": t_lmp.cpu / t_bare.cpu,
-            "us_per_atom_step": 1e6 * t_lmp.cpu / len(atoms), "bare_us_per_atom": 1e6 * t_bare.cpu / len(atoms),
-            "wall_bare_ms": 1e3 * t_bare.wall, "wall_step_ms": 1e3 * t_lmp.wall, "wall_ratio": t_lmp.wall / t_bare.wall,
-            "steps_per_round": calls}
+    bare_s, step_s = t.median("bare"), t.median("lammps")
+    return {"atoms": len(atoms), "edges": n_edges, "bare_ms": 1e3 * bare_s, "step_ms": 1e3 * step_s,
+            "pair_ms": 1e3 * step_s * float(np.median(share)), "ratio": t.ratio("lammps", "bare"),
+            "us_per_atom_step": 1e6 * step_s / len(atoms), "bare_us_per_atom": 1e6 * bare_s / len(atoms),
+            "steps_per_round": steps, "timing": t.summary()}
 
 
 def run(quick: bool = False) -> dict:
@@ -159,10 +145,8 @@ def run(quick: bool = False) -> dict:
             row = measure(model_path, silicon(n), plugin, workdir, rounds=3 if n < 13 else 2)
             results["sizes"].append(row)
             print(json.dumps(row), flush=True)
-    for key in ("us_per_atom_step", "bare_us_per_atom"):
-        for start in (1000, 4096):
-            costs = [r[key] for r in results["sizes"] if r["atoms"] >= start]
-            results[f"flatness_{key}_from_{start}"] = max(costs) / min(costs) if len(costs) > 1 else float("nan")
+    results["flatness"] = {key: max(r[key] for r in results["sizes"]) / min(r[key] for r in results["sizes"])
+                           for key in ("us_per_atom_step", "bare_us_per_atom")}
     return results
 
 

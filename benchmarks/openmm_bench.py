@@ -5,17 +5,20 @@ Target (issue 5): ratio <= 1.1.
 
 ``run(quick)`` returns {system: {"atoms", "bare_ms", "bare_fixed_positions_ms", "own_search_ms",
 "engine_only_step_ms" (per platform, where openmmtorch is installed),
-<backend>/<platform>: {"step_ms", "ratio", "ratio_to_fixed_positions", "ratio_to_own_search"}}}: "bare" is forward
+<backend>/<platform>: {"step_ms", "ratio", "ratio_to_fixed_positions", "ratio_to_own_search"}}} (each ratio
+{"median", "min", "max"}), "timing" (every per-round time): "bare" is forward
 + backward of the student on precomputed (vesin) neighbor lists along the same MD frames, the issue's reference;
 "fixed positions" the same on the starting positions only; "own search" is the student's own
-``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE steps (0.5 fs, velocities at 300 K), so the force's
+``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE
+steps (0.5 fs, velocities at 300 K), so the force's
 Verlet list (skin 1 A) is searched again whenever an atom has moved half the skin, as in production; those
 searches are inside the step time.
 Periodic boxes of ethanol molecules on a 5 A grid: ~50 atoms (3x2x1 molecules) and, unless quick, ~1000 (5x5x5).
 Back ends: TorchForce returning energy only (OpenMM's autograd), TorchForce returning forces
 (``setOutputsForces``), and the PythonForce fallback where OpenMM >= 8.5 has it. One torch thread (the CI machines
-have 2 cores). Times are CPU time of the whole process, so the CPU platform's worker threads count. Timings are
-printed, never asserted.
+have 2 cores). Everything is timed by ``timing.interleaved`` (CPU time of the whole process, so the CPU platform's
+worker threads count); each ratio is the median over rounds of the within-round ratio, with its min and max;
+absolute times are medians over rounds. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import importlib.util
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+TARGET_RATIO = 1.1  # OpenMM step / bare student
 
 
 def ethanol_box(nx: int, ny: int, nz: int, spacing: float = 5.0, seed: int = 0):
@@ -47,23 +51,6 @@ def ethanol_box(nx: int, ny: int, nz: int, spacing: float = 5.0, seed: int = 0):
     box.cell = spacing * np.array([nx, ny, nz], dtype=float)
     box.pbc = True
     return box
-
-
-def _per_call(fn, repeats: int):
-    """A timing function: CPU seconds of this process per call of ``fn`` over ``repeats`` calls (as the harness's
-    ``Seconds``). CPU time, as in lammps_bench: other jobs on a shared machine do not count."""
-    try:
-        from common import Seconds
-    except ImportError:  # imported from elsewhere
-        Seconds = float
-
-    def timed():
-        t0 = time.process_time()
-        for _ in range(repeats):
-            fn()
-        return Seconds((time.process_time() - t0) / repeats)
-
-    return timed
 
 
 def md_frames(model_path, atoms, n_frames: int):
@@ -119,10 +106,6 @@ def bare_calls(model_path, atoms, frames):
     def own_search():
         sf.module.energy_and_forces(fixed[0], species, cell, pbc)
 
-    for _ in range(5):  # the TorchScript profiling executor optimizes during the first calls
-        bare_fixed()
-        own_search()
-        bare()
     return bare, bare_fixed, own_search
 
 
@@ -176,27 +159,14 @@ def engine_only_step(atoms, platform: str):
 
 
 def run(quick: bool = False) -> dict:
-    """Interleaved timings (bare, own search, each OpenMM set-up, in turn, per round), so load from other processes
-    hits all sides alike. Each ratio is the median over rounds of the ratio within a round: on this shared VM the
-    machine's speed drifts by 10-20% over seconds, which the two sides of one round share; best-of-rounds ratios
-    moved by that much between runs. Absolute times (best of the rounds) are context. The heap is set up first
-    (hessdistill.heap): without it, glibc's page faults moved the same student's time by up to 2x from process to
-    process."""
+    """Bare, own search and each OpenMM set-up in turn, per round. The heap is set up first (hessdistill.heap):
+    without it, glibc's page faults moved the same student's time severalfold from process to process."""
     import openmm
 
     from hessdistill.formats import export_student
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
-
-    try:
-        from common import interleaved  # the benchmark harness's shared timing helper
-    except ImportError:  # imported from elsewhere: the same A, B, C, A, B, C, ... loop inline
-        def interleaved(fns, rounds, desc=""):
-            times = {k: [] for k in fns}
-            for _ in range(rounds):
-                for k, fn in fns.items():
-                    times[k].append(fn())
-            return times
+    from timing import interleaved
 
     keep_freed_memory()  # the opt-in (as the CLI does); before any timing, so both sides run with the same heap
     torch.set_num_threads(1)
@@ -209,52 +179,38 @@ def run(quick: bool = False) -> dict:
     if hasattr(openmm, "PythonForce"):
         backends += [("pythonforce", True)]
     systems = {"ethanol_54": (3, 2, 1)} if quick else {"ethanol_54": (3, 2, 1), "ethanol_1125": (5, 5, 5)}
+    references = {"ratio": "bare", "ratio_to_fixed_positions": "bare_fixed", "ratio_to_own_search": "own_search"}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_student(student, Path(tmp) / "student.pt", dtype="float64")
         for name, grid in systems.items():
             atoms = ethanol_box(*grid)
-            repeats, rounds = (5, 25) if len(atoms) < 200 else (2, 7)
-            bare, bare_fixed, own_search = bare_calls(path, atoms, md_frames(path, atoms, 40))
-            fns = {"bare": _per_call(bare, repeats), "bare_fixed": _per_call(bare_fixed, repeats),
-                   "own_search": _per_call(own_search, repeats)}
+            calls, rounds = (5, 25) if len(atoms) < 200 else (2, 7)
+            fns = dict(zip(references.values(), bare_calls(path, atoms, md_frames(path, atoms, 40))))
             keep = []  # the Contexts must outlive the timing
+            steps = []
             for backend, outputs_forces in backends:
                 for platform in ("Reference", "CPU"):
                     label = f"{backend}{'+forces' if outputs_forces and backend == 'torchforce' else ''}/{platform}"
-                    step, ctx = openmm_step(path, atoms, platform, backend, outputs_forces)
+                    fns[label], ctx = openmm_step(path, atoms, platform, backend, outputs_forces)
                     keep.append(ctx)
-                    fns[label] = _per_call(step, repeats)
+                    steps.append(label)
             if _has_openmmtorch():
                 for platform in ("Reference", "CPU"):
-                    step, ctx = engine_only_step(atoms, platform)
+                    fns[f"engine_only/{platform}"], ctx = engine_only_step(atoms, platform)
                     keep.append(ctx)
-                    fns[f"engine_only/{platform}"] = _per_call(step, repeats)
-            per_round = {k: np.array(v) for k, v in interleaved(fns, rounds, desc=name).items()}
-
-            def paired(label, reference="bare"):  # median over rounds of the ratio within each round
-                return float(np.median(per_round[label] / per_round[reference]))
-
-            best = {k: v.min() * 1e3 for k, v in per_round.items()}  # ms, context only
-            entry = {"atoms": len(atoms), "bare_ms": best["bare"], "bare_fixed_positions_ms": best["bare_fixed"],
-                     "own_search_ms": best["own_search"]}
-            print(f"{name}: {len(atoms)} atoms, bare forward+backward on precomputed lists along the MD "
-                  f"{best['bare']:.2f} ms (fixed positions {best['bare_fixed']:.2f} ms; energy_and_forces with the "
-                  f"student's own search {best['own_search']:.2f} ms)")
-            engine_only = {k.split("/")[1]: best[k] for k in fns if k.startswith("engine_only/")}
+            # warm-up: the TorchScript profiling executor optimizes during the first calls
+            t = interleaved(fns, rounds, calls=calls, warmup=5, desc=name)
+            ms = {k: 1e3 * t.median(k) for k in fns}
+            entry = {"atoms": len(atoms), "bare_ms": ms["bare"], "bare_fixed_positions_ms": ms["bare_fixed"],
+                     "own_search_ms": ms["own_search"], "timing": t.summary()}
+            engine_only = {k.split("/")[1]: ms[k] for k in fns if k.startswith("engine_only/")}
             if engine_only:
                 entry["engine_only_step_ms"] = engine_only
-                print("  OpenMM's own step (zero-energy TorchForce): "
-                      + ", ".join(f"{k} {v:.3f} ms" for k, v in engine_only.items()))
-            for label in fns:
-                if label in ("bare", "bare_fixed", "own_search") or label.startswith("engine_only/"):
-                    continue
-                entry[label] = {"step_ms": best[label], "ratio": paired(label),
-                                "ratio_to_fixed_positions": paired(label, "bare_fixed"),
-                                "ratio_to_own_search": paired(label, "own_search")}
-                print(f"  {label:28s} step {best[label]:8.2f} ms   ratio {entry[label]['ratio']:5.2f}   vs fixed "
-                      f"positions {entry[label]['ratio_to_fixed_positions']:5.2f}   vs own search "
-                      f"{entry[label]['ratio_to_own_search']:5.2f}")
+            for label in steps:
+                entry[label] = {"step_ms": ms[label], **{key: t.ratio(label, ref) for key, ref in references.items()}}
+                print(f"{name} ({len(atoms)} atoms) {label:28s} step {ms[label]:8.2f} ms, bare {ms['bare']:.2f} ms: "
+                      + ", ".join(f"{key} {entry[label][key]['median']:.2f}" for key in references), flush=True)
             results[name] = entry
             del keep
     results["versions"] = {"torch": torch.__version__, "openmm": openmm.__version__}

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from speed import TARGET_SPEEDUP
+from training_cost import TARGET_S1_RATIO
+
 
 def _plt():
     import matplotlib
@@ -14,6 +17,15 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _ok(part) -> bool:
@@ -32,7 +44,7 @@ def pareto(results: dict, path: Path) -> Path:
             a = acc["sizes"].get(label)
             if not a:
                 continue
-            x = entry["speedup"]
+            x = entry["speedup"]["median"]
             yd, yu = 1e3 * a["distilled"]["force_mae"], 1e3 * a["undistilled"]["force_mae"]
             ax.plot([x, x], [yu, yd], color=f"C{k}", lw=1, alpha=0.6)
             ax.scatter([x], [yd], color=f"C{k}", marker="o", s=50, label=f"{label} ({a['parameters']} params)")
@@ -45,10 +57,7 @@ def pareto(results: dict, path: Path) -> Path:
         ax.set_ylabel("test force MAE vs teacher (meV/A)")
         ax.set_title(f"{system}: filled = Hessian-distilled, open = undistilled", fontsize=10)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def accuracy_bars(results: dict, path: Path) -> Path:
@@ -70,10 +79,7 @@ def accuracy_bars(results: dict, path: Path) -> Path:
             ax.set_ylabel(f"test {key.replace('_', ' ')} ({unit})")
             ax.set_title(f"{system} (main size: mean of {results['accuracy'][system]['seeds']} seeds)", fontsize=9)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def s_curve(results: dict, path: Path) -> Path:
@@ -91,19 +97,16 @@ def s_curve(results: dict, path: Path) -> Path:
         cost = results["training_cost"].get(system)
         if not _ok(cost):
             continue
-        pts = [(0, 1.0)] + [(int(name.split("=")[1].split()[0]), r) for name, r in cost["ratio_to_EF"].items()]
+        pts = [(0, 1.0)] + [(int(name.split("=")[1].split()[0]), r["median"]) for name, r in cost["ratio_to_EF"].items()]
         axes[2].plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{k}", label=system)
-    axes[2].axhline(2.0, color="grey", ls="--", lw=1, label="target for s = 1")
+    axes[2].axhline(TARGET_S1_RATIO, color="grey", ls="--", lw=1, label="target for s = 1")
     for ax, title in zip(axes, ("test force MAE (meV/A)", "test Hessian MAE (eV/A^2)", "epoch time / E+F epoch time")):
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(left=-0.1)
         ax.set_xlabel("s (Hessian rows per structure and step; 0 = E+F only)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def conservation(results: dict, path: Path) -> Path:
@@ -122,10 +125,7 @@ def conservation(results: dict, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_ylabel("|NVE drift| (eV/atom/ps)")
         ax.set_title(f"{system}: drift per seed (first 20% discarded)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def speed_and_labeling(results: dict, path: Path) -> Path:
@@ -139,18 +139,19 @@ def speed_and_labeling(results: dict, path: Path) -> Path:
             continue
         for label, e in sp["students"].items():
             names.append(f"{system}\n{label}")
-            vals.append(e["speedup"])
+            vals.append(e["speedup"]["median"])
             colors.append(f"C{k}")
         if "speedup" in sp.get("engine", {}):
             names.append(f"{system}\n{sp['engine']['student']}\n{sp['engine']['name']}")
-            vals.append(sp["engine"]["speedup"])
+            vals.append(sp["engine"]["speedup"]["median"])
             colors.append(f"C{k + 2}")
     ax1.bar(range(len(vals)), vals, color=colors)
     ax1.set_xticks(range(len(vals)), names, fontsize=6)
     ax1.set_yscale("log")
-    ax1.axhline(25, color="grey", ls="--", lw=1)
+    ax1.axhline(TARGET_SPEEDUP["si"], color="grey", ls="--", lw=1)
     ax1.set_ylabel("MD steps/s, student / teacher")
-    ax1.set_title("speed-up (ASE float32; darker colours: OpenMM / LAMMPS); dashed: 25x", fontsize=9)
+    ax1.set_title(f"speed-up (ASE float32; darker colours: OpenMM / LAMMPS); dashed: {TARGET_SPEEDUP['si']:g}x",
+                  fontsize=9)
     lab = results["labeling_cost"]
     if _ok(lab):
         cases = list(lab["cases"])
@@ -162,10 +163,7 @@ def speed_and_labeling(results: dict, path: Path) -> Path:
         ax2.set_ylabel("teacher Hessian rows / s")
         ax2.set_title("labelling: full teacher Hessian, batched VJPs vs row loop", fontsize=9)
         ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 ALL = {"pareto": pareto, "accuracy": accuracy_bars, "s_curve": s_curve, "conservation": conservation,

@@ -3,9 +3,10 @@
 ASE VelocityVerlet (0.5 fs, 300 K) drives both. The teacher runs through two calculators, the package's
 ``TeacherCalculator`` and the teacher's own ASE calculator (torchani float32 / ``SevenNetCalculator``), and the
 faster of the two is the reference, so speed-ups are never inflated by a slow teacher wrapper. The main student also
-runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``; there the time per step is the
-difference of a 2N-step and an N-step run, so engine start-up and TorchScript warm-up cancel. All models are
-timed in interleaved rounds (teacher, student 1, student 2, ..., teacher, ...); medians give the ratios.
+runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``; there the time per step is the difference of
+a 2N-step and an N-step run (CPU time of this process, where both engines run), so engine start-up and TorchScript
+warm-up cancel. All models are timed by ``timing.interleaved`` (teacher, student 1, student 2, ..., teacher, ...);
+each speed-up is the median over rounds of the within-round ratio.
 """
 
 from __future__ import annotations
@@ -15,33 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Seconds, guarded, interleaved, median, ratio
+from common import guarded
+from timing import Seconds, clock, interleaved
 
 TARGET_SPEEDUP = {"si": 25.0}
 
 
-class AseStepper:
-    """VelocityVerlet of one model on its own copy of the structure; ``__call__(n)`` runs n steps and returns the
-    seconds per step (the dynamics continue from call to call)."""
+def ase_md(atoms, calc, seed: int = 0):
+    """VelocityVerlet of one model on its own copy of ``atoms``, started at 300 K; ``run(n)`` continues it."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
 
-    def __init__(self, atoms, calc, warmup: int = 3, seed: int = 0):
-        from ase import units
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-        from ase.md.verlet import VelocityVerlet
-
-        self.atoms = atoms.copy()
-        self.atoms.calc = calc
-        MaxwellBoltzmannDistribution(self.atoms, temperature_K=300.0, rng=np.random.default_rng(seed))
-        Stationary(self.atoms)
-        self.dyn = VelocityVerlet(self.atoms, 0.5 * units.fs)
-        self.dyn.run(warmup)  # the TorchScript profiling executor optimizes during the first calls
-
-    def __call__(self, n: int) -> Seconds:
-        import time
-
-        t0 = time.perf_counter()
-        self.dyn.run(n)
-        return Seconds((time.perf_counter() - t0) / n)
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300.0, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    return VelocityVerlet(atoms, 0.5 * units.fs)
 
 
 def native_teacher_calculator(teacher_name: str):
@@ -61,7 +52,8 @@ def native_teacher_calculator(teacher_name: str):
 
 
 def engine_step_time(engine: str, model_path, atoms, steps: int) -> Seconds:
-    """Seconds per MD step of ``engine`` (openmm or lammps): (t(2N) - t(N)) / N from two NVE runs."""
+    """CPU seconds per MD step of ``engine`` (openmm or lammps, both in this process): (t(2N) - t(N)) / N from two
+    NVE runs, so set-up, file writing and plotting cancel."""
     from hessdistill.engines import MDOptions, run_md
 
     extra = {"openmm": {"analyze": False}}.get(engine, {})
@@ -70,10 +62,11 @@ def engine_step_time(engine: str, model_path, atoms, steps: int) -> Seconds:
         for n in (steps, 2 * steps):
             options = MDOptions(steps=n, timestep_fs=0.5, temperature_K=300.0, report_interval=n, max_drift=None,
                                 max_deviation=None)
+            t0 = clock()
             res = run_md(engine, model_path, atoms, Path(tmp) / f"run{n}", options, **extra)
+            times.append(clock() - t0)
             if res.stopped:
-                raise RuntimeError(f"{engine} run stopped: {res.reason}")
-            times.append(res.wall_s)  # the MD loop only (LAMMPS: its own loop time)
+                raise RuntimeError(f"{engine} MD stopped: {res.reason}")
     return Seconds((times[1] - times[0]) / steps)
 
 
@@ -82,84 +75,75 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
     Force errors next to each size come from figure 2 (``acc``: test MAE, mean over seeds)."""
     import accuracy
     import systems
+    from hessdistill.distill import model_from_checkpoint
     from hessdistill.engines.ase import StudentCalculator
+    from hessdistill.formats import export_student
 
     atoms = dataset.md_structure
     teacher = systems.teacher(systems.SYSTEMS[system]["teacher"])
-    # teachers are not TorchScript: one warm-up step (graph set-up, first allocations) is enough
-    models = {"teacher:hessdistill": AseStepper(atoms, teacher.as_calculator(), warmup=1)}
+    calcs = {"teacher:hessdistill": teacher.as_calculator()}
     native = guarded(native_teacher_calculator, teacher.name)
-    native_error = native.get("error") if isinstance(native, dict) else None
-    if native is not None and native_error is None:
-        models["teacher:native"] = AseStepper(atoms, native, warmup=1)
-    students = {}
+    if native is not None and not isinstance(native, dict):
+        calcs["teacher:native"] = native
+    students = {accuracy.size_label(*s): accuracy.student(records, system, accuracy.size_label(*s))
+                for s in size.students}
+    students = {label: rec for label, rec in students.items() if rec is not None}
+    for label, rec in students.items():
+        calcs[f"student:{label}"] = StudentCalculator(rec["student_float32"], device="cpu")
     main = accuracy.student(records, system, accuracy.size_label(*size.students[0]))
-    for arch, features, layers in size.students:
-        label = accuracy.size_label(arch, features, layers)
-        rec = accuracy.student(records, system, label)
-        if rec is None:
-            continue
-        students[label] = rec
-        models[f"student:{label}"] = AseStepper(atoms, StudentCalculator(rec["student_float32"], device="cpu"))
-    main_f64 = None
+    engine = "openmm" if system == "ethanol" else "lammps"
     if main is not None:  # the main student exported in float64 as well
-        from hessdistill.formats import export_student
-        from hessdistill.distill import model_from_checkpoint
-
         model, _ = model_from_checkpoint(main["run_dir"])
         main_f64 = export_student(model, Path(main["run_dir"]) / "student_float64.pt", dtype="float64",
                                   teacher=teacher.name)
-        models[f"student:{main['size']}:float64"] = AseStepper(atoms, StudentCalculator(main_f64, device="cpu"))
-    engine = "openmm" if system == "ethanol" else "lammps"
-    fns = {}
-    for name, stepper in models.items():
-        n = size.teacher_md_steps[teacher.name] if name.startswith("teacher") else size.student_md_steps
-        fns[name] = (lambda st=stepper, n=n: st(n))
-    engine_error = None
-    if main is not None:
+        calcs[f"student:{main['size']}:float64"] = StudentCalculator(main_f64, device="cpu")
+    fns, units = {}, {}
+    for name, calc in calcs.items():
+        units[name] = size.teacher_md_steps[teacher.name] if name.startswith("teacher") else size.student_md_steps
+        fns[name] = (lambda dyn=ase_md(atoms, calc), n=units[name]: dyn.run(n))
+    engine_key = engine_error = None
+    if main is not None:  # a short run first: an engine that fails leaves the other timings standing
         probe = guarded(engine_step_time, engine, main["student_float32"], atoms, max(2, size.engine_steps // 10))
         if isinstance(probe, dict):
             engine_error = probe["error"]
         else:
-            fns[f"student:{main['size']}:{engine}"] = lambda: engine_step_time(engine, main["student_float32"], atoms,
-                                                                              size.engine_steps)
-    times = interleaved(fns, size.rounds, desc=f"speed [{system}]")
-    ms = {k: 1e3 * median(v) for k, v in times.items()}
-    teacher_key = min((k for k in ms if k.startswith("teacher")), key=lambda k: ms[k])
-    t_ref = ms[teacher_key]
+            engine_key = f"student:{main['size']}:{engine}"
+            fns[engine_key] = lambda: engine_step_time(engine, main["student_float32"], atoms, size.engine_steps)
+    t = interleaved(fns, size.rounds, units=units, desc=f"speed [{system}]")
+    teachers = [k for k in fns if k.startswith("teacher")]
+    ref = t.fastest(teachers)
+    ms = {k: 1e3 * t.median(k) for k in fns}
     out = {
         "structure_atoms": len(atoms), "timestep_fs": 0.5, "rounds": size.rounds, "dtype_students": "float32",
-        "teacher": {"name": teacher.name, "reference": teacher_key, "ms_per_step": t_ref, "steps_per_s": 1e3 / t_ref,
-                    "calculators_ms_per_step": {k: v for k, v in ms.items() if k.startswith("teacher")}},
-        "students": {}, "engine": {"name": engine},
+        "teacher": {"name": teacher.name, "reference": ref, "ms_per_step": ms[ref],
+                    "calculators_ms_per_step": {k: ms[k] for k in teachers}},
+        "students": {label: {"ms_per_step": ms[f"student:{label}"], "speedup": t.ratio(ref, f"student:{label}"),
+                             "parameters": rec["parameters"],
+                             **{f"force_mae_{arm}": acc.get("sizes", {}).get(label, {}).get(arm, {}).get("force_mae")
+                                for arm in ("distilled", "undistilled")}}
+                     for label, rec in students.items()},
+        "engine": {"name": engine}, "timing": t.summary(),
     }
-    if native_error:
-        out["teacher"]["native_error"] = native_error
-    for label, rec in students.items():
-        errors = acc.get("sizes", {}).get(label, {})
-        entry = {"ms_per_step": ms[f"student:{label}"], "steps_per_s": 1e3 / ms[f"student:{label}"],
-                 "speedup": ratio(t_ref, ms[f"student:{label}"]), "parameters": rec["parameters"],
-                 "force_mae_distilled": errors.get("distilled", {}).get("force_mae"),
-                 "force_mae_undistilled": errors.get("undistilled", {}).get("force_mae")}
-        out["students"][label] = entry
-    if main is not None:
-        f64 = f"student:{main['size']}:float64"
-        out["main_float64"] = {"ms_per_step": ms[f64], "speedup": ratio(t_ref, ms[f64])}
-        key = f"student:{main['size']}:{engine}"
-        if key in ms:
-            out["engine"].update({"student": main["size"], "ms_per_step": ms[key], "steps_per_s": 1e3 / ms[key],
-                                  "speedup": ratio(t_ref, ms[key]),
-                                  "vs_student_ase": ratio(ms[f"student:{main['size']}"], ms[key])})
-        else:
-            out["engine"]["error"] = engine_error
-        m = out["students"][main["size"]]
-        out["main_size"] = main["size"]
-        out["main_speedup"] = m["speedup"]
-        # "at force error no worse than the undistilled student": the main size's distilled force MAE (mean over
-        # seeds, from figure 2) against the undistilled one of the same size.
-        out["main_force_mae_not_worse"] = bool(m["force_mae_undistilled"] is not None and m["force_mae_distilled"]
-                                               is not None and m["force_mae_distilled"] <= m["force_mae_undistilled"])
-        if system in TARGET_SPEEDUP:
-            out["target_speedup"] = TARGET_SPEEDUP[system]
-            out["target_met"] = bool(m["speedup"] >= TARGET_SPEEDUP[system] and out["main_force_mae_not_worse"])
+    if isinstance(native, dict):
+        out["teacher"]["native_error"] = native["error"]
+    if main is None:
+        return out
+    f64 = f"student:{main['size']}:float64"
+    out["main_float64"] = {"ms_per_step": ms[f64], "speedup": t.ratio(ref, f64)}
+    if engine_key:
+        out["engine"].update({"student": main["size"], "ms_per_step": ms[engine_key],
+                              "speedup": t.ratio(ref, engine_key),
+                              "vs_student_ase": t.ratio(f"student:{main['size']}", engine_key)})
+    else:
+        out["engine"]["error"] = engine_error
+    m = out["students"][main["size"]]
+    out["main_size"] = main["size"]
+    out["main_speedup"] = m["speedup"]["median"]
+    # "at force error no worse than the undistilled student": the main size's distilled force MAE (mean over
+    # seeds, from figure 2) against the undistilled one of the same size.
+    out["main_force_mae_not_worse"] = bool(m["force_mae_undistilled"] is not None and m["force_mae_distilled"]
+                                           is not None and m["force_mae_distilled"] <= m["force_mae_undistilled"])
+    if system in TARGET_SPEEDUP:
+        out["target_speedup"] = TARGET_SPEEDUP[system]
+        out["target_met"] = bool(out["main_speedup"] >= TARGET_SPEEDUP[system] and out["main_force_mae_not_worse"])
     return out

@@ -1,8 +1,8 @@
-"""Figure 3 (training cost): wall time per epoch with s = 1, 4 and all 3N Hessian rows per structure and step,
+"""Figure 3 (training cost): time per epoch with s = 1, 4 and all 3N Hessian rows per structure and step,
 against energy + forces only (wH = 0), for the main student size on the same training set.
 
-Each configuration is a ``hessdistill.distill.Trainer``; after one warm-up epoch each, epochs are timed in
-interleaved rounds (E+F, s=1, s=4, s=3N, E+F, ...); each ratio is the median over rounds of the ratio within a
+Each configuration is a ``hessdistill.distill.Trainer``; after one warm-up epoch each, epochs are timed by
+``timing.interleaved`` (E+F, s=1, s=4, s=3N, E+F, ...); each ratio is the median over rounds of the ratio within a
 round. Only ``train_epoch`` is timed (no validation, no checkpoint writing). The accuracy-vs-s curve comes from the
 training runs of figure 2.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from common import interleaved, median, ratio, size_label
+from common import size_label
+from timing import interleaved
 
 TARGET_S1_RATIO = 2.0
 
@@ -34,18 +35,14 @@ def measure(dataset, size) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {k: Trainer(c, dataset.labels, Path(tmp) / k.replace(" ", "_"), resume=False, progress=False)
                     for k, c in configs.items()}
-        for t in trainers.values():
-            t.train_epoch()  # warm-up
-        times = interleaved({k: t.train_epoch for k, t in trainers.items()}, size.epoch_rounds,
-                            desc=f"epochs [{dataset.system}]")
+        t = interleaved({k: tr.train_epoch for k, tr in trainers.items()}, size.epoch_rounds,
+                        desc=f"epochs [{dataset.system}]")
         n_train = len(next(iter(trainers.values())).graphs["train"])
     out = {"student": size_label(arch, features, layers), "train_structures": n_train,
            "batch_size": size.batch_size, "atoms_per_structure": n_atoms, "hessian_rows_stored": stored,
-           "rounds": size.epoch_rounds, "seconds_per_epoch": {k: median(v) for k, v in times.items()},
-           # within each round, then the median over rounds: the two sides of a round share the machine's drift
-           "ratio_to_EF": {k: median([ratio(a, b) for a, b in zip(v, times["E+F"])]) for k, v in times.items()
-                           if k != "E+F"}}
-    s1 = out["ratio_to_EF"].get("s=1", float("nan"))
+           "rounds": size.epoch_rounds, "seconds_per_epoch": {k: t.median(k) for k in configs},
+           "ratio_to_EF": {k: t.ratio(k, "E+F") for k in configs if k != "E+F"}, "timing": t.summary()}
+    s1 = out["ratio_to_EF"].get("s=1", {}).get("median", float("nan"))
     out["s1_ratio"] = s1
     out["target_s1_ratio"] = TARGET_S1_RATIO
     out["target_met"] = bool(s1 <= TARGET_S1_RATIO)

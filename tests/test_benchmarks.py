@@ -1,5 +1,6 @@
 """The benchmark harness at its --quick size: it runs end to end, writes every field of results.json and every
-PNG, and leaves BENCHMARKS.md alone. Only the harness is checked here, never a timing or an accuracy figure."""
+PNG, renders the report from that JSON, and leaves BENCHMARKS.md and the README alone. Only the harness is checked
+here, never a timing or an accuracy figure."""
 
 import json
 import os
@@ -9,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 TOP_LEVEL = ("machine", "versions", "command", "date", "quick", "size", "data", "speed", "accuracy", "training_cost",
              "labeling_cost", "conservation", "engines", "targets", "plots", "total_seconds")
 PLOTS = ("pareto", "accuracy", "s_curve", "conservation", "speed_labeling")
@@ -22,18 +22,57 @@ def _no_error(part, where):
     assert "error" not in part, f"{where}: {part['error']}"
 
 
+def _ratio(r, where):
+    """A timing ratio: median of the per-round ratios, with their min and max."""
+    assert isinstance(r, dict) and 0 < r["min"] <= r["median"] <= r["max"], f"{where}: {r!r}"
+
+
+def _timing(t, names, where):
+    assert t["clock"] == "process_time", where
+    for name in names:
+        assert len(t["seconds"][name]) == t["rounds"] >= 1 and min(t["seconds"][name]) > 0, f"{where}: {name}"
+
+
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    md = REPO / "BENCHMARKS.md"
-    before = md.read_bytes() if md.exists() else None
+    docs = [REPO / "BENCHMARKS.md", REPO / "README.md"]
+    before = [d.read_bytes() for d in docs]
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = md.read_bytes() if md.exists() else None
-    return out, json.loads((out / "results.json").read_text()), before == after
+    return out, json.loads((out / "results.json").read_text()), before == [d.read_bytes() for d in docs]
 
 
+def test_timing_takes_ratios_within_rounds():
+    """Self-measured times make the rounds exact: the ratio is the median of per-round ratios (4 here), not the
+    ratio of the medians (8/3), with the per-round min and max; units divide the per-call time."""
+    from timing import Seconds, interleaved
+
+    a, b = iter([9.0, 2.0, 4.0, 9.0]), iter([9.0, 1.0, 4.0, 3.0])  # the first value of each is the warm-up call
+    t = interleaved({"a": lambda: Seconds(next(a)), "b": lambda: Seconds(next(b))}, rounds=3, units={"b": 2})
+    assert t.seconds == {"a": [2.0, 4.0, 9.0], "b": [0.5, 2.0, 1.5]}
+    assert t.ratio("a", "b") == {"median": 4.0, "min": 2.0, "max": 6.0}
+    assert t.median("a") == 4.0 and t.fastest(["a", "b"]) == "b"
+    assert t.summary()["rounds"] == 3
+
+
+def test_timing_clock_is_cpu_time():
+    """Without Seconds the clock is this process's CPU time: sleeping costs nothing, work costs time."""
+    import time
+
+    from timing import interleaved
+
+    def work():
+        x = 0
+        for i in range(200_000):
+            x += i
+
+    t = interleaved({"sleep": lambda: time.sleep(0.05), "work": work}, rounds=2, warmup=0)
+    assert max(t.seconds["sleep"]) < 0.01 and t.ratio("work", "sleep")["min"] > 1
+
+
+@pytest.mark.slow
 def test_quick_run_writes_every_field(quick_results):
     out, res, _ = quick_results
     for key in TOP_LEVEL:
@@ -46,8 +85,12 @@ def test_quick_run_writes_every_field(quick_results):
         _no_error(sp, f"speed {system}")
         assert sp["teacher"]["ms_per_step"] > 0 and sp["main_speedup"] > 0
         assert {"painn", "schnet"} <= {label.split("-")[0] for label in sp["students"]}
-        _no_error(sp["engine"], f"engine speed {system}")
-        assert sp["engine"]["name"] and sp["engine"]["speedup"] > 0
+        for label, e in sp["students"].items():
+            _ratio(e["speedup"], f"speed {system} {label}")
+        _no_error(sp["engine"], f"speed {system} engine")
+        _ratio(sp["engine"]["speedup"], f"speed {system} {sp['engine']['name']}")
+        _timing(sp["timing"], ["teacher:hessdistill", f"student:{sp['main_size']}:{sp['engine']['name']}"],
+                f"speed {system}")
         acc = res["accuracy"][system]
         _no_error(acc, f"accuracy {system}")
         assert acc["seeds"] >= 2 and acc["force_mae_ratio"] > 0
@@ -56,7 +99,9 @@ def test_quick_run_writes_every_field(quick_results):
             assert {"force_mae", "hessian_mae", "energy_mae_per_atom"} <= set(main[arm])
         tc = res["training_cost"][system]
         _no_error(tc, f"training cost {system}")
-        assert tc["s1_ratio"] > 0 and "E+F" in tc["seconds_per_epoch"]
+        assert tc["s1_ratio"] == tc["ratio_to_EF"]["s=1"]["median"] and "E+F" in tc["seconds_per_epoch"]
+        _ratio(tc["ratio_to_EF"]["s=1"], f"training cost {system}")
+        _timing(tc["timing"], tc["seconds_per_epoch"], f"training cost {system}")
     assert res["accuracy"]["si"]["transfer"]["force_mae_ratio"] > 0
     curve = res["training_cost"]["s_curve"]["ethanol"]
     assert [r["s"] for r in curve][:2] == [0, 1] and len(curve) >= 3
@@ -65,6 +110,7 @@ def test_quick_run_writes_every_field(quick_results):
     assert len(lab["cases"]) == 2 and "ani1x/ethanol" in lab["cases"]
     for case, c in lab["cases"].items():
         assert c["batched"]["rows_per_s"] > 0 and c["loop"]["rows_per_s"] > 0
+        _ratio(c["speedup_batched_over_loop"], f"labelling {case}")
         for mode in ("batched", "loop"):
             _no_error(c["memory"][mode], f"memory {case} {mode}")
             assert c["memory"][mode]["hessian_peak_rise_MB"] >= 0
@@ -75,19 +121,41 @@ def test_quick_run_writes_every_field(quick_results):
         assert len(m["drift_per_seed"]) == m["seeds"] >= 2 and 0 <= m["unstable_runs"] <= m["seeds"]
     om = res["engines"]["openmm"]
     _no_error(om, "openmm engine")
-    assert om["ethanol_54"]["torchforce/Reference"]["ratio"] > 0
+    _ratio(om["ethanol_54"]["torchforce/Reference"]["ratio"], "openmm")
+    _timing(om["ethanol_54"]["timing"], ["bare", "torchforce/Reference"], "openmm")
     assert set(om["ethanol_54"]["engine_only_step_ms"]) == {"Reference", "CPU"}
     lm = res["engines"]["lammps"]
     _no_error(lm, "lammps engine")
-    assert lm["sizes"] and all(r["ratio"] > 0 for r in lm["sizes"])
-    for name in res["targets"]:
-        assert {"value", "target", "met"} <= set(res["targets"][name])
+    assert lm["sizes"] and lm["flatness"]["us_per_atom_step"] >= 1
+    for r in lm["sizes"]:
+        _ratio(r["ratio"], f"lammps {r['atoms']}")
+        _timing(r["timing"], ["bare", "lammps"], f"lammps {r['atoms']}")
+    for name, t in res["targets"].items():
+        assert {"value", "target", "met"} <= set(t) and t["met"] is not None, name
 
 
+@pytest.mark.slow
 def test_quick_run_writes_plots_and_keeps_benchmarks_md(quick_results):
     out, res, md_unchanged = quick_results
     for name in PLOTS:
         png = out / f"{name}.png"
         assert res["plots"][name] == str(png)
         assert png.stat().st_size > 5000
-    assert md_unchanged, "--quick must not rewrite BENCHMARKS.md"
+    assert md_unchanged, "--quick must not rewrite BENCHMARKS.md or the README"
+
+
+@pytest.mark.slow
+def test_report_renders_the_quick_results(quick_results):
+    """BENCHMARKS.md and the README table come from the JSON alone: every part renders, without an error or a
+    missing value, and a measured number in the JSON shows up in the text."""
+    import report
+
+    _, res, _ = quick_results
+    text, table = report.render(res), report.readme_table(res)
+    assert "ERROR" not in text and "n/a" not in text and "n/a" not in table
+    for heading in ("## Targets", "## 1. Speed", "## 2. Accuracy", "## 3. Training cost", "## 4. Labelling",
+                    "## 5. Energy conservation", "## 6. Engine"):
+        assert heading in text, heading
+    si = res["speed"]["si"]
+    assert f"{si['students'][si['main_size']]['speedup']['median']:.1f}x" in table
+    assert f"{res['accuracy']['ethanol']['force_mae_ratio']:.2f}" in table

@@ -46,7 +46,7 @@ class Trainer:
 
     Builds the student for the elements of the label store ``labels``, its graphs per split (``graphs``), the
     loss normalizers (``norm``), EMA, optimizer and scheduler. ``loss(batch, rng)`` is the one hook a subclass
-    overrides to train on another loss (benchmarks/rows_by_differences.py does). Changes no process-wide setting
+    overrides to train on another loss. Changes no process-wide setting
     except torch's RNG seed (``config.seed``), which the run depends on; for glibc's heap see
     :func:`hessdistill.heap.keep_freed_memory`.
     """

