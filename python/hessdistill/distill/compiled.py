@@ -11,8 +11,9 @@ differs from an eager one only by the rounding of the reordered arithmetic.
 Sizes: the graph is traced on a synthetic batch whose sizes (structures, atoms, edges) are distinct from each
 other and from the fixed sizes (3 axes, 2 edge ends, s rows), so none is specialized or merged with another;
 each call marks the atom, edge and structure dimensions dynamic, so batches of other sizes reuse the compiled
-code. A batch with a size below 2 (a last batch of one structure) runs eagerly: the graph assumes no
-size-1 broadcasting, and compiling for it would cost a second compile.
+code. A batch of one structure (or of fewer than 2 atoms or edges) runs eagerly: on torch 2.9.1 the compiled
+graph's parameter gradients for one structure were wrong (off by 50% in a test, whether the trace had one
+structure or several; the traced graph itself was right), and a short last batch is one step per epoch.
 
 Example
 -------
@@ -51,8 +52,7 @@ class CompiledStep:
 
     def __call__(self, batch: Batch, slots) -> tuple[torch.Tensor, list[Optional[torch.Tensor]]]:
         if min(batch.n_atoms.shape[0], batch.positions.shape[0], batch.edge_index.shape[1]) < 2:
-            # the graph holds for sizes >= 2 only (a size-1 dimension broadcasts, and the trace decided on
-            # no broadcasting): such a batch (a last batch of one structure) runs eagerly
+            # sizes of 1 are specialized by the compiler, and its gradients for one structure were wrong
             loss = slots_loss(self.model, batch, self.config, self.norm, slots)
             return loss.detach(), list(torch.autograd.grad(loss, self.parameters, allow_unused=True))
         if self._compiled is None:
