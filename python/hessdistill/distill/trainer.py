@@ -205,7 +205,7 @@ class Trainer:
     def _probe_batch(self):
         train = self.graphs["train"]
         batch = collate(train[: self.config.batch_size])
-        rng = np.random.default_rng([self.config.seed, -1])  # not a training draw: training's RNG stays as it was
+        rng = np.random.default_rng([self.config.seed, 2**32 - 1])  # no epoch has this seed: training draws stay
         slots = sample_row_slots(batch, self.config.hessian_rows, rng) if self.config.hessian_weight > 0 else None
         return batch, slots
 
