@@ -94,7 +94,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.graphs["train"]) / config.batch_size)
         self.time_budget = parse_duration(config.time_budget)
         # epoch cap: explicit; else from max_steps; none when a time budget (and the plateau rule) ends the run
-        self.max_epochs = config.epochs or (None if self.time_budget else math.ceil(config.max_steps / self.steps_per_epoch))
+        self.max_epochs = config.epochs or (
+            None if self.time_budget else math.ceil(config.max_steps / self.steps_per_epoch))
         self.patience = config.patience or max(5, math.ceil(AUTO_PATIENCE_STEPS / self.steps_per_epoch))
         self.scheduler = self._make_scheduler()
         self.elapsed = 0.0  # seconds of training (fit), over all resumes: what time_budget counts
@@ -228,7 +229,7 @@ class Trainer:
         loss, grads = step(batch, slots)
         ref_loss, ref_grads = self._eager_loss_and_grads(batch, slots)
         tol = 10 * torch.finfo(self.dtype).eps ** 0.5  # rounding of reordered arithmetic, not a wrong graph
-        for got, ref in zip([loss, *grads], [ref_loss, *ref_grads]):
+        for got, ref in zip([loss, *grads], [ref_loss.detach(), *ref_grads]):
             if (got is None) != (ref is None) or (ref is not None and float((got - ref).norm()) > tol * float(ref.norm())):
                 raise RuntimeError("the compiled step's loss or gradients differ from the eager step's")
 
