@@ -1,5 +1,6 @@
 """Distillation: Hessian rows help on a tiny analytic teacher; training resumes exactly after a real SIGKILL;
-bad input gets a one-line error from the CLI."""
+the run ends at a plateau, an epoch cap from max_steps or a time budget that survives resume; the compiled step's
+gradients equal eager ones; bad input gets a one-line error from the CLI."""
 
 import json
 import os
@@ -12,7 +13,10 @@ import pytest
 import torch
 
 from conftest import cluster
+import numpy as np
+
 from hessdistill.distill import DistillConfig, load_config, write_config
+from hessdistill.distill.config import parse_duration
 from hessdistill.errors import ConfigError, InputError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
@@ -32,7 +36,7 @@ def morse_labels(tmp_path_factory):
 
 def tiny(**kw):
     base = dict(architecture="schnet", features=16, num_interactions=1, cutoff=4.0, batch_size=4, lr=3e-3,
-                dtype="float64", patience=1000)
+                dtype="float64", patience=1000, lr_schedule="cosine", compile="off")
     base.update(kw)
     return DistillConfig(**base)
 
@@ -49,6 +53,73 @@ def test_hessian_distillation_beats_baseline(morse_labels, tmp_path):
         assert (tmp_path / name / "learning_curve.png").stat().st_size > 1000
         lines = (tmp_path / name / "metrics.csv").read_text().splitlines()
         assert lines[0].startswith("epoch,lr,train_loss,val_energy_mae,val_force_mae") and len(lines) == 201
+
+
+def test_run_ends_at_a_plateau_or_the_step_cap(morse_labels, tmp_path):
+    """Plateau schedule: the LR halves after `patience` epochs without a better validation force MAE, down to
+    lr * lr_min_factor, and the run stops after `patience` more such epochs there; epochs = 0 caps the run at
+    the epochs of max_steps optimizer steps (8 training structures, batch 4: 2 steps per epoch)."""
+    trainer = Trainer(tiny(epochs=0, max_steps=4000, lr_schedule="plateau", patience=3, lr_min_factor=0.25, lr=3e-2),
+                      morse_labels, tmp_path / "plateau", progress=False)
+    assert trainer.max_epochs == 2000
+    trainer.fit()
+    assert trainer.stop_reason == "plateau" and trainer.epoch < 2000
+    lrs = [h["lr"] for h in trainer.history]
+    assert sorted(set(lrs), reverse=True) == [3e-2, 1.5e-2, 7.5e-3] and lrs == sorted(lrs, reverse=True)
+    mae = [h["val_force_mae"] for h in trainer.history]
+    assert min(mae[-3:]) >= min(mae[:-3])  # the last `patience` epochs brought no improvement
+    capped = Trainer(tiny(epochs=0, max_steps=7, lr_schedule="plateau"), morse_labels, tmp_path / "cap", progress=False)
+    capped.fit()
+    assert capped.max_epochs == 4 and capped.epoch == 4 and capped.stop_reason == "epochs"
+
+
+def test_time_budget_ends_the_run_and_survives_resume(morse_labels, tmp_path):
+    assert parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration("1.5h") == 5400
+    assert parse_duration("") is None and parse_duration("45") == 45
+    for bad in ("abc", "-5m", "0", "2x", "infh"):
+        with pytest.raises(ConfigError, match="time_budget must be a positive duration"):
+            tiny(time_budget=bad).validate()
+    run = tmp_path / "budget"
+    first = Trainer(tiny(epochs=0, time_budget="1s"), morse_labels, run, progress=False)
+    assert first.max_epochs is None  # a time budget, and no epoch cap unless given
+    first.fit()
+    assert first.stop_reason == "time budget" and first.elapsed >= 1.0
+    per_epoch = max(h["seconds"] for h in first.history)
+    assert first.elapsed < 1.0 + 2 * per_epoch + 0.5  # the epoch that crosses the budget is finished, no more
+    again = Trainer(tiny(epochs=0, time_budget="1s"), morse_labels, run, progress=False)
+    again.fit()  # the budget was spent before the resume: no further epoch
+    assert again.epoch == first.epoch and again.elapsed == pytest.approx(first.elapsed, abs=0.5)
+    longer = Trainer(tiny(epochs=0, time_budget="2s"), morse_labels, run, progress=False)
+    longer.fit()
+    assert longer.epoch > first.epoch and longer.elapsed >= 2.0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["elapsed"] == longer.elapsed
+
+
+@pytest.mark.slow
+def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path):
+    """The traced and compiled loss + parameter-gradient graph against eager autograd on the same batches and
+    Hessian rows (float64): batches of 4, 3 and 2 structures share one compiled graph (no recompile); a batch
+    of one structure runs eagerly."""
+    from torch._dynamo.utils import counters
+
+    from hessdistill.distill.compiled import CompiledStep
+    from hessdistill.distill.data import collate, sample_row_slots
+    from hessdistill.distill.loss import slots_loss
+
+    config = tiny(features=8, hessian_rows=2, hessian_weight=10.0, device="cpu")
+    trainer = Trainer(config, morse_labels, tmp_path / "c", progress=False)
+    step = CompiledStep(trainer.model, config, trainer.norm)
+    counters.clear()
+    for size in (4, 3, 2, 1):
+        batch = collate(trainer.graphs["train"][:size])
+        slots = sample_row_slots(batch, 2, np.random.default_rng(size))
+        ref_loss = slots_loss(trainer.model, batch, config, trainer.norm, slots)
+        ref = torch.autograd.grad(ref_loss, step.parameters)
+        loss, grads = step(batch, slots)
+        assert float(abs(loss - ref_loss.detach())) <= 1e-10 * float(ref_loss.detach()), size
+        for name, g, r in zip(step.names, grads, ref):
+            assert float((g - r).norm()) <= 1e-10 * float(r.norm()), (size, name)
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def _cli(*args):

@@ -1,9 +1,10 @@
 """Distill: train a conservative student on the teacher's energies, forces and Hessian rows.
 
 ``config`` (settings), ``data`` (label store -> graphs and batches), ``hessian`` (student Hessian rows by VJPs),
-``loss`` (loss terms, normalizers, ``predict``), ``evaluation`` (held-out errors), ``trainer`` (the loop),
-``checkpoint`` (exact resume, ``model_from_checkpoint``), ``metrics`` (metrics.csv, learning curve), ``run``
-(``distill``: data -> trainer -> test errors -> exported student), ``committee`` (K students differing in seed).
+``loss`` (loss terms, normalizers, ``predict``), ``compiled`` (the traced and compiled training step),
+``evaluation`` (held-out errors), ``trainer`` (the loop and its stopping rules), ``checkpoint`` (exact resume,
+``model_from_checkpoint``), ``metrics`` (metrics.csv, learning curve), ``run`` (``distill``: data -> trainer ->
+test errors -> exported student), ``committee`` (K students differing in seed).
 """
 
 from .checkpoint import model_from_checkpoint  # noqa: F401

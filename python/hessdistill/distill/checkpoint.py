@@ -2,7 +2,8 @@
 
 It stores the config, the student's architecture and hyperparameters, model, EMA, optimizer and scheduler states,
 epoch, history (the rows of ``metrics.csv``), the best EMA weights and their validation force MAE, epochs without
-improvement, the loss normalizers, the teacher's name and torch's RNG state. Shuffling and Hessian-row sampling
+improvement, the loss normalizers, the teacher's name, torch's RNG state, the training seconds spent (what
+``time_budget`` counts) and the step mode (eager or compiled). Shuffling and Hessian-row sampling
 are seeded by (seed, epoch, batch) and need no state, so a run resumed from any epoch repeats an uninterrupted one
 bit for bit. This module is the one place that knows these keys.
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 #: Options that may differ between a checkpoint and the config of the run that resumes it.
-RESUMABLE_CHANGES = {"epochs", "patience", "device"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "device", "compile"}
 
 
 def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
@@ -49,6 +50,8 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
         "norm": trainer.norm,
         "teacher": trainer.teacher_name,
         "torch_rng": torch.get_rng_state(),
+        "elapsed": trainer.elapsed,
+        "compiled": trainer.compiled,
     }
     path = Path(path)
     tmp = path.with_suffix(".pt.tmp")
@@ -78,6 +81,9 @@ def restore_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
     trainer.best, trainer.best_state, trainer.bad_epochs = state["best"], state["best_state"], state["bad_epochs"]
     trainer.norm = state["norm"]
     torch.set_rng_state(state["torch_rng"])
+    trainer.elapsed = state.get("elapsed", 0.0)
+    # auto keeps the mode the run started in: eager and compiled steps round differently
+    trainer.compiled = state.get("compiled") if trainer.config.compile == "auto" else None
     trainer.resumed_from = trainer.epoch
 
 

@@ -16,7 +16,8 @@ def energy_gradient(energy: torch.Tensor, positions: torch.Tensor) -> torch.Tens
     return torch.autograd.grad(energy.sum(), positions, create_graph=True)[0]
 
 
-def hessian_rows(gradient: torch.Tensor, positions: torch.Tensor, coords: torch.Tensor, create_graph: bool = True):
+def hessian_rows(gradient: torch.Tensor, positions: torch.Tensor, coords: torch.Tensor, create_graph: bool = True,
+                 batched: bool = True):
     """Rows of the Hessian selected by ``coords``.
 
     Parameters
@@ -26,6 +27,9 @@ def hessian_rows(gradient: torch.Tensor, positions: torch.Tensor, coords: torch.
     coords: (s, M) flat coordinate indices (atom * 3 + axis); VJP j sums the unit vectors of ``coords[j]``.
         With one coordinate per structure of a block-diagonal batch, row j of the result holds one Hessian row
         of each structure, in that structure's atoms.
+    create_graph: keep a graph of the rows (for a loss on them).
+    batched: take the ``s`` VJPs in one vmapped call (``is_grads_batched``); False takes them one by one, for
+        tracing (``compiled.py``: make_fx cannot trace vmap with symbolic sizes).
 
     Returns
     -------
@@ -35,9 +39,11 @@ def hessian_rows(gradient: torch.Tensor, positions: torch.Tensor, coords: torch.
     v = torch.zeros(s, gradient.numel(), dtype=gradient.dtype, device=gradient.device)
     v.scatter_(1, coords, 1.0)
     v = v.view(s, *gradient.shape)
-    if s == 1:  # a plain VJP: vmap's batching machinery only costs time here
-        (row,) = torch.autograd.grad(gradient, positions, grad_outputs=v[0], create_graph=create_graph, retain_graph=True)
-        return row.unsqueeze(0)
+    if s == 1 or not batched:  # plain VJPs (for one row vmap's batching machinery only costs time)
+        return torch.stack([
+            torch.autograd.grad(gradient, positions, grad_outputs=v[j], create_graph=create_graph, retain_graph=True)[0]
+            for j in range(s)
+        ])
     (rows,) = torch.autograd.grad(
         gradient, positions, grad_outputs=v, create_graph=create_graph, retain_graph=True, is_grads_batched=True
     )

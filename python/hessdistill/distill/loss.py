@@ -27,7 +27,8 @@ def predict(model, batch: Batch, create_graph: bool):
     """Per-structure energies, energy gradient (with graph if asked) and the leaf positions."""
     pos = batch.positions.detach().clone().requires_grad_(True)
     atomic = model(pos, batch.species, batch.edge_index, batch.shifts)
-    energy = torch.zeros(len(batch.graphs), dtype=atomic.dtype, device=atomic.device).index_add(
+    # sized from a tensor, not len(batch.graphs): a traced step (compiled.py) keeps the batch size symbolic
+    energy = torch.zeros(batch.n_atoms.shape[0], dtype=atomic.dtype, device=atomic.device).index_add(
         0, batch.batch, atomic
     )
     if create_graph:
@@ -78,10 +79,19 @@ def hessian_row_loss(rows, teacher, config: DistillConfig, norm: dict) -> torch.
 def batch_loss(model, batch: Batch, config: DistillConfig, norm: dict, rng: np.random.Generator) -> torch.Tensor:
     """One batch's loss: energies, forces and, with wH > 0, ``config.hessian_rows`` rows per structure drawn
     with ``rng``."""
+    slots = sample_row_slots(batch, config.hessian_rows, rng) if config.hessian_weight > 0 else None
+    return slots_loss(model, batch, config, norm, slots)
+
+
+def slots_loss(model, batch: Batch, config: DistillConfig, norm: dict, slots, batched_rows: bool = True
+               ) -> torch.Tensor:
+    """``batch_loss`` with the Hessian-row slots already drawn (``sample_row_slots``; None when wH = 0): the
+    part of the loss that is a function of tensors only, which ``compiled.py`` traces (with ``batched_rows``
+    False: see ``hessian.hessian_rows``)."""
     energy, grad, pos = predict(model, batch, create_graph=True)
     loss = energy_force_loss(energy, grad, batch, config, norm)
-    if config.hessian_weight > 0:
-        coords, teacher = sample_row_slots(batch, config.hessian_rows, rng)
-        rows = hessian_rows(grad, pos, coords).reshape(config.hessian_rows, -1)
+    if slots is not None:
+        coords, teacher = slots
+        rows = hessian_rows(grad, pos, coords, batched=batched_rows).reshape(coords.shape[0], -1)
         loss = loss + hessian_row_loss(rows, teacher, config, norm)
     return loss

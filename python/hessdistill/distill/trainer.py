@@ -1,5 +1,10 @@
 """The training loop: one optimizer step per batch, one validation and checkpoint per epoch.
 
+The run ends at the first of: the epoch cap (``epochs``, or the epochs of ``max_steps`` optimizer steps), a
+plateau (plateau schedule: ``patience`` epochs without a better validation force MAE at the smallest LR, after
+halving the LR at each earlier plateau; other schedules: ``patience`` epochs without improvement), or the end of
+the epoch that spends ``time_budget``. A step is eager or compiled (``compiled.py``; ``config.compile``).
+
 A run folder holds ``checkpoint.pt`` (``checkpoint.py``: written every epoch, so a killed run resumes exactly),
 ``metrics.csv`` and ``learning_curve.png`` (``metrics.py``) and ``config.yaml``. The loss is ``loss.py``'s;
 validation is ``evaluation.py``'s; ``run.distill`` adds the test evaluation and the export.
@@ -12,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -22,14 +28,22 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import restore_checkpoint, save_checkpoint
-from .config import DistillConfig, write_config
-from .data import build_graphs, check_hessian_rows, collate, element_types, load_splits
+from .compiled import CompiledStep
+from .config import DistillConfig, parse_duration, write_config
+from .data import build_graphs, check_hessian_rows, collate, element_types, load_splits, sample_row_slots
 from .evaluation import evaluate
-from .loss import batch_loss, fit_shift_and_scale, normalizers
+from .loss import batch_loss, fit_shift_and_scale, normalizers, slots_loss
 from .metrics import plot_learning_curve, write_metrics
 from ..errors import ConfigError
 from ..label.store import store_teacher
 from ..students import StudentBase, build_student
+
+log = logging.getLogger("hessdistill.distill")
+
+#: compile = auto compiles when the planned training time is at least this (the compile takes 1-5 CPU minutes)
+AUTO_COMPILE_SECONDS = 600.0
+#: patience = 0 means epochs of about this many optimizer steps (at least 5 epochs)
+AUTO_PATIENCE_STEPS = 1000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,7 +91,17 @@ class Trainer:
         # fused: one kernel for all parameters instead of ~30 small ops per tensor (optimizer step 5x faster on CPU)
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay,
                                            fused=self.device.type in ("cpu", "cuda"))
+        self.steps_per_epoch = math.ceil(len(self.graphs["train"]) / config.batch_size)
+        self.time_budget = parse_duration(config.time_budget)
+        # epoch cap: explicit; else from max_steps; none when a time budget (and the plateau rule) ends the run
+        self.max_epochs = config.epochs or (
+            None if self.time_budget else math.ceil(config.max_steps / self.steps_per_epoch))
+        self.patience = config.patience or max(5, math.ceil(AUTO_PATIENCE_STEPS / self.steps_per_epoch))
         self.scheduler = self._make_scheduler()
+        self.elapsed = 0.0  # seconds of training (fit), over all resumes: what time_budget counts
+        self.compiled: bool | None = None  # the step mode once chosen; kept in the checkpoint
+        self.step_fn: CompiledStep | None = None
+        self.stop_reason = ""
         self.epoch = 0
         self.history: list[dict] = []
         self.best = math.inf
@@ -91,9 +115,12 @@ class Trainer:
     def _make_scheduler(self):
         c = self.config
         if c.lr_schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs, eta_min=c.lr * c.lr_min_factor)
+            t_max = self.max_epochs or math.ceil(c.max_steps / self.steps_per_epoch)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t_max, eta_min=c.lr * c.lr_min_factor)
         if c.lr_schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=max(2, c.patience // 4))
+            # threshold 0: any better MAE counts; the patience window already absorbs noise
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=self.patience,
+                                                              threshold=0.0, min_lr=c.lr * c.lr_min_factor)
         return torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0, total_iters=0)
 
     def loss(self, batch, rng: np.random.Generator) -> torch.Tensor:
@@ -102,11 +129,17 @@ class Trainer:
         return batch_loss(self.model, batch, self.config, self.norm, rng)
 
     def _step(self, batch, rng) -> float:
-        loss = self.loss(batch, rng)
-        self.optimizer.zero_grad(set_to_none=True)
-        # gradients for the parameters only: left to itself, backward also takes the loss's third derivative with
-        # respect to the positions leaf, which nothing reads (11-18% of a Hessian-row step)
-        loss.backward(inputs=self.parameters)
+        if self.step_fn is not None:
+            slots = sample_row_slots(batch, self.config.hessian_rows, rng) if self.config.hessian_weight > 0 else None
+            loss, grads = self.step_fn(batch, slots)
+            for p, g in zip(self.parameters, grads):
+                p.grad = g
+        else:
+            loss = self.loss(batch, rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            # gradients for the parameters only: left to itself, backward also takes the loss's third derivative
+            # with respect to the positions leaf, which nothing reads (11-18% of a Hessian-row step)
+            loss.backward(inputs=self.parameters)
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
@@ -129,16 +162,90 @@ class Trainer:
             losses.append(self._step(batch, np.random.default_rng([c.seed, self.epoch, b])))
         return float(np.mean(losses))
 
+    def _stop(self) -> str:
+        """Why training ends now ('' : it goes on)."""
+        if self.max_epochs is not None and self.epoch >= self.max_epochs:
+            return "epochs"
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            at_min = self.optimizer.param_groups[0]["lr"] <= self.scheduler.min_lrs[0] * (1 + 1e-9)
+            if at_min and self.scheduler.num_bad_epochs >= self.patience:
+                return "plateau"
+        elif self.bad_epochs >= self.patience:
+            return "plateau"
+        if self.time_budget is not None and self.elapsed >= self.time_budget:
+            return "time budget"
+        return ""
+
+    def _choose_step(self) -> None:
+        """Set the step mode (``self.compiled``; kept from the checkpoint on resume) and build the compiled step:
+        its first call compiles, and its loss and gradients must match an eager step's on the first batch."""
+        c = self.config
+        # a subclass's own loss: only the eager step computes it; batches of one structure run eagerly anyway
+        if type(self).loss is not Trainer.loss or c.batch_size == 1:
+            self.compiled = False
+        if self.compiled is None:
+            if c.compile == "auto":
+                self.compiled = self._planned_seconds() >= AUTO_COMPILE_SECONDS
+            else:
+                self.compiled = c.compile == "on"
+        if not self.compiled:
+            return
+        t0 = time.perf_counter()
+        try:
+            self.step_fn = CompiledStep(self.model, c, self.norm)
+            self._check_compiled(self.step_fn)
+        except Exception as exc:  # tracing and compiler failures arrive as many exception types
+            self.step_fn = None
+            if c.compile == "on":
+                raise ConfigError(f"compiled training failed ({_first_line(exc)}); use --compile off") from None
+            self.compiled = False
+            log.warning("compiled training failed (%s); training eagerly", _first_line(exc))
+            return
+        log.info("compiled the training step in %.0f s", time.perf_counter() - t0)
+
+    def _probe_batch(self):
+        train = self.graphs["train"]
+        batch = collate(train[: self.config.batch_size])
+        rng = np.random.default_rng([self.config.seed, 2**32 - 1])  # no epoch has this seed: training draws stay
+        slots = sample_row_slots(batch, self.config.hessian_rows, rng) if self.config.hessian_weight > 0 else None
+        return batch, slots
+
+    def _eager_loss_and_grads(self, batch, slots):
+        loss = slots_loss(self.model, batch, self.config, self.norm, slots)
+        return loss, torch.autograd.grad(loss, self.parameters, allow_unused=True)
+
+    def _planned_seconds(self) -> float:
+        """The time budget, else eager seconds per step (timed on one batch) x the steps left to the epoch cap."""
+        if self.time_budget is not None:
+            return self.time_budget - self.elapsed
+        batch, slots = self._probe_batch()
+        self._eager_loss_and_grads(batch, slots)  # warm-up
+        t0 = time.perf_counter()
+        self._eager_loss_and_grads(batch, slots)
+        return (time.perf_counter() - t0) * self.steps_per_epoch * (self.max_epochs - self.epoch)
+
+    def _check_compiled(self, step: CompiledStep) -> None:
+        batch, slots = self._probe_batch()
+        loss, grads = step(batch, slots)
+        ref_loss, ref_grads = self._eager_loss_and_grads(batch, slots)
+        tol = 10 * torch.finfo(self.dtype).eps ** 0.5  # rounding of reordered arithmetic, not a wrong graph
+        for got, ref in zip([loss, *grads], [ref_loss.detach(), *ref_grads]):
+            if (got is None) != (ref is None) or (ref is not None and float((got - ref).norm()) > tol * float(ref.norm())):
+                raise RuntimeError("the compiled step's loss or gradients differ from the eager step's")
+
     def fit(self) -> StudentBase:
-        """Train until ``config.epochs`` or ``config.patience`` epochs without a better validation force MAE."""
+        """Train until the epoch cap, a plateau or the time budget (module docstring); the best-EMA student."""
         from ..progress import progress_bar
 
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir / "config.yaml", c)
-        bar = progress_bar(c.epochs, "distill" if c.hessian_weight else "baseline", unit="epoch",
+        t_start = time.perf_counter()
+        self._choose_step()
+        self.elapsed += time.perf_counter() - t_start
+        bar = progress_bar(self.max_epochs, "distill" if c.hessian_weight else "baseline", unit="epoch",
                            enabled=self.progress, initial=self.epoch)
-        while self.epoch < c.epochs and self.bad_epochs < c.patience:
+        while not (reason := self._stop()):
             t0 = time.perf_counter()
             loss = self.train_epoch()
             val = evaluate(self._eval_model(), self.graphs["val"], c.val_hessian_rows)
@@ -158,11 +265,13 @@ class Trainer:
                 "val_force_mae": val["force_mae"], "val_hessian_mae": val["hessian_mae"],
                 "seconds": time.perf_counter() - t0,
             })
+            self.elapsed += time.perf_counter() - t0
             save_checkpoint(self, self.checkpoint_path)
             write_metrics(self.history, self.run_dir / "metrics.csv")
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3g}", F_mae=f"{val['force_mae']:.4f}")
         bar.close()
+        self.stop_reason = reason
         plot_learning_curve(self.run_dir / "metrics.csv", self.run_dir / "learning_curve.png")
         return self.best_model()
 
@@ -171,3 +280,8 @@ class Trainer:
         model = build_student(self.model.architecture, **self.model.hyperparameters()).to(self.device, self.dtype)
         model.load_state_dict(self.best_state if self.best_state is not None else self._eval_model().state_dict())
         return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
