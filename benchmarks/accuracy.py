@@ -24,7 +24,7 @@ def config(size, dataset, arch: str, features: int, layers: int, seed: int, hess
     return DistillConfig(
         architecture=arch, features=features, num_interactions=layers, cutoff=dataset.cutoff,
         hessian_weight=hessian_weight, hessian_rows=s, epochs=size.epochs, patience=size.epochs + 1,
-        batch_size=size.batch_size, lr=size.lr, seed=seed, dtype="float32", export_dtype="float32", device="cpu",
+        lr_schedule="cosine", batch_size=size.batch_size, lr=size.lr, seed=seed, dtype="float32", export_dtype="float32", device="cpu",
     )
 
 

@@ -53,8 +53,8 @@ def main(out: str = "example_run", quick: bool = False) -> dict:
 
     print("[3/5] distill: PaiNN student, Hessian-row loss (s = 1)")
     config = DistillConfig(architecture="painn", features=32, num_interactions=2, cutoff=4.0,
-                           epochs=15 if quick else 120, patience=40, batch_size=4, hessian_rows=1,
-                           dtype="float32", export_dtype="float64")  # wH: the package default
+                           epochs=15 if quick else 120, patience=40, lr_schedule="cosine", batch_size=4,
+                           hessian_rows=1, dtype="float32", export_dtype="float64")  # wH: the package default
     summary = distill(config, out / "labels.h5", out / "distilled")
     student = summary["student"]
 
