@@ -107,7 +107,7 @@ def cold_committee(tmp_path_factory):
     hot = teacher_md(start, teacher.as_calculator(), 8, 1500.0, interval=20, seed=1, progress=False)
     label_structures(split(hot, (0.0, 0.5, 0.5)), teacher, d / "hot.h5", progress=False)
     config = DistillConfig(architecture="schnet", features=16, num_interactions=1, cutoff=4.0, batch_size=2,
-                           lr=3e-3, dtype="float64", patience=1000, epochs=60)
+                           lr=3e-3, lr_schedule="cosine", dtype="float64", patience=1000, epochs=60)
     committee = distill_committee(config, d / "cold.h5", d / "committee", 3, progress=False)
     return d, teacher, start, committee
 
