@@ -196,3 +196,16 @@ def test_cli_prints_one_line_errors(setup, args, message, morse_labels, tmp_path
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("hessdistill: error:") and message in lines[0], res.stderr
+
+
+def test_trainer_leaves_the_callers_torch_rng_alone(morse_labels, tmp_path):
+    """The student's initial weights come from config.seed, without reseeding the caller's global RNG, and two
+    trainers with one seed start from the same weights."""
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    first = Trainer(tiny(epochs=1, seed=5), morse_labels, tmp_path / "a", progress=False)
+    assert torch.equal(torch.rand(4), expected)
+    second = Trainer(tiny(epochs=1, seed=5), morse_labels, tmp_path / "b", progress=False)
+    for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -49,7 +49,6 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
         "bad_epochs": trainer.bad_epochs,
         "norm": trainer.norm,
         "teacher": trainer.teacher_name,
-        "torch_rng": torch.get_rng_state(),
         "elapsed": trainer.elapsed,
         "compiled": trainer.compiled,
     }
@@ -80,7 +79,6 @@ def restore_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
     trainer.epoch, trainer.history = state["epoch"], state["history"]
     trainer.best, trainer.best_state, trainer.bad_epochs = state["best"], state["best_state"], state["bad_epochs"]
     trainer.norm = state["norm"]
-    torch.set_rng_state(state["torch_rng"])
     trainer.elapsed = state.get("elapsed", 0.0)
     # auto keeps the mode the run started in: eager and compiled steps round differently
     trainer.compiled = state.get("compiled") if trainer.config.compile == "auto" else None

@@ -60,8 +60,8 @@ class Trainer:
 
     Builds the student for the elements of the label store ``labels``, its graphs per split (``graphs``), the
     loss normalizers (``norm``), EMA, optimizer and scheduler. ``loss(batch, rng)`` is the one hook a subclass
-    overrides to train on another loss. Changes no process-wide setting
-    except torch's RNG seed (``config.seed``), which the run depends on; for glibc's heap see
+    overrides to train on another loss. Changes no process-wide setting (the initial
+    weights come from ``config.seed`` inside ``torch.random.fork_rng``); for glibc's heap see
     :func:`hessdistill.heap.keep_freed_memory`.
     """
 
@@ -77,11 +77,12 @@ class Trainer:
         if config.hessian_weight != 0:
             check_hessian_rows(by_split["train"], config.hessian_rows)
         type_names, zs = element_types([it for items in by_split.values() for it in items])
-        torch.manual_seed(config.seed)
-        self.model = build_student(
-            config.architecture, type_names=type_names, atomic_numbers=zs, cutoff=config.cutoff,
-            features=config.features, num_interactions=config.num_interactions, num_basis=config.num_basis,
-        ).to(device=self.device, dtype=self.dtype)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's RNG state is left as it was
+            torch.manual_seed(config.seed)
+            self.model = build_student(
+                config.architecture, type_names=type_names, atomic_numbers=zs, cutoff=config.cutoff,
+                features=config.features, num_interactions=config.num_interactions, num_basis=config.num_basis,
+            ).to(device=self.device, dtype=self.dtype)
         self.graphs = {s: build_graphs(v, type_names, config.cutoff, self.dtype, self.device) for s, v in by_split.items()}
         fit_shift_and_scale(self.model, self.graphs["train"])
         self.norm = normalizers(self.graphs["train"], self.model)
