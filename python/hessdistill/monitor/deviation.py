@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, ModelDeviationError
+from .rows import CsvRows
 
 COLUMNS = ("step", "time_ps", "max_devi_f", "min_devi_f", "mean_devi_f", "teacher_force_mae",
            "teacher_force_max_error")
@@ -87,12 +88,7 @@ class DeviationMonitor:
         self._sum_max = self._sum_mae = 0.0
         self._max_mae = -math.inf
         self._pairs: list[tuple[float, float]] = []  # (max_devi_f, teacher MAE) where both exist
-        self._file = None
-        if csv_path is not None:
-            self._file = open(csv_path, "w", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(COLUMNS)
-            self._file.flush()
+        self._rows = CsvRows(csv_path, COLUMNS)
         if self.flagged_path is not None and self.flagged_path.exists():
             self.flagged_path.unlink()  # frames of an earlier run in the same folder are not this run's
 
@@ -103,9 +99,7 @@ class DeviationMonitor:
         dev = deviation or {}
         row = [step, time_ps] + [dev.get(k, "") for k in ("max_devi_f", "min_devi_f", "mean_devi_f")]
         row += [teacher["force_mae"], teacher["force_max_error"]] if teacher else ["", ""]
-        if self._file is not None:
-            self._writer.writerow(row)
-            self._file.flush()
+        self._rows.write(row)
         if teacher:
             self.n_spot_checks += 1
             self._sum_mae += teacher["force_mae"]
@@ -162,8 +156,7 @@ class DeviationMonitor:
         }
 
     def close(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
+        self._rows.close()
 
     def __enter__(self):
         return self

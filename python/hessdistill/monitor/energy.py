@@ -10,7 +10,6 @@ runs the same checks inside LAMMPS (the plugin's ``fix hessdistill/monitor``, sa
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 
@@ -18,6 +17,7 @@ from ..errors import ConfigError, EnergyConservationError
 from ..units import EV_TO_KJ_PER_MOL
 from .drift import RunningSlope, drift_slope  # noqa: F401  (engines import these four from here)
 from .plot import COLUMNS, plot_monitor, read_monitor_csv  # noqa: F401
+from .rows import CsvRows
 
 
 class EnergyMonitor:
@@ -56,12 +56,7 @@ class EnergyMonitor:
         self.n_samples = 0  # finite samples
         self._e0: float | None = None
         self._fit = RunningSlope(window_ps)
-        self._file = None
-        if csv_path is not None:
-            self._file = open(csv_path, "w", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(COLUMNS)
-            self._file.flush()
+        self._rows = CsvRows(csv_path, COLUMNS)
 
     @property
     def drift(self) -> float:
@@ -86,9 +81,7 @@ class EnergyMonitor:
             drift = self.drift
         else:
             deviation = drift = float("nan")
-        if self._file is not None:
-            self._writer.writerow([step, time_ps, potential, kinetic, total, temperature, per_atom, deviation, drift])
-            self._file.flush()
+        self._rows.write([step, time_ps, potential, kinetic, total, temperature, per_atom, deviation, drift])
         if not finite:
             what = "energy" if not math.isfinite(total) else "forces"
             self._stop(f"non-finite {what} at step {step} (t = {time_ps:.4f} ps)")
@@ -114,8 +107,7 @@ class EnergyMonitor:
         }
 
     def close(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
+        self._rows.close()
 
     def __enter__(self):
         return self
