@@ -173,11 +173,13 @@ def read_pt2_metadata(path: str | os.PathLike) -> dict:
         root = names[0].split("/")[0] if names else ""
         if f"{root}/archive_format" not in names or z.read(f"{root}/archive_format") != b"pt2":
             raise ModelFileError(f"{path} is not a .pt2 package (no pt2 archive_format entry)")
-        found = [n for n in names if n.startswith(f"{root}/data/aotinductor/") and n.endswith("_metadata.json")]
+        # the wrapper's metadata is what the compiled library returns (get_metadata); the kernel file, named by
+        # another hash that may sort first, holds a copy
+        found = [n for n in names if n.startswith(f"{root}/data/aotinductor/") and n.endswith("wrapper_metadata.json")]
         if not found:
             raise ModelFileError(f"{path} is a pt2 archive without an AOTInductor model")
         try:
-            metadata = json.loads(z.read(sorted(found)[0]))
+            metadata = json.loads(z.read(found[0]))
         except ValueError as exc:
             raise ModelFileError(f"{path}: unreadable package metadata ({exc})") from None
     missing = [k for k in METADATA_KEYS + PT2_KEYS if k not in metadata]
