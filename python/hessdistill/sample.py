@@ -64,7 +64,8 @@ def teacher_md(
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature, rng=rng)
-    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction, rng=rng)
+    # fixcm=False: ASE's fixed-centre-of-mass Langevin does not sample NVT exactly (and is deprecated)
+    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction, rng=rng, fixcm=False)
     snaps: list[Atoms] = []
     bar = progress_bar(equilibration + n * interval, "teacher MD", unit="step", enabled=progress)
     dyn.attach(lambda: bar.update(dyn.nsteps - bar.n), interval=1)  # observers also run before step 1

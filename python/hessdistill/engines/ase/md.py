@@ -48,7 +48,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
         dyn = VelocityVerlet(atoms, dt)
     else:
         dyn = Langevin(atoms, dt, temperature_K=o.temperature_K, friction=o.friction_per_ps / (1000 * units.fs),
-                       rng=np.random.default_rng(o.seed))
+                       rng=np.random.default_rng(o.seed), fixcm=False)  # as OpenMM's and LAMMPS' Langevin
     monitor = EnergyMonitor(len(atoms), files["monitor_csv"], max_drift=o.max_drift, max_deviation=o.max_deviation)
     traj = Trajectory(str(files["trajectory"]), "w", atoms)
     bar = progress_bar(o.steps, f"MD ase {o.ensemble}", unit="step", enabled=o.progress)
