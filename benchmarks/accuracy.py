@@ -72,14 +72,14 @@ def train(size, datasets: list, workdir: Path, jobs_parallel: int = 1) -> dict[s
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from tqdm import tqdm
+    from hessdistill.progress import progress_bar
 
     todo = [(ds, job) for ds in datasets for job in jobs(size, ds)]
     # longest first (more rows, more features), so the workers finish together
     order = sorted(range(len(todo)), key=lambda k: -(todo[k][1]["s"] + 2) * todo[k][1]["features"]
                    * todo[k][1]["layers"])
     results: list = [None] * len(todo)
-    bar = tqdm(total=len(todo), desc="train", unit="run")
+    bar = progress_bar(len(todo), "train", unit="run")
 
     def done(k, fn):
         try:

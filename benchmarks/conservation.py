@@ -59,10 +59,9 @@ def run_model(name: str, model_path, calculator, atoms, steps: int, seeds: int, 
 
 def measure(system: str, dataset, main_record: dict, teacher, size, workdir: Path) -> dict:
     """NVE runs of the student (float32, float64) and the teacher on the system's MD structure."""
-    from tqdm import tqdm
-
     from hessdistill.formats import export_student
     from hessdistill.distill import model_from_checkpoint
+    from hessdistill.progress import progress_bar
 
     atoms = dataset.md_structure
     workdir = Path(workdir) / system / "nve"
@@ -76,6 +75,8 @@ def measure(system: str, dataset, main_record: dict, teacher, size, workdir: Pat
            "timestep_fs": 0.5, "temperature_K": 300.0, "discard_fraction": DISCARD, "report_interval": interval,
            "drift_unit": "eV/atom/ps", "unstable_criterion": "max bond-length deviation > 0.5 A or stopped",
            "models": {}}
-    for name, (path, calc, steps) in tqdm(models.items(), desc=f"NVE [{system}]", unit="model"):
-        out["models"][name] = run_model(name, path, calc, atoms, steps, size.nve_seeds, interval, workdir)
+    with progress_bar(len(models), f"NVE [{system}]", unit="model") as bar:
+        for name, (path, calc, steps) in models.items():
+            out["models"][name] = run_model(name, path, calc, atoms, steps, size.nve_seeds, interval, workdir)
+            bar.update(1)
     return out

@@ -59,14 +59,14 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, calls: int = 
 
     ``units``: units of work per call by name (e.g. MD steps a call runs); times are then per unit.
     """
-    from tqdm import tqdm
+    from hessdistill.progress import progress_bar
 
     units = units or {}
     for fn in fns.values():
         for _ in range(warmup):  # first-call allocations, TorchScript's profiling runs
             fn()
     seconds: dict[str, list[float]] = {k: [] for k in fns}
-    with tqdm(total=rounds * len(fns), desc=desc, unit="call", leave=False) as bar:
+    with progress_bar(rounds * len(fns), desc, unit="call", nested=True) as bar:
         for _ in range(rounds):
             for name, fn in fns.items():
                 t0 = clock()
