@@ -1,10 +1,10 @@
 """Training steps per second: eager against compiled (``hessdistill.distill.compiled``), per structure, dtype and s.
 
 A step is what ``Trainer`` does per batch: loss (energies, forces and, for s > 0, s Hessian rows per structure by
-VJPs), parameter gradients, gradient clipping and a fused AdamW update. Standalone (no label store, no harness):
+VJPs), parameter gradients, gradient clipping and a fused AdamW update. No label store:
 the default distill student (``DistillConfig()``: PaiNN-32x2) and a batch of 4 rattled copies of each structure
 with stand-in labels (speed does not depend on label values). The compiled step is compiled first (its compile
-time is reported); then eager and compiled steps are timed in interleaved rounds on the process's CPU clock at
+time is reported); then eager and compiled steps are timed by timing.interleaved on the process's CPU clock at
 one torch thread, and the speed-up is the median over rounds of the within-round ratio (min and max too).
 
     OMP_NUM_THREADS=1 python benchmarks/training_speed.py [--sizes ethanol si64] [--dtypes float32 float64]
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import interleaved
 
 
 def structures(name: str, copies: int):
@@ -104,13 +105,6 @@ def make_steps(config, model, batch, norm):
     return eager, compiled, time.perf_counter() - t0
 
 
-def rate(fn, steps: int) -> float:
-    t0 = time.process_time()
-    for _ in range(steps):
-        fn()
-    return steps / (time.process_time() - t0)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=["ethanol", "si64"])
@@ -131,18 +125,15 @@ def main(argv=None):
         for dtype in a.dtypes:
             for rows in a.rows:
                 eager, compiled, compile_s = make_steps(*setup(name, dtype, rows, a.batch_size))
-                eager(), compiled()  # warm-up
-                e, c = [], []
-                for _ in range(a.rounds):
-                    e.append(rate(eager, a.steps))
-                    c.append(rate(compiled, a.steps))
-                ratios = sorted(ci / ei for ci, ei in zip(c, e))
                 key = f"{name}/{dtype}/s={rows}"
-                results[key] = {"eager_steps_per_s": float(np.median(e)), "compiled_steps_per_s": float(np.median(c)),
-                                "speedup_median": float(np.median(ratios)), "speedup_min": ratios[0],
-                                "speedup_max": ratios[-1], "compile_s": compile_s}
-                print(f"{key:22s} eager {np.median(e):7.1f}/s  compiled {np.median(c):7.1f}/s  x{np.median(ratios):.2f} "
-                      f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]  compile {compile_s:.0f} s", flush=True)
+                timings = interleaved({"eager": eager, "compiled": compiled}, a.rounds, calls=a.steps, desc=key)
+                speedup = timings.ratio("eager", "compiled")  # eager time / compiled time = steps/s gained
+                e, c = 1.0 / timings.median("eager"), 1.0 / timings.median("compiled")
+                results[key] = {"eager_steps_per_s": e, "compiled_steps_per_s": c, "speedup_median": speedup["median"],
+                                "speedup_min": speedup["min"], "speedup_max": speedup["max"], "compile_s": compile_s,
+                                "timing": timings.summary()}
+                print(f"{key:22s} eager {e:7.1f}/s  compiled {c:7.1f}/s  x{speedup['median']:.2f} "
+                      f"[{speedup['min']:.2f}-{speedup['max']:.2f}]  compile {compile_s:.0f} s", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=2))
 
