@@ -15,7 +15,7 @@ import torch
 from ase.build import bulk
 from ase.io import read, write
 
-from conftest import make_student
+from conftest import make_student, rewrite_pt2_metadata
 from hessdistill.engines import MDOptions
 from hessdistill.engines.ase import StudentCalculator
 from hessdistill.errors import UnsupportedElementError
@@ -605,19 +605,6 @@ def test_pt2_two_ranks_equal_one_rank(tmp_path, plugin, pt2_files, kind):
             close(two[size][key], one[size][key], rtol=1e-12)
 
 
-def _rewrite_pt2_metadata(src, dst, change):
-    """Copy package ``src`` to ``dst`` with its metadata JSON passed through ``change`` (no recompiling)."""
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename.endswith("_metadata.json"):
-                data = json.dumps(change(json.loads(data))).encode()
-            zout.writestr(item, data)
-
-
 BAD_PT2 = {
     "other torch": (lambda m: {**m, "torch_version": "2.8.0"}, "was compiled by torch 2.8.0; this plugin is built "
                     f"with torch {torch.__version__.split('+')[0]}"),
@@ -640,7 +627,7 @@ def test_pt2_bad_package(tmp_path, plugin, pt2_files, case):
         with zipfile.ZipFile(bad, "w") as z:
             z.writestr("student/data.txt", "not a model\n")
     else:
-        _rewrite_pt2_metadata(pt2_files["pt2"], bad, change)
+        rewrite_pt2_metadata(pt2_files["pt2"], bad, change)
     write_data(si_o(1), tmp_path / "s.data")
     code, log = lmp(tmp_path, f"""units metal
 atom_style atomic

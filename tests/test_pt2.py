@@ -4,16 +4,14 @@ Compiling takes tens of seconds, so the module compiles two packages (float64 fr
 and runs every structure through the same loaded package.
 """
 
-import json
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
-from conftest import make_student
+from conftest import make_student, rewrite_pt2_metadata
 
 from hessdistill.errors import EngineError, ModelFileError
 from hessdistill.formats import export_student, file_format, load_student, read_metadata, save_student
@@ -150,16 +148,6 @@ def test_metadata_matches_torchscript(loaded, files):
     assert (pt2.cutoff, pt2.type_names, pt2.dtype) == (ts.cutoff, ts.type_names, ts.dtype)
 
 
-def _rewrite_metadata(src, dst, change):
-    """Copy package ``src`` to ``dst`` with its metadata JSON passed through ``change``."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename.endswith("wrapper_metadata.json"):
-                data = json.dumps(change(json.loads(data))).encode()
-            zout.writestr(item, data)
-
-
 def _one_line_error(exc_type, fn, match):
     with pytest.raises(exc_type, match=match) as err:
         fn()
@@ -175,7 +163,7 @@ def _one_line_error(exc_type, fn, match):
 ])
 def test_mismatched_packages_are_refused(change, match, files, tmp_path):
     bad = tmp_path / "bad.pt2"
-    _rewrite_metadata(files[1], bad, change)
+    rewrite_pt2_metadata(files[1], bad, change)
     _one_line_error(ModelFileError, lambda: load_student(bad), match)
 
 
