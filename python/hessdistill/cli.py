@@ -26,7 +26,12 @@ def _add_sample(sub):
     p.add_argument("--from-file", help="use the structures of this file (any ase.io format) instead of sampling")
     p.add_argument("--teacher", default="ani1x", help="teacher for MD (default ani1x)")
     p.add_argument("--md", type=int, default=0, help="snapshots from teacher Langevin MD")
-    p.add_argument("--temperature", type=float, default=500.0, help="MD temperature, K")
+    p.add_argument("--temperature", default="500", help="temperature, K, of MD and normal-mode sampling; a comma "
+                   "list (300,600,900) shares the snapshots out over those temperatures")
+    p.add_argument("--normal-modes", type=int, default=0, help="structures displaced along the teacher's normal "
+                   "modes (classical Boltzmann amplitudes) around the teacher's minimum near --start")
+    p.add_argument("--relax-fmax", type=float, default=1e-3, help="force threshold of the relaxation to the "
+                   "teacher's minimum before normal-mode sampling, eV/A")
     p.add_argument("--interval", type=int, default=10, help="MD steps between snapshots")
     p.add_argument("--timestep", type=float, default=0.5, help="MD timestep, fs")
     p.add_argument("--rattle", type=int, default=0, help="rattled copies of the starting structure")
@@ -39,7 +44,8 @@ def _add_sample(sub):
 
 def cmd_sample(a):
     from .errors import InputError
-    from .sample import rattled, read_structures, split, starting_structure, teacher_md, write_structures
+    from .sample import (rattled, read_structures, share_out, split, starting_structure, teacher_md,
+                         write_structures)
 
     fractions = tuple(float(x) for x in a.split.split(","))
     if a.from_file:
@@ -49,17 +55,35 @@ def cmd_sample(a):
     else:
         if not a.start:
             raise InputError("give --start STRUCTURE (or --from-file FILE)")
-        if a.md <= 0 and a.rattle <= 0:
-            raise InputError("nothing to sample: give --md N and/or --rattle N")
+        if a.md <= 0 and a.rattle <= 0 and a.normal_modes <= 0:
+            raise InputError("nothing to sample: give --md N, --rattle N and/or --normal-modes N")
+        try:
+            temperatures = [float(t) for t in str(a.temperature).split(",")]
+        except ValueError:
+            raise InputError(f"--temperature takes K or a comma list of K, got {a.temperature!r}") from None
+        if not all(t > 0 for t in temperatures):
+            raise InputError(f"temperatures must be > 0 K, got {a.temperature!r}")
         start = starting_structure(a.start)
         structures = []
-        if a.md > 0:
+        if a.md > 0 or a.normal_modes > 0:
             from .teachers import load_teacher
 
             teacher = load_teacher(a.teacher)
             teacher.check(start)
-            structures += teacher_md(start, teacher.as_calculator(), a.md, a.temperature, a.interval, a.timestep,
-                                     seed=a.seed)
+        for k, (t, n) in enumerate(zip(temperatures, share_out(a.md, len(temperatures)))):
+            if n > 0:
+                structures += teacher_md(start, teacher.as_calculator(), n, t, a.interval, a.timestep,
+                                         seed=a.seed + k)
+        if a.normal_modes > 0:
+            import numpy as np
+
+            from .modes import normal_mode_samples, normal_modes, relax
+
+            minimum = relax(start, teacher.as_calculator(), fmax=a.relax_fmax)
+            modes = normal_modes(minimum, teacher.hessian(minimum))
+            rng = np.random.default_rng(a.seed)
+            for t, n in zip(temperatures, share_out(a.normal_modes, len(temperatures))):
+                structures += normal_mode_samples(minimum, modes, n, t, rng=rng)
         if a.rattle > 0:
             structures += rattled(start, a.rattle, a.rattle_stdev, a.seed)
         structures = split(structures, fractions, a.seed)

@@ -1,5 +1,6 @@
-"""Build the specialized structure set: teacher MD (ASE Langevin) and/or rattling around a starting structure,
-or user structures read with ase.io; then a seeded train/validation/test split stored in ``atoms.info["split"]``.
+"""Build the specialized structure set: teacher MD (ASE Langevin, at one or several temperatures), normal-mode
+sampling around the teacher's minimum (:mod:`hessdistill.modes`) and/or rattling around a starting structure, or
+user structures read with ase.io; then a seeded train/validation/test split stored in ``atoms.info["split"]``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def rattled(atoms: Atoms, n: int, stdev: float, seed: int) -> list[Atoms]:
         a.positions += rng.normal(scale=stdev, size=a.positions.shape)
         out.append(a)
     return out
+
+
+def share_out(n: int, parts: int) -> list[int]:
+    """``n`` items shared out over ``parts`` as evenly as possible, the first parts taking the remainder."""
+    return [n // parts + (1 if k < n % parts else 0) for k in range(parts)]
 
 
 def teacher_md(
