@@ -1,6 +1,6 @@
 """The ``hessdistill`` command: one subcommand per pipeline stage.
 
-sample -> label (-> merge) -> distill -> export -> md (-> refine); ``example`` runs them all on the built-in
+sample -> label (-> merge) -> distill (-> report) -> export -> md (-> refine); ``example`` runs them all on the built-in
 example.
 Errors raised on purpose (bad input, failed runs) print one line and exit with status 2; ``--debug`` shows the
 traceback instead.
@@ -138,6 +138,8 @@ def _add_distill(sub):
     p.add_argument("--baseline", action="store_true", help="train the undistilled baseline (hessian_weight 0)")
     p.add_argument("--compare", action="store_true", help="train distilled and baseline students and compare")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in the run folder")
+    p.add_argument("--no-report", action="store_true", help="skip the fidelity report (OUT/report/: errors on the "
+                   "test split, and minima, frequencies, pressure against the teacher)")
     p.add_argument("--committee", type=int, default=None, metavar="K",
                    help="train K students that differ in seed (seed, seed+1, ...) into OUT/member{k}/, listed in "
                         "OUT/committee.json: their force deviation tells where the student is not to be trusted")
@@ -188,9 +190,37 @@ def cmd_distill(a):
         t = summary["test"]
         print(f"{name}: {summary['student']}  test force MAE {t['force_mae'] * 1000:.2f} meV/A, energy MAE "
               f"{t['energy_mae_per_atom'] * 1000:.2f} meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2")
+        if not a.no_report:
+            _report(summary["student"], a.labels, out / "report")
     if a.compare:
         ratio = results["distilled"]["test"]["force_mae"] / results["baseline"]["test"]["force_mae"]
         print(f"force MAE distilled / baseline = {ratio:.3f}")
+
+
+def _report(student, labels, out, teacher=None, physics=True) -> None:
+    from .fidelity import fidelity_report, summary_lines
+
+    report = fidelity_report(student, labels, out, teacher=teacher, physics=physics)
+    for line in summary_lines(report):
+        print("  " + line)
+    print(f"  fidelity report: {out / 'report.json'}, {out / 'report.png'}")
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="fidelity report of a student: held-out errors, parity plots, minima, "
+                       "frequencies, pressure against the teacher")
+    p.add_argument("student", help="exported student file (.pt, .pt2, metatomic)")
+    p.add_argument("labels", help="label store; its test split is reported on")
+    p.add_argument("-o", "--out", default="report", help="output folder (report.json, report.png)")
+    p.add_argument("--teacher", help="teacher for the physics checks (default: the one named in the store)")
+    p.add_argument("--no-physics", action="store_true", help="only the held-out label errors (no teacher calls)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(a):
+    from pathlib import Path
+
+    _report(a.student, a.labels, Path(a.out), teacher=a.teacher, physics=not a.no_physics)
 
 
 def _add_export(sub):
@@ -383,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep blocks over 32 MB for reuse too (no mmap): flat cost per atom-step for OpenMM "
                              "and ASE MD of tens of thousands of atoms, at the price of memory held by the process")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_export, _add_md, _add_refine, _add_example,
+    for add in (_add_sample, _add_label, _add_merge, _add_distill, _add_report, _add_export, _add_md, _add_refine, _add_example,
                 _add_lammps_plugin):
         add(sub)
     return parser
