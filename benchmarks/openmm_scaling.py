@@ -11,8 +11,9 @@ only filter the kept candidates) and skin 0 (a search every step: the search's o
 At each size, ``steps`` OpenMM steps and ``steps`` bare student evaluations (forward + backward on a fixed edge
 list) alternate in interleaved rounds (timing.interleaved, the process's CPU clock) after two warm-up calls each
 (the first builds the list): the bare student's cost per atom shows what the model itself costs at that size, and
-OpenMM/bare what the adapter adds. Page faults and kernel time are counted beside: blocks over glibc's 32 MB mmap threshold (:mod:`hessdistill.heap`) are faulted in afresh every
-step, which the student's edge tensors reach at ~40k atoms.
+OpenMM/bare what the adapter adds. Page faults and kernel time are counted beside: blocks over glibc's 32 MB
+mmap threshold (:mod:`hessdistill.heap`) are faulted in afresh every step, which the student's edge tensors reach
+at ~40k atoms.
 Each heap setting runs in its own process (glibc's settings last for the process): ``thresholds`` is
 ``keep_freed_memory()`` (what the ``hessdistill`` command does by default), ``large-blocks`` is
 ``keep_freed_memory(large_blocks=True)`` (``hessdistill --heap-large-blocks``: no mmap, blocks over 32 MB reused).
