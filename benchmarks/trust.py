@@ -22,14 +22,14 @@ The refine threshold is set from the data, not by hand: the median of the hot ru
 that refine chooses among the more uncertain half of what hot MD visits); frames above ``UPPER_FACTOR`` times it
 are not labelled (dpgen's upper trust level).
 
-Systems (see ``SYSTEMS``): ethanol with ANI-1x (cheap teacher, cold set = teacher MD at 100 K, hot = 600 K, full
-27-row Hessians) and the 8-atom diamond Si cell with SevenNet-0 (a periodic cell and a different teacher family;
-cold set = 0.03 A rattles of the lattice, hot = 1200 K; 6 Hessian rows per frame, since a SevenNet-0 Hessian row
-costs ~0.1 s). Both are the systems of the main benchmark (``benchmarks/systems.py``), at sizes where every
-teacher call is cheap enough for hundreds of spot checks.
+Systems (temperatures and sets in ``SYSTEMS``): ethanol with ANI-1x (a cheap teacher; cold set = teacher MD at a
+low temperature, full 27-row Hessians) and the 8-atom diamond Si cell with SevenNet-0 (a periodic cell and another
+teacher family; cold set = small rattles of the lattice; a few Hessian rows per frame, since a SevenNet-0 Hessian
+row costs ~0.1 s). They are the systems of the main benchmark (``benchmarks/systems.py``), at sizes where a
+teacher call is cheap enough for hundreds of spot checks. The two systems run side by side in worker processes.
 
     OMP_NUM_THREADS=1 python benchmarks/trust.py [--quick] [--systems ethanol si] [--seeds N] [--out DIR]
-        [--workdir DIR]
+        [--workdir DIR] [--jobs 2]
 
 Writes ``<out>/trust.json`` and ``<out>/trust.png`` (default out: benchmarks/results; ``--quick`` writes to a
 temporary folder unless ``--out`` is given). ``benchmarks/report.py`` renders its section of BENCHMARKS.md.
@@ -40,10 +40,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +64,10 @@ THRESHOLD_QUANTILE = 0.5  # refine threshold: this quantile of the hot run's max
 UPPER_FACTOR = 4.0  # frames above UPPER_FACTOR x threshold are not labelled by refine
 
 SYSTEMS = {
-    "ethanol": dict(teacher="ani1x", start="CH3CH2OH", cutoff=4.0, cold="md", cold_T=100.0, hot_T=600.0,
+    "ethanol": dict(teacher="ani1x", start="CH3CH2OH", cutoff=4.0, cold="md", cold_T=150.0, hot_T=450.0,
                     rows="full"),
     "si": dict(teacher="sevennet0", start="bulk:Si", cutoff=5.0, cold="rattle", cold_stdev=0.03, cold_T=150.0,
-               hot_T=1200.0, rows=6),
+               hot_T=1000.0, rows=6),
 }
 
 
@@ -87,8 +89,8 @@ class Size:
     round_epochs: int
 
 
-FULL = Size("full", seeds=2, k=3, student=("painn", 16, 2), epochs=100, batch_size=2, cold=14, test=30,
-            test_interval=20, md_steps=1000, report_interval=10, rounds=3, frames_per_round=8, round_epochs=40)
+FULL = Size("full", seeds=2, k=3, student=("painn", 16, 1), epochs=100, batch_size=2, cold=14, test=30,
+            test_interval=20, md_steps=600, report_interval=10, rounds=3, frames_per_round=8, round_epochs=30)
 QUICK = Size("quick", seeds=1, k=2, student=("painn", 8, 1), epochs=6, batch_size=2, cold=6, test=3,
              test_interval=5, md_steps=40, report_interval=5, rounds=1, frames_per_round=2, round_epochs=2)
 
@@ -373,7 +375,15 @@ def plot(results: dict, path: Path) -> Path:
 
 
 def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
+    """Data, then every seed of one system (in a worker process with ``--jobs 2``)."""
+    import torch
+
+    from hessdistill.heap import keep_freed_memory
     from hessdistill.teachers import load_teacher
+
+    keep_freed_memory()  # a worker process: the parent's setting does not carry over
+    torch.set_num_threads(1)
+    c0 = clock()
 
     folder = workdir / system
     folder.mkdir(parents=True, exist_ok=True)
@@ -383,8 +393,9 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
     for seed in range(seeds):
         out["seeds"].append(one_seed(system, size, data, teacher, folder / f"seed{seed}", seed))
     out["summary"] = summarize(out["seeds"])
+    out["cpu_seconds"] = clock() - c0
     print_summary(system, out["summary"])
-    return out
+    return jsonable(out)
 
 
 def main(argv=None) -> dict:
@@ -394,13 +405,10 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=None, help="seeds per system (default: the size's)")
     p.add_argument("--out", default=None, help="folder for trust.json and trust.png")
     p.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
+    p.add_argument("--jobs", type=int, default=2, help="systems run side by side in worker processes")
     a = p.parse_args(argv)
-    import torch
+    import trust  # this module by name, so that the spawned workers can find run_system
 
-    from hessdistill.heap import keep_freed_memory
-
-    keep_freed_memory()
-    torch.set_num_threads(1)
     size = QUICK if a.quick else FULL
     seeds = a.seeds or size.seeds
     with tempfile.TemporaryDirectory() as tmp:
@@ -411,11 +419,16 @@ def main(argv=None) -> dict:
                    "machine": common.machine(), "versions": common.versions(), "torch_threads": 1,
                    "size": dataclasses.asdict(size), "seeds": seeds, "threshold_quantile": THRESHOLD_QUANTILE,
                    "upper_factor": UPPER_FACTOR, "systems": {}}
-        t0, c0 = time.perf_counter(), clock()
-        for system in a.systems:
-            results["systems"][system] = common.guarded(run_system, system, size, workdir, seeds)
-            results["wall_seconds"], results["cpu_seconds"] = time.perf_counter() - t0, clock() - c0
-            (out / "trust.json").write_text(json.dumps(jsonable(results), indent=1))
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max(1, min(a.jobs, len(a.systems))),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {system: pool.submit(common.guarded, trust.run_system, system, size, workdir, seeds)
+                       for system in a.systems}
+            for system, future in futures.items():
+                results["systems"][system] = future.result()
+        results["wall_seconds"] = time.perf_counter() - t0
+        # CPU seconds of the worker processes (each system's own clock)
+        results["cpu_seconds"] = sum(r.get("cpu_seconds", 0.0) for r in results["systems"].values())
         results["plot"] = plot(results, out / "trust.png").name
         (out / "trust.json").write_text(json.dumps(jsonable(results), indent=1))
         print(f"wrote {out / 'trust.json'} and {out / 'trust.png'} ({results['wall_seconds']:.0f} s wall, "
