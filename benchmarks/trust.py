@@ -158,7 +158,7 @@ def deviation_runs(system: str, size: Size, students: list, start, teacher, fold
     from hessdistill.monitor import read_deviation_csv
 
     spec = SYSTEMS[system]
-    frames = {}
+    frames, stopped = {}, {}
     for name in ("cold", "hot"):
         options = MDOptions(steps=size.md_steps, report_interval=size.report_interval,
                             temperature_K=spec[f"{name}_T"], ensemble="nvt", seed=1000 + seed,
@@ -166,14 +166,18 @@ def deviation_runs(system: str, size: Size, students: list, start, teacher, fold
                             **NO_ENERGY_STOP)
         result = run_md("ase", students[0], start, folder / f"md_{name}", options)
         d = read_deviation_csv(result.files["deviation_csv"])
-        frames[name] = {"step": d["step"], "max_devi_f": d["max_devi_f"],
-                        "true_max_error": d["teacher_force_max_error"], "true_mae": d["teacher_force_mae"]}
+        later = d["step"] > 0  # step 0 is the starting structure (Si: the perfect lattice, forces 0 by symmetry)
+        frames[name] = {"step": d["step"][later], "max_devi_f": d["max_devi_f"][later],
+                        "true_max_error": d["teacher_force_max_error"][later],
+                        "true_mae": d["teacher_force_mae"][later]}
+        stopped[name] = result.stopped
     out = {"frames": frames}
     pooled = {k: np.concatenate([frames["cold"][k], frames["hot"][k]]) for k in frames["hot"]}
     for where, f in (("hot", frames["hot"]), ("pooled", pooled)):
         out[where] = {"vs_max_error": correlations(f["max_devi_f"], f["true_max_error"]),
                       "vs_mae": correlations(f["max_devi_f"], f["true_mae"])}
     for name in ("cold", "hot"):
+        out[f"stopped_{name}"] = stopped[name]
         out[f"mean_max_devi_f_{name}"] = float(np.mean(frames[name]["max_devi_f"]))
         out[f"mean_true_max_error_{name}"] = float(np.mean(frames[name]["true_max_error"]))
     return out
@@ -331,6 +335,7 @@ def plot(results: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     systems = [s for s, r in results["systems"].items() if isinstance(r, dict) and "seeds" in r]
     fig, axes = plt.subplots(2, max(1, len(systems)), figsize=(5.5 * max(1, len(systems)), 8.5), squeeze=False)
@@ -347,6 +352,7 @@ def plot(results: dict, path: Path) -> Path:
         s = r["summary"]
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("committee max_devi_f (eV/A)")
         ax.set_ylabel("driving student: largest per-atom force error (eV/A)")
         ax.set_title(f"{system} ({r['teacher']}): hot Pearson {s['hot_vs_max_error_pearson']['mean']:.2f}, "
