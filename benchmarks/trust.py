@@ -89,8 +89,8 @@ class Size:
     round_epochs: int
 
 
-FULL = Size("full", seeds=2, k=3, student=("painn", 16, 1), epochs=100, batch_size=2, cold=14, test=30,
-            test_interval=20, md_steps=600, report_interval=10, rounds=3, frames_per_round=8, round_epochs=30)
+FULL = Size("full", seeds=2, k=3, student=("painn", 16, 1), epochs=80, batch_size=2, cold=14, test=16,
+            test_interval=20, md_steps=500, report_interval=10, rounds=2, frames_per_round=8, round_epochs=25)
 QUICK = Size("quick", seeds=1, k=2, student=("painn", 8, 1), epochs=6, batch_size=2, cold=6, test=3,
              test_interval=5, md_steps=40, report_interval=5, rounds=1, frames_per_round=2, round_epochs=2)
 
