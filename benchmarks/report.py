@@ -306,8 +306,9 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
     sz, m = tr["size"], tr["machine"]
     arch, features, layers = sz["student"]
     lines = ["", "## 7. Trust: committee deviation vs true error; refine vs random frames", "",
-             f"`benchmarks/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, {_f(tr.get('wall_seconds'), '{:.0f}')} "
-             f"s wall / {_f(tr.get('cpu_seconds'), '{:.0f}')} s CPU on {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
+             f"`benchmarks/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, "
+             f"{_f(tr.get('wall_seconds'), '{:.0f}')} s wall / {_f(tr.get('cpu_seconds'), '{:.0f}')} s CPU on "
+             f"{m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
              f"load average at start {m.get('load_average_at_start')}, 1 torch thread; commit "
              f"{tr['versions'].get('git_commit')}. Seeds per system: {tr['seeds']}; a seed changes the committee's "
              "initialisation, data order and row sampling, the MD noise and refine's frame choice (the labelled data "
@@ -315,11 +316,11 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
              f"- Committee: K = {sz['k']} {arch}-{features}x{layers} students (seeds differ only), "
              f"{sz['epochs']} epochs (cosine), batch {sz['batch_size']}, lr and loss weights the package's defaults, "
              f"on a cold set of {sz['cold']} structures "
-             "(70/15/15 split). Deviation runs: ASE Langevin MD, member 0 drives, the others report "
+             "(70/15/15 split). Deviation runs: ASE Langevin MD (friction 1/ps), member 0 drives, the others report "
              f"`max_devi_f` every {sz['report_interval']} steps of {sz['md_steps']}, with a teacher spot check of "
              "the same frame (true error of the driving student: largest per-atom force error norm, and MAE), "
-             "at the cold and at the hot temperature. Successive frames are correlated, so n overstates the "
-             "independent samples.",
+             "at the cold and at the hot temperature; step 0 (the starting structure) left out. Successive frames are "
+             "correlated, so n overstates the independent samples.",
              f"- Refine vs random: from the same committee, `refine` ({sz['rounds']} rounds, up to "
              f"{sz['frames_per_round']} flagged frames per round, {sz['round_epochs']} epochs per round for every "
              f"member; threshold = the {tr['threshold_quantile']:g}-quantile of the hot run's `max_devi_f`, upper "
@@ -327,7 +328,8 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
              "the same rounds and frame counts, frames drawn uniformly from plain MD of the arm's own member 0 at the "
              "same temperature and MD seed (in round 0 the very trajectory refine explored), labelled with the same "
              "Hessian rows and trained the same way. `no new frames`: the same epochs on the cold set alone. "
-             f"Held-out: {sz['test']} frames of teacher MD at the hot temperature (every {sz['test_interval']} steps).", ""]
+             f"Held-out: {sz['test']} frames of teacher MD at the hot temperature (every {sz['test_interval']} "
+             "steps).", ""]
     for system, r in tr["systems"].items():
         if _err(r):
             lines += [f"- {system}: ERROR {_err(r)}", ""]
@@ -342,8 +344,8 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
                   "", "| max_devi_f vs driving student's | Pearson, hot | Spearman, hot | Pearson, cold + hot | "
                   "Spearman, cold + hot |", "|---|---|---|---|---|"]
         for target, name in (("vs_max_error", "largest per-atom force error"), ("vs_mae", "force MAE")):
-            lines.append(f"| {name} | " + " | ".join(_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled")
-                                                   for kind in ("pearson", "spearman")) + " |")
+            cells = [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled") for kind in ("pearson", "spearman")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "| arm | teacher calls | hot test force MAE, member 0 (meV/A) | committee mean (meV/A) | "
                   "member-0 MAE drop per call (meV/A) |", "|---|---|---|---|---|",
                   f"| start (cold committee) | 0 | {_spread(s['start_test_force_mae'], 1e3, '{:.1f}')} | "

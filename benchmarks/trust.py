@@ -301,9 +301,9 @@ def summarize(seeds: list[dict]) -> dict:
         for key in ("test_force_mae", "test_force_mae_mean"):
             s[f"{arm}_{key}"] = spread([f[key] for f in fin])
         # error removed per teacher call (eV/A per labelled frame), first member
-        s[f"{arm}_mae_drop_per_call"] = spread([(r["arms"][arm][0]["test_force_mae"] - r[f"{arm}_final"]["test_force_mae"])
-                                                / r[f"{arm}_final"]["teacher_calls"] for r in seeds
-                                                if r[f"{arm}_final"]["teacher_calls"]])
+        drops = [(r["arms"][arm][0]["test_force_mae"] - r[f"{arm}_final"]["test_force_mae"])
+                 / r[f"{arm}_final"]["teacher_calls"] for r in seeds if r[f"{arm}_final"]["teacher_calls"]]
+        s[f"{arm}_mae_drop_per_call"] = spread(drops)
     s["refine_minus_random_test_force_mae"] = spread([r["refine_final"]["test_force_mae"]
                                                       - r["random_final"]["test_force_mae"] for r in seeds])
     s["refine_minus_random_test_force_mae_mean"] = spread([r["refine_final"]["test_force_mae_mean"]
