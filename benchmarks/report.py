@@ -312,7 +312,8 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
              f"load average at start {m.get('load_average_at_start')}, 1 torch thread; commit "
              f"{tr['versions'].get('git_commit')}. Seeds per system: {tr['seeds']}; a seed changes the committee's "
              "initialisation, data order and row sampling, the MD noise and refine's frame choice (the labelled data "
-             "sets are the same). Values are the mean over seeds with [min, max].", "",
+             "sets are the same). Values are the mean over seeds with [min, max] (one value: every seed gave it to the "
+             "digits shown).", "",
              f"- Committee: K = {sz['k']} {arch}-{features}x{layers} students (seeds differ only), "
              f"{sz['epochs']} epochs (cosine), batch {sz['batch_size']}, lr and loss weights the package's defaults, "
              f"on a cold set of {sz['cold']} structures "
@@ -344,7 +345,8 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
                   "", "| max_devi_f vs driving student's | Pearson, hot | Spearman, hot | Pearson, cold + hot | "
                   "Spearman, cold + hot |", "|---|---|---|---|---|"]
         for target, name in (("vs_max_error", "largest per-atom force error"), ("vs_mae", "force MAE")):
-            cells = [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled") for kind in ("pearson", "spearman")]
+            cells = [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled")
+                     for kind in ("pearson", "spearman")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "| arm | teacher calls | hot test force MAE, member 0 (meV/A) | committee mean (meV/A) | "
                   "member-0 MAE drop per call (meV/A) |", "|---|---|---|---|---|",
@@ -355,8 +357,15 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
                          f"{_spread(s[f'{arm}_test_force_mae'], 1e3, '{:.1f}')} | "
                          f"{_spread(s[f'{arm}_test_force_mae_mean'], 1e3, '{:.1f}')} | "
                          f"{_spread(s[f'{arm}_mae_drop_per_call'], 1e3, '{:.1f}') if arm != 'no_new_frames' else ''} |")
+        diff = s["refine_minus_random_test_force_mae"]
+        if not diff["n"]:
+            verdict = "n/a"
+        elif diff["max"] < 0 or diff["min"] > 0:
+            verdict = f"{'refine' if diff['max'] < 0 else 'random'} lower on every one of {diff['n']} seeds"
+        else:
+            verdict = f"no difference between refine and random resolved with {diff['n']} seeds"
         lines += ["", "Refine minus random, final hot test force MAE (per seed, then over seeds): member 0 "
-                  f"{_spread(s['refine_minus_random_test_force_mae'], 1e3, '{:+.1f}')} meV/A, committee mean "
+                  f"{_spread(diff, 1e3, '{:+.1f}')} meV/A ({verdict}), committee mean "
                   f"{_spread(s['refine_minus_random_test_force_mae_mean'], 1e3, '{:+.1f}')} meV/A.", ""]
     if tr.get("plot"):
         lines.append(f"![trust]({rel}/{tr['plot']})")

@@ -190,4 +190,5 @@ def test_trust_summary_and_report_section():
     text = "\n".join(report._trust(tr, "benchmarks/results"))
     assert "| largest per-atom force error | 0.70 [0.60, 0.80] | 0.75 [0.65, 0.85] |" in text
     assert "| refine | 16 | 110.0 [100.0, 120.0] |" in text and "ethanol: ERROR StructureError: boom" in text
+    assert "no difference between refine and random resolved with 2 seeds" in text  # -40 and 0 meV/A
     assert "![trust](benchmarks/results/trust.png)" in text
