@@ -3,7 +3,8 @@
     python benchmarks/report.py [--results benchmarks/results]
 
 Every measured number in the text comes from ``<results>/results.json`` (``run.py``) or
-``<results>/hessian_weight.json`` (``hessian_weight.py``); the prose here only says how the numbers are made.
+``<results>/hessian_weight.json`` (``hessian_weight.py``) or ``<results>/trust.json`` (``trust.py``); the prose here
+only says how the numbers are made.
 ``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
 ``README_END``.
 """
@@ -290,10 +291,92 @@ def _engines(res: dict) -> list[str]:
     return lines
 
 
-def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results") -> str:
-    """BENCHMARKS.md from a results dict (and the Hessian-weight experiment's, if any)."""
+def _spread(d: dict | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    """A spread over seeds {"mean", "min", "max", "n"} as 'mean [min, max]' (just the value when all agree)."""
+    if not isinstance(d, dict) or d.get("mean") is None:
+        return "n/a"
+    m, lo, hi = (fmt.format(scale * d[k]) for k in ("mean", "min", "max"))
+    return m if lo == hi else f"{m} [{lo}, {hi}]"
+
+
+def _trust(tr: dict | None, rel: str) -> list[str]:
+    """Section 7 from ``trust.json`` (``benchmarks/trust.py``)."""
+    if not tr:
+        return []
+    sz, m = tr["size"], tr["machine"]
+    arch, features, layers = sz["student"]
+    lines = ["", "## 7. Trust: committee deviation vs true error; refine vs random frames", "",
+             f"`benchmarks/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, "
+             f"{_f(tr.get('wall_seconds'), '{:.0f}')} s wall / {_f(tr.get('cpu_seconds'), '{:.0f}')} s CPU on "
+             f"{m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
+             f"load average at start {m.get('load_average_at_start')}, 1 torch thread; commit "
+             f"{tr['versions'].get('git_commit')}. Seeds per system: {tr['seeds']}; a seed changes the committee's "
+             "initialisation, data order and row sampling, the MD noise and refine's frame choice (the labelled data "
+             "sets are the same). Values are the mean over seeds with [min, max] (one value: every seed gave it to the "
+             "digits shown).", "",
+             f"- Committee: K = {sz['k']} {arch}-{features}x{layers} students (seeds differ only), "
+             f"{sz['epochs']} epochs (cosine), batch {sz['batch_size']}, lr and loss weights the package's defaults, "
+             f"on a cold set of {sz['cold']} structures "
+             "(70/15/15 split). Deviation runs: ASE Langevin MD (friction 1/ps), member 0 drives, the others report "
+             f"`max_devi_f` every {sz['report_interval']} steps of {sz['md_steps']}, with a teacher spot check of "
+             "the same frame (true error of the driving student: largest per-atom force error norm, and MAE), "
+             "at the cold and at the hot temperature; step 0 (the starting structure) left out. Successive frames are "
+             "correlated, so n overstates the independent samples.",
+             f"- Refine vs random: from the same committee, `refine` ({sz['rounds']} rounds, up to "
+             f"{sz['frames_per_round']} flagged frames per round, {sz['round_epochs']} epochs per round for every "
+             f"member; threshold = the {tr['threshold_quantile']:g}-quantile of the hot run's `max_devi_f`, upper "
+             f"= {tr['upper_factor']:g} x threshold; hot MD of member 0, {sz['md_steps']} steps per round). `random`: "
+             "the same rounds and frame counts, frames drawn uniformly from plain MD of the arm's own member 0 at the "
+             "same temperature and MD seed (in round 0 the very trajectory refine explored), labelled with the same "
+             "Hessian rows and trained the same way. `no new frames`: the same epochs on the cold set alone. "
+             f"Held-out: {sz['test']} frames of teacher MD at the hot temperature (every {sz['test_interval']} "
+             "steps).", ""]
+    for system, r in tr["systems"].items():
+        if _err(r):
+            lines += [f"- {system}: ERROR {_err(r)}", ""]
+            continue
+        st, d, s = r["settings"], r["data"], r["summary"]
+        cold = (f"teacher MD at {st['cold_T']:g} K" if st["cold"] == "md"
+                else f"{st['cold_stdev']:g} A rattles (cold MD run at {st['cold_T']:g} K)")
+        n_hot = [sd["deviation"]["hot"]["vs_max_error"]["n"] for sd in r["seeds"]]
+        split = " / ".join(f"{k} {v}" for k, v in d["cold_structures"].items())
+        lines += [f"**{system}** ({r['teacher']}, {d['atoms']} atoms; cold set: {cold}, {split}; hot "
+                  f"{st['hot_T']:g} K; Hessian rows per labelled frame: {st['rows']}; {n_hot[0]} hot frames per seed)",
+                  "", "| max_devi_f vs driving student's | Pearson, hot | Spearman, hot | Pearson, cold + hot | "
+                  "Spearman, cold + hot |", "|---|---|---|---|---|"]
+        for target, name in (("vs_max_error", "largest per-atom force error"), ("vs_mae", "force MAE")):
+            cells = [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled")
+                     for kind in ("pearson", "spearman")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "| arm | teacher calls | hot test force MAE, member 0 (meV/A) | committee mean (meV/A) | "
+                  "member-0 MAE drop per call (meV/A) |", "|---|---|---|---|---|",
+                  f"| start (cold committee) | 0 | {_spread(s['start_test_force_mae'], 1e3, '{:.1f}')} | "
+                  f"{_spread(s['start_test_force_mae_mean'], 1e3, '{:.1f}')} | |"]
+        for arm in ("refine", "random", "no_new_frames"):
+            lines.append(f"| {arm.replace('_', ' ')} | {_spread(s[f'{arm}_teacher_calls'], fmt='{:.0f}')} | "
+                         f"{_spread(s[f'{arm}_test_force_mae'], 1e3, '{:.1f}')} | "
+                         f"{_spread(s[f'{arm}_test_force_mae_mean'], 1e3, '{:.1f}')} | "
+                         f"{_spread(s[f'{arm}_mae_drop_per_call'], 1e3, '{:.1f}') if arm != 'no_new_frames' else ''} |")
+        diff = s["refine_minus_random_test_force_mae"]
+        if not diff["n"]:
+            verdict = "n/a"
+        elif diff["max"] < 0 or diff["min"] > 0:
+            verdict = f"{'refine' if diff['max'] < 0 else 'random'} lower on every one of {diff['n']} seeds"
+        else:
+            verdict = f"no difference between refine and random resolved with {diff['n']} seeds"
+        lines += ["", "Refine minus random, final hot test force MAE (per seed, then over seeds): member 0 "
+                  f"{_spread(diff, 1e3, '{:+.1f}')} meV/A ({verdict}), committee mean "
+                  f"{_spread(s['refine_minus_random_test_force_mae_mean'], 1e3, '{:+.1f}')} meV/A.", ""]
+    if tr.get("plot"):
+        lines.append(f"![trust]({rel}/{tr['plot']})")
+    return lines
+
+
+def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
+           trust: dict | None = None) -> str:
+    """BENCHMARKS.md from a results dict (and the Hessian-weight and trust experiments', if any)."""
     lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
-             + _training(res) + _labeling(res) + _conservation(res) + _engines(res))
+             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel))
     lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
                                       for name, p in res.get("plots", {}).items() if isinstance(p, str)]
     return "\n".join(lines) + "\n"
@@ -376,7 +459,9 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
         (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
     hw_path = results / "hessian_weight.json"
     hw = json.loads(hw_path.read_text()) if hw_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent)))
+    trust_path = results / "trust.json"
+    trust = json.loads(trust_path.read_text()) if trust_path.exists() else None
+    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)

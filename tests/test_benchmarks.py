@@ -159,3 +159,36 @@ def test_report_renders_the_quick_results(quick_results):
     si = res["speed"]["si"]
     assert f"{si['students'][si['main_size']]['speedup']['median']:.1f}x" in table
     assert f"{res['accuracy']['ethanol']['force_mae_ratio']:.2f}" in table
+
+
+def test_trust_summary_and_report_section():
+    """benchmarks/trust.py's spread over seeds and report.py's section 7 from it, on a made-up two-seed result
+    (the benchmark itself trains and runs MD: minutes, not a unit test)."""
+    import report
+    import trust
+
+    def seed(k, corr, refine_end, random_end):
+        pair = {"pearson": corr, "spearman": corr + 0.05, "n": 101}
+        arm = lambda end, calls: [{"teacher_calls": 0, "test_force_mae": 0.3, "test_force_mae_mean": 0.29},
+                                  {"teacher_calls": calls, "test_force_mae": end, "test_force_mae_mean": end}]
+        arms = {"refine": arm(refine_end, 16), "random": arm(random_end, 16), "no_new_frames": arm(0.28, 0)}
+        return {"seed": k, "deviation": {w: {"vs_max_error": pair, "vs_mae": pair} for w in ("hot", "pooled")},
+                "arms": arms, **{f"{a}_final": rows[-1] for a, rows in arms.items()}}
+
+    seeds = [seed(0, 0.6, 0.10, 0.14), seed(1, 0.8, 0.12, 0.12)]
+    s = trust.summarize(seeds)
+    assert s["hot_vs_max_error_pearson"] == {"mean": 0.7, "min": 0.6, "max": 0.8, "n": 2}
+    assert s["refine_mae_drop_per_call"]["max"] == (0.3 - 0.10) / 16
+    assert s["no_new_frames_mae_drop_per_call"]["n"] == 0  # no teacher calls, no rate
+    assert s["refine_minus_random_test_force_mae"]["min"] == pytest.approx(-0.04)
+    tr = {"date": "d", "command": "c", "machine": {}, "versions": {}, "seeds": 2, "threshold_quantile": 0.5,
+          "upper_factor": 4.0, "size": {**trust.FULL.__dict__, "student": list(trust.FULL.student)},
+          "plot": "trust.png", "systems": {"si": {"teacher": "sevennet0", "settings": trust.SYSTEMS["si"],
+                                                  "data": {"atoms": 8, "cold_structures": {"train": 10}},
+                                                  "seeds": seeds, "summary": s},
+                                           "ethanol": {"error": "StructureError: boom"}}}
+    text = "\n".join(report._trust(tr, "benchmarks/results"))
+    assert "| largest per-atom force error | 0.70 [0.60, 0.80] | 0.75 [0.65, 0.85] |" in text
+    assert "| refine | 16 | 110.0 [100.0, 120.0] |" in text and "ethanol: ERROR StructureError: boom" in text
+    assert "no difference between refine and random resolved with 2 seeds" in text  # -40 and 0 meV/A
+    assert "![trust](benchmarks/results/trust.png)" in text

@@ -88,6 +88,21 @@ def test_committee_options_checked_and_lammps_refuses(tmp_path, random_committee
         run_md("lammps", random_committee[0], cluster(5), tmp_path, MDOptions(committee=random_committee[1:]))
 
 
+def test_ase_md_stops_when_the_student_drives_atoms_together(tmp_path, random_committee):
+    """A hot run of a poor student may push two atoms into each other: the ASE run ends there as a stopped run
+    with its reason and its files (as for the energy and deviation monitors), so refine keeps the frames flagged
+    before it instead of losing the round to a StructureError."""
+    from ase import Atoms, units
+
+    atoms = Atoms("C2", positions=[[0, 0, 0], [0.6, 0, 0]])
+    atoms.set_velocities([[0.1 / units.fs, 0, 0], [-0.1 / units.fs, 0, 0]])  # closing at 0.2 A/fs
+    options = MDOptions(steps=20, report_interval=1, committee=random_committee[1:], **NO_ENERGY_STOP)
+    result = run_md("ase", random_committee[0], atoms, tmp_path, options)
+    assert result.stopped and 0 < result.steps_done < 20
+    assert "overlap" in result.reason and f"after step {result.steps_done}" in result.reason
+    assert result.trust["n_samples"] == result.steps_done + 1 and (tmp_path / "summary.json").exists()
+
+
 @pytest.fixture(scope="module")
 def cold_committee(tmp_path_factory):
     """Three students (seeds 0-2) trained on a cold Morse cluster, and a held-out hot set."""

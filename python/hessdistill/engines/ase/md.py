@@ -19,7 +19,7 @@ from ..contract import (
     ASEOptions, MDOptions, MDResult, kinetic_temperature, monitor_fields, ns_per_day, run_with_contract,
     written_files,
 )
-from ...errors import EnergyConservationError, ModelDeviationError
+from ...errors import EnergyConservationError, ModelDeviationError, StructureError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 
 
@@ -76,6 +76,8 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
         dyn.run(o.steps)
     except (EnergyConservationError, ModelDeviationError) as exc:
         stopped, reason = True, str(exc)
+    except StructureError as exc:  # the student's forces drove atoms into each other (the start was checked)
+        stopped, reason = True, f"MD stopped after step {dyn.nsteps}: {exc}"
     finally:
         wall = time.perf_counter() - start
         bar.close()
