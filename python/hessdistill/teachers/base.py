@@ -36,18 +36,18 @@ class Label:
     stress: np.ndarray | None = None  # (6,) eV/A^3, Voigt, ASE's sign; periodic cells of teachers with stress
 
 
-def periodic_volume(atoms: Atoms, who: str) -> float:
-    """The cell volume of a structure periodic in all three directions; StructureError otherwise."""
-    volume = abs(float(np.linalg.det(atoms.cell.array)))
-    if not atoms.pbc.all() or volume < 1e-6:
-        raise StructureError(f"{who}: stress needs a cell periodic in all three directions, got "
-                             f"pbc={atoms.pbc.tolist()} and volume {volume:.3g} A^3")
-    return volume
-
-
 def has_periodic_cell(atoms: Atoms) -> bool:
     """Whether a stress is defined for ``atoms`` (periodic in all three directions, non-zero volume)."""
     return bool(atoms.pbc.all()) and abs(float(np.linalg.det(atoms.cell.array))) >= 1e-6
+
+
+def periodic_volume(atoms: Atoms, who: str) -> float:
+    """The cell volume of a structure periodic in all three directions; StructureError otherwise."""
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    if not has_periodic_cell(atoms):
+        raise StructureError(f"{who}: stress needs a cell periodic in all three directions, got "
+                             f"pbc={atoms.pbc.tolist()} and volume {volume:.3g} A^3")
+    return volume
 
 
 class Teacher(ABC):
@@ -132,10 +132,12 @@ class AutogradTeacher(Teacher):
         """Return (energy_fn, zero_strain): energy_fn(eps) is the energy in eV of ``atoms`` with cell and positions
         deformed by the symmetric strain ``eps`` (3, 3) (rows x -> x (1 + eps)); zero_strain is a zero (3, 3)
         tensor of the teacher's dtype and device. Teachers that implement it set ``has_stress = True``."""
-        raise ConfigError(f"teacher {self.name} gives no stress (no strain_energy_function)")
+        raise NotImplementedError(f"{type(self).__name__} sets has_stress but has no strain_energy_function")
 
     def stress(self, atoms: Atoms) -> np.ndarray:
         """(1/V) dE/d(strain) at zero strain by autograd (Voigt, eV/A^3, ASE's sign: see ``Teacher.stress``)."""
+        if not self.has_stress:
+            return super().stress(atoms)  # the one "no stress" error
         self.check(atoms)
         volume = periodic_volume(atoms, f"teacher {self.name}")
         energy_fn, zero = self.strain_energy_function(atoms)
