@@ -112,10 +112,10 @@ def main() -> dict:
             m["p_teacher_GPa"] = runs[0]["p_teacher_GPa"]
             m["p_student_GPa_per_seed"] = [r["p_student_GPa"] for r in runs]
             out[system][f"{ws:g}"] = m
+            seeds = ", ".join(f"{100 * e:.2f}" for e in m["eos_error_per_seed"])
             print(f"{system:3s} wS {ws:5g}: force {1e3 * m['force_mae']:6.2f} meV/A, energy "
-                  f"{1e3 * m['energy_mae_per_atom']:.3f} meV/atom, stress {m['stress_mae'] * EV_PER_A3_TO_GPA:.4f} GPa, "
-                  f"EOS error {100 * m['eos_error']:.2f}% (seeds {', '.join(f'{100 * e:.2f}' for e in m['eos_error_per_seed'])})",
-                  flush=True)
+                  f"{1e3 * m['energy_mae_per_atom']:.3f} meV/atom, stress {m['stress_mae'] * EV_PER_A3_TO_GPA:.4f} "
+                  f"GPa, EOS error {100 * m['eos_error']:.2f}% (seeds {seeds})", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "stress_weight.json").write_text(json.dumps(out, indent=1))
     return out

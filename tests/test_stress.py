@@ -1,25 +1,31 @@
 """Stress in training: the student's stress in the loss (strain derivative) equals the ASE calculator's (virial,
 an independent path); the stress term is masked to labelled structures; strained sampling; training with the
 stress term on an analytic periodic teacher follows the teacher's equation of state better than without it;
-compiled loss and gradients with the stress term equal eager ones."""
+compiled loss and gradients with the stress term equal eager ones; old checkpoints; the sample CLI's --strain."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from ase.io import read
 
 from conftest import cluster, make_student
 from hessdistill.distill import DistillConfig, Trainer
 from hessdistill.distill.data import build_graphs, collate
 from hessdistill.distill.loss import normalizers, predict, stress_loss, uses_stress
 from hessdistill.engines.ase import StudentCalculator
-from hessdistill.errors import InputError
+from hessdistill.errors import ConfigError, InputError
 from hessdistill.formats.torchscript import export_student
 from hessdistill.label import label_structures
 from hessdistill.label.store import LabeledStructure
 from hessdistill.sample import rattled, split, strained
 from hessdistill.teachers.analytic import LennardJonesTeacher
+from hessdistill.units import EV_PER_A3_TO_GPA
 
 
 def _item(atoms, stress=None):
@@ -148,8 +154,6 @@ def test_compiled_step_with_stress_equals_eager(lj_crystal_labels, tmp_path):
 
 def _pressures(calc, start, teacher):
     """Pressure (GPa) of the student and the teacher on the perfect crystal at -2 .. +2% volumetric strain."""
-    from hessdistill.units import EV_PER_A3_TO_GPA
-
     out = []
     for dv in np.linspace(-0.02, 0.02, 5):
         a = start.copy()
@@ -183,8 +187,6 @@ def test_stress_term_makes_the_student_follow_the_equation_of_state(lj_crystal_l
 def test_checkpoints_from_before_the_stress_term_resume_only_without_it(lj_crystal_labels, tmp_path):
     """A checkpoint whose settings predate stress_weight trained without a stress term: it resumes with
     stress_weight 0 and refuses another weight with the usual one-line error."""
-    from hessdistill.errors import ConfigError
-
     config = DistillConfig(architecture="schnet", features=4, num_interactions=1, cutoff=5.0, hessian_weight=0.0,
                            epochs=1, compile="off", device="cpu", stress_weight=0.0)
     Trainer(config, lj_crystal_labels, tmp_path, progress=False).fit()
@@ -194,3 +196,16 @@ def test_checkpoints_from_before_the_stress_term_resume_only_without_it(lj_cryst
     assert Trainer(config.replace(epochs=2), lj_crystal_labels, tmp_path, progress=False).resumed_from == 1
     with pytest.raises(ConfigError, match="other settings \\(stress_weight\\)"):
         Trainer(config.replace(stress_weight=10.0), lj_crystal_labels, tmp_path, progress=False)
+
+
+def test_sample_cli_strains_periodic_cells_and_refuses_molecules(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "hessdistill", "sample", "--rattle", "6", "--strain", "0.01", "-o"]
+    subprocess.run(cmd + [str(tmp_path / "si.extxyz"), "--start", "bulk:Si"], check=True, env=env,
+                   capture_output=True)
+    volumes = [a.get_volume() for a in read(tmp_path / "si.extxyz", ":")]
+    assert len(volumes) == 6 and len({round(v, 6) for v in volumes}) == 6
+    bad = subprocess.run(cmd + [str(tmp_path / "m.extxyz"), "--start", "CH3CH2OH"], env=env, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "straining needs cells periodic" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -64,7 +64,8 @@ def strained(structures: Sequence[Atoms], strain: float, seed: int) -> list[Atom
     >>> cells = strained(rattled(bulk("Si", cubic=True), 20, 0.05, seed=0), 0.01, seed=0)  # +-3% in volume
     """
     if not (np.isfinite(strain) and 0 < strain < 0.5):
-        raise InputError(f"strain must be a linear strain in (0, 0.5), e.g. 0.01 for about +-3% in volume; got {strain}")
+        raise InputError(f"strain must be a linear strain in (0, 0.5), e.g. 0.01 for about +-3% in volume; "
+                         f"got {strain}")
     rng = np.random.default_rng([seed, 2])  # its own stream: the same seed's rattling stays as it was
     out = []
     for atoms in structures:
