@@ -167,7 +167,7 @@ def cmd_distill(a):
     for name, cfg, out in runs:
         summary = distill(cfg, a.labels, out, resume=not a.no_resume)
         results[name] = summary
-        t = summary["test"]
+        t = summary["test"]  # stress_mae is NaN (so not >= 0) without stress labels
         print(f"{name}: {summary['student']}  test force MAE {t['force_mae'] * 1000:.2f} meV/A, energy MAE "
               f"{t['energy_mae_per_atom'] * 1000:.2f} meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2"
               + (f", stress MAE {t['stress_mae'] * EV_PER_A3_TO_GPA:.3f} GPa" if t["stress_mae"] >= 0 else ""))
