@@ -66,6 +66,24 @@ def fd_rows(teacher, atoms, rows, h):
     return np.array(out)
 
 
+def fd_stress(energy, atoms, h):
+    """Voigt stress (1/V) dE/d(strain) by central differences of ``energy(atoms)`` under symmetric strains of the
+    cell with the atoms scaled along (an independent reference for the autograd strain derivatives)."""
+    out = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            d = np.zeros((3, 3))
+            d[i, j] += h / 2
+            d[j, i] += h / 2
+            e = []
+            for sign in (1, -1):
+                b = atoms.copy()
+                b.set_cell(atoms.cell.array @ (np.eye(3) + sign * d), scale_atoms=True)
+                e.append(energy(b))
+            out[i, j] = (e[0] - e[1]) / (2 * h) / atoms.get_volume()
+    return out.flat[[0, 4, 8, 5, 2, 1]]
+
+
 def rewrite_pt2_metadata(src, dst, change):
     """Copy .pt2 package ``src`` to ``dst`` with its metadata JSON files (the wrapper's and the kernel's copy) passed
     through ``change``: a mismatched package without recompiling."""

@@ -1,4 +1,5 @@
-"""The label store: round trip, row subsets, shards + merge, resume after a real SIGKILL, clear errors."""
+"""The label store: round trip (stress of periodic cells included), row subsets, shards + merge, resume after a
+real SIGKILL, stores without stress, clear errors."""
 
 import os
 import signal
@@ -12,9 +13,9 @@ import torch
 
 from conftest import cluster
 from hessdistill.errors import InputError, LabelStoreError
-from hessdistill.label import label_structures, load_labels, merge, parts_dir
+from hessdistill.label import label_structures, load_labels, merge, parts_dir, write_store
 from hessdistill.sample import rattled, read_structures, split, write_structures
-from hessdistill.teachers.analytic import MorseTeacher, pair_hessian
+from hessdistill.teachers.analytic import LennardJonesTeacher, MorseTeacher, pair_hessian
 
 
 @pytest.fixture
@@ -34,6 +35,32 @@ def test_round_trip_against_teacher(structures, tmp_path):
         np.testing.assert_allclose(it.forces, f, atol=1e-12)
         np.testing.assert_allclose(it.hessian, pair_hessian(teacher, atoms.positions), atol=1e-10)
         assert it.split == atoms.info["split"]
+
+
+def test_stress_round_trip_and_stores_without_it(tmp_path):
+    """Periodic cells keep the teacher's stress through parts, merge and write_store; a free cluster in the same
+    store has none; a store written before stress labels existed (no ``stress`` dataset) still loads."""
+    import h5py
+    from ase.build import bulk
+
+    teacher = LennardJonesTeacher(cutoff=6.0)
+    crystal = bulk("Ar", "fcc", a=5.3, cubic=True)
+    structures = split(rattled(crystal, 4, 0.05, seed=0) + rattled(cluster(4, seed=0, spacing=3.7), 2, 0.05, 1))
+    label_structures(structures, teacher, tmp_path / "l.h5", rows=2, progress=False)
+    items = load_labels(tmp_path / "l.h5")
+    for atoms, it in zip(structures, items, strict=True):
+        if atoms.pbc.all():
+            np.testing.assert_array_equal(it.stress, teacher.stress(atoms))
+        else:
+            assert it.stress is None
+    write_store(items, tmp_path / "copy.h5")
+    for a, b in zip(items, load_labels(tmp_path / "copy.h5"), strict=True):
+        assert (a.stress is None and b.stress is None) or np.array_equal(a.stress, b.stress)
+    with h5py.File(tmp_path / "copy.h5", "a") as f:
+        for k in f["structures"]:
+            f["structures"][k].pop("stress", None)
+    old = load_labels(tmp_path / "copy.h5")
+    assert len(old) == 6 and all(it.stress is None for it in old)
 
 
 def test_row_subsets_are_rows_of_the_full_hessian(structures, tmp_path):

@@ -1,14 +1,16 @@
 """Teacher Hessians against exact references: closed-form pair-potential Hessians, finite differences, sum rules;
-the TorchScript-file teacher; the symmetrized Jacobian path for non-conservative forces."""
+the TorchScript-file teacher; the symmetrized Jacobian path for non-conservative forces; periodic stress by the
+strain derivative against finite differences of the energy under strain."""
 
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
 
-from conftest import cluster
+from conftest import cluster, fd_stress
 from hessdistill.teachers import load_teacher
 from hessdistill.teachers.analytic import LennardJonesTeacher, MorseTeacher, pair_hessian
+from hessdistill.errors import ConfigError, StructureError
 from hessdistill.teachers.base import AutogradTeacher
 
 
@@ -44,6 +46,38 @@ def test_lj_periodic_hessian_symmetric_sum_rule_and_finite_differences():
         m.positions[a, c] -= eps
         fd = -(teacher.energy_forces(p)[1] - teacher.energy_forces(m)[1]).reshape(-1) / (2 * eps)
         np.testing.assert_allclose(h[k], fd, atol=1e-7)
+
+
+@pytest.mark.parametrize("teacher", [LennardJonesTeacher(cutoff=6.0), MorseTeacher(D=0.01, a=1.2, r0=3.7, cutoff=6.0)],
+                         ids=["lj", "morse"])
+def test_pair_stress_equals_energy_under_strain(teacher):
+    """Stress of a rattled, sheared fcc cell (all six components non-zero) against central differences of the
+    energy; it is the label of periodic structures, and ASE's NPT sees it through the teacher's calculator."""
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + [[0.01, 0.02, 0], [0.02, -0.01, 0.01], [0, 0.01, 0]]),
+                   scale_atoms=True)
+    atoms.rattle(0.1, seed=2)
+    stress = teacher.stress(atoms)
+    assert stress.shape == (6,) and np.abs(stress).min() > 1e-5
+    ref = fd_stress(lambda a: teacher.energy_forces(a)[0], atoms, 1e-5)
+    np.testing.assert_allclose(stress, ref, atol=1e-9 * np.abs(ref).max() + 1e-12, rtol=1e-6)
+    np.testing.assert_array_equal(teacher.label(atoms, rows=[0]).stress, stress)
+    calc_atoms = atoms.copy()
+    calc_atoms.calc = teacher.as_calculator()
+    np.testing.assert_array_equal(calc_atoms.get_stress(), stress)
+
+
+def test_no_stress_without_a_periodic_cell_or_a_teacher_that_gives_one(tmp_path):
+    molecule_like = cluster(4, seed=1)
+    assert MorseTeacher().label(molecule_like).stress is None  # a molecule: no stress label
+    with pytest.raises(StructureError, match="periodic in all three"):
+        MorseTeacher(cutoff=5.0).stress(molecule_like)
+    path = tmp_path / "lj.pt"
+    torch.jit.save(torch.jit.script(_LJModule()), str(path))
+    ts = load_teacher(f"torchscript:{path}")
+    assert not ts.has_stress and ts.label(cluster(3, spacing=3.6)).stress is None
+    with pytest.raises(ConfigError, match="gives no stress"):
+        ts.stress(bulk("Ar", "fcc", a=5.26))
 
 
 class _LJModule(torch.nn.Module):

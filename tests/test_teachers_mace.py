@@ -156,6 +156,7 @@ def test_periodic_hessian_and_modes_agree(teacher):
     label = teacher.label(atoms, rows=rows)
     np.testing.assert_array_equal(label.hessian_rows, rows)
     np.testing.assert_allclose(label.hessian, h[rows], atol=1e-11)
+    np.testing.assert_array_equal(label.stress, teacher.stress(atoms))  # periodic cells are labelled with stress
 
 
 def test_float32(model_path, teacher):

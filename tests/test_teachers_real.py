@@ -1,6 +1,7 @@
 """Real teachers (ANI-1x, SevenNet-0, CHGNet, an ASE calculator by finite differences) on small structures:
 Hessian symmetry and translational sum rule, agreement with finite differences of the teacher's own forces,
-forces against the packages' own ASE calculators, batched = loop rows, element and input errors."""
+forces against the packages' own ASE calculators, batched = loop rows, element and input errors; periodic stress
+against the packages' own calculators and finite differences of the energy under strain."""
 
 import warnings
 
@@ -9,7 +10,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from conftest import fd_rows, sum_rule
+from conftest import fd_rows, fd_stress, sum_rule
 from hessdistill.errors import ConfigError, StructureError, UnsupportedElementError
 
 
@@ -182,6 +183,20 @@ def test_sevennet_hessian_float32(sevennet):
         sevennet.hessian_mode = "auto"
 
 
+@pytest.mark.filterwarnings("ignore")  # SevenNetCalculator: no tensor product accelerator on CPU
+def test_sevennet_stress(sevennet):
+    from sevenn.calculator import SevenNetCalculator
+
+    atoms = silicon2()
+    stress = sevennet.stress(atoms)
+    ref = atoms.copy()
+    ref.calc = SevenNetCalculator("7net-0", device="cpu")
+    np.testing.assert_allclose(stress, ref.get_stress(), atol=1e-6)
+    # float32 energies: strain step 1e-3 balances truncation against round-off (~2e-5 eV/A^3 here)
+    fd = fd_stress(lambda a: sevennet.energy_forces(a)[0], atoms, 1e-3)
+    np.testing.assert_allclose(stress, fd, atol=1e-3 * np.abs(stress).max())
+
+
 def test_sevennet_metadata_and_float64_refused(sevennet):
     from hessdistill.teachers.sevennet import SevenNetTeacher
 
@@ -224,6 +239,20 @@ def test_chgnet_hessian(chgnet):
         np.testing.assert_allclose(chgnet.hessian(atoms, [5, 0]), h[[5, 0]], atol=1e-10 * scale)
     finally:
         chgnet.hessian_mode = "auto"
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # inside CHGNetCalculator
+def test_chgnet_stress(chgnet):
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    atoms = silicon2()
+    stress = chgnet.stress(atoms)
+    ref = atoms.copy()
+    ref.calc = CHGNetCalculator(use_device="cpu")  # its own float32 model; GPa converted to eV/A^3
+    np.testing.assert_allclose(stress, ref.get_stress(), atol=1e-6)
+    fd = fd_stress(lambda a: chgnet.energy_forces(a)[0], atoms, 1e-5)  # float64: a small step works here
+    np.testing.assert_allclose(stress, fd, atol=1e-5 * np.abs(stress).max())
+    assert np.array_equal(chgnet.label(atoms, rows=[0]).stress, stress)
 
 
 def test_chgnet_needs_a_cell(chgnet):
@@ -293,6 +322,32 @@ def fd_rows_energy(calc, atoms, eps=1e-5):
                 a.set_positions(x)
                 out[i, c] -= s * a.get_potential_energy() / (2 * eps)
     return out
+
+
+def test_ase_teacher_stress_where_the_calculator_has_it():
+    from ase.calculators.emt import EMT
+    from ase.calculators.lj import LennardJones
+
+    from hessdistill.teachers.ase_fd import ASECalculatorTeacher
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=True)
+    atoms.rattle(0.05, seed=1)
+    teacher = ASECalculatorTeacher(EMT())
+    assert teacher.has_stress
+    stress = teacher.stress(atoms)
+    np.testing.assert_allclose(stress, fd_stress(lambda a: teacher.energy_forces(a)[0], atoms, 1e-5), atol=1e-7)
+    np.testing.assert_array_equal(teacher.label(atoms, with_hessian=False).stress, stress)
+    with pytest.raises(StructureError, match="periodic in all three"):
+        teacher.stress(emt_cluster())
+
+    class NoStress(LennardJones):
+        implemented_properties = ["energy", "forces"]
+
+    plain = ASECalculatorTeacher(NoStress())
+    assert not plain.has_stress and plain.label(atoms, with_hessian=False).stress is None
+    with pytest.raises(ConfigError, match="gives no stress"):
+        plain.stress(atoms)
 
 
 def test_ase_teacher_step_and_elements():

@@ -36,6 +36,9 @@ def _add_sample(sub):
     p.add_argument("--timestep", type=float, default=0.5, help="MD timestep, fs")
     p.add_argument("--rattle", type=int, default=0, help="rattled copies of the starting structure")
     p.add_argument("--rattle-stdev", type=float, default=0.05, help="rattle displacement, A")
+    p.add_argument("--strain", type=float, default=0.0,
+                   help="strain every sampled periodic structure: isotropic linear strain uniform in +-STRAIN plus "
+                        "a shear of a quarter of that (0.01: about +-3%% in volume); teaches the equation of state")
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output extxyz file")
@@ -44,7 +47,7 @@ def _add_sample(sub):
 
 def cmd_sample(a):
     from .errors import InputError
-    from .sample import (rattled, read_structures, share_out, split, starting_structure, teacher_md,
+    from .sample import (rattled, read_structures, share_out, split, starting_structure, strained, teacher_md,
                          write_structures)
 
     fractions = tuple(float(x) for x in a.split.split(","))
@@ -86,6 +89,8 @@ def cmd_sample(a):
                 structures += normal_mode_samples(minimum, modes, n, t, rng=rng)
         if a.rattle > 0:
             structures += rattled(start, a.rattle, a.rattle_stdev, a.seed)
+        if a.strain:
+            structures = strained(structures, a.strain, a.seed)
         structures = split(structures, fractions, a.seed)
     write_structures(structures, a.output)
     print(f"wrote {len(structures)} structures to {a.output}")
@@ -154,6 +159,7 @@ def cmd_distill(a):
     from .distill.config import DistillConfig, load_config, write_config
     from .errors import InputError
     from .distill import distill
+    from .units import EV_PER_A3_TO_GPA
 
     if a.write_config:
         write_config(a.write_config)
@@ -187,9 +193,10 @@ def cmd_distill(a):
     for name, cfg, out in runs:
         summary = distill(cfg, a.labels, out, resume=not a.no_resume)
         results[name] = summary
-        t = summary["test"]
+        t = summary["test"]  # stress_mae is NaN (so not >= 0) without stress labels
         print(f"{name}: {summary['student']}  test force MAE {t['force_mae'] * 1000:.2f} meV/A, energy MAE "
-              f"{t['energy_mae_per_atom'] * 1000:.2f} meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2")
+              f"{t['energy_mae_per_atom'] * 1000:.2f} meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2"
+              + (f", stress MAE {t['stress_mae'] * EV_PER_A3_TO_GPA:.3f} GPa" if t["stress_mae"] >= 0 else ""))
         if not a.no_report:
             _report(summary["student"], a.labels, out / "report")
     if a.compare:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Options that may differ between a checkpoint and the config of the run that resumes it.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "device", "compile"}
+#: Options newer than some checkpoints, with the value that matches how those runs trained.
+ADDED_OPTIONS = {"stress_weight": 0.0}
 
 
 def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
@@ -65,7 +67,7 @@ def restore_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
         state = torch.load(path, map_location=trainer.device, weights_only=False)
     except Exception as exc:
         raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
-    old = state["config"]
+    old = ADDED_OPTIONS | state["config"]
     diff = sorted(k for k, v in trainer.config.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
     if diff:
         raise ConfigError(

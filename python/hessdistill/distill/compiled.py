@@ -8,6 +8,9 @@ backward unrolled, the parameters as inputs (``torch.func.functional_call``), an
 that graph like any other. The optimizer update, clipping and EMA stay eager (fused AdamW), so a compiled step
 differs from an eager one only by the rounding of the reordered arithmetic.
 
+With a stress term (``loss.uses_stress``) the batch's stress labels, their mask and the cell volumes are inputs
+too, and the student's stress (its strain derivative, ``loss.predict``) is part of the traced graph.
+
 Sizes: the graph is traced on a synthetic batch whose sizes (structures, atoms, edges) are distinct from each
 other and from the fixed sizes (3 axes, 2 edge ends, s rows), so none is specialized or merged with another;
 each call marks the atom, edge and structure dimensions dynamic, so batches of other sizes reuse the compiled
@@ -29,7 +32,14 @@ import torch
 
 from .config import DistillConfig
 from .data import Batch
-from .loss import slots_loss
+from .loss import slots_loss, uses_stress
+
+#: The batch tensors the traced graph takes, in order (then the stress labels when the loss has a stress term).
+_BATCH = ("positions", "species", "edge_index", "shifts", "batch", "n_atoms", "energy", "forces")
+_STRESS = ("stress", "stress_mask", "volume")
+#: The dimension of each that changes from batch to batch (atoms, edges or structures).
+_DYNAMIC = {"positions": 0, "species": 0, "edge_index": 1, "shifts": 0, "batch": 0, "n_atoms": 0, "energy": 0,
+            "forces": 0, "stress": 0, "stress_mask": 0, "volume": 0}
 
 
 class CompiledStep:
@@ -47,6 +57,7 @@ class CompiledStep:
         self.parameters = [p for _, p in named]
         self.buffer_names = [n for n, _ in model.named_buffers()]
         self.rows = config.hessian_rows if config.hessian_weight > 0 else 0
+        self.fields = _BATCH + (_STRESS if uses_stress(config, norm) else ())
         self._compiled = None
         self._used: list[bool] = []
 
@@ -66,8 +77,7 @@ class CompiledStep:
     def _inputs(self, batch: Batch, slots) -> list[torch.Tensor]:
         buffers = dict(self.model.named_buffers())
         tensors = [p.detach() for p in self.parameters] + [buffers[n] for n in self.buffer_names]
-        tensors += [batch.positions, batch.species, batch.edge_index, batch.shifts, batch.batch, batch.n_atoms,
-                    batch.energy, batch.forces]
+        tensors += [getattr(batch, name) for name in self.fields]
         if self.rows:
             tensors += list(slots)
         return tensors
@@ -75,11 +85,9 @@ class CompiledStep:
     def _mark_dynamic(self, inputs: list[torch.Tensor]) -> None:
         """Atoms, edges and structures may change from batch to batch; every other size is fixed for a run."""
         k = len(self.parameters) + len(self.buffer_names)
-        pos, species, edge_index, shifts, index, n_atoms, energy, forces = inputs[k : k + 8]
-        dims = [(pos, 0), (species, 0), (edge_index, 1), (shifts, 0), (index, 0), (n_atoms, 0), (energy, 0),
-                (forces, 0)]
+        dims = [(t, _DYNAMIC[name]) for t, name in zip(inputs[k:], self.fields)]
         if self.rows:
-            coords, teacher = inputs[k + 8 :]
+            coords, teacher = inputs[k + len(self.fields) :]
             dims += [(coords, 1), (teacher, 1)]
         for t, d in dims:
             torch._dynamo.maybe_mark_dynamic(t, d)
@@ -88,10 +96,9 @@ class CompiledStep:
         n_p, n_b = len(self.parameters), len(self.buffer_names)
         params = [t.detach().requires_grad_(True) for t in tensors[:n_p]]
         state = dict(zip(self.names, params)) | dict(zip(self.buffer_names, tensors[n_p : n_p + n_b]))
-        pos, species, edge_index, shifts, index, n_atoms, energy, forces = tensors[n_p + n_b : n_p + n_b + 8]
-        slots = tuple(tensors[n_p + n_b + 8 :]) or None
-        batch = Batch(species=species, positions=pos, edge_index=edge_index, shifts=shifts, batch=index,
-                      n_atoms=n_atoms, offsets=[], energy=energy, forces=forces, graphs=[])
+        k = n_p + n_b + len(self.fields)
+        slots = tuple(tensors[k:]) or None
+        batch = Batch(offsets=[], graphs=[], **dict(zip(self.fields, tensors[n_p + n_b : k])))
 
         def student(*args):
             return torch.func.functional_call(self.model, state, args)
@@ -125,10 +132,12 @@ def _sizes_as_methods(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
     """A batch (and row slots) of ``like``'s dtype, device and species range whose structure, atom, edge and
-    3 x atom counts differ from each other and from 1, 2, 3 and ``rows``, so tracing keeps each a symbol of its
-    own. Structure b has 4 atoms (the first 5) in a ring with edges both ways (the first one edge more)."""
+    3 x atom counts differ from each other and from 1, 2, 3, 6, 9 and ``rows``, so tracing keeps each a symbol of
+    its own. Structure b has 4 atoms (the first 5) in a ring with edges both ways (the first one edge more)."""
     device, dtype = like.positions.device, like.positions.dtype
     n_structures = max(rows, 3) + 2
+    while n_structures in (6, 9, rows):  # 6 Voigt components and 9 tensor components are fixed sizes too
+        n_structures += 1
     sizes = [5] + [4] * (n_structures - 1)
     offsets = [sum(sizes[:b]) for b in range(n_structures)]
     n = sum(sizes)
@@ -137,7 +146,7 @@ def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
         edges += [(off + i, off + (i + 1) % size) for i in range(size)]
         edges += [(off + (i + 1) % size, off + i) for i in range(size)]
     edges.append((0, 2))
-    assert len({n_structures, n, len(edges), 3 * n}) == 4 and not {n_structures, n} & {1, 2, 3, rows}
+    assert len({n_structures, n, len(edges), 3 * n}) == 4 and not {n_structures, n} & {1, 2, 3, 6, 9, rows}
     gen = torch.Generator().manual_seed(0)
     n_types = int(like.species.max()) + 1
     batch = Batch(
@@ -151,6 +160,9 @@ def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
         energy=torch.zeros(n_structures, dtype=dtype, device=device),
         forces=torch.zeros(n, 3, dtype=dtype, device=device),
         graphs=[],
+        stress=torch.zeros(n_structures, 6, dtype=dtype, device=device),
+        stress_mask=(torch.arange(n_structures) % 2).to(device, dtype),  # both values: no branch is specialized
+        volume=torch.full((n_structures,), 100.0, dtype=dtype, device=device),
     )
     if not rows:
         return batch, None

@@ -55,6 +55,8 @@ class Graph:
     forces: torch.Tensor  # (N, 3)
     hessian_rows: np.ndarray  # (R,) stored row numbers in 0..3N-1
     hessian: torch.Tensor  # (R, 3N)
+    stress: torch.Tensor | None = None  # (6,) eV/A^3, Voigt, ASE's sign; None: no stress label
+    volume: float = 0.0  # cell volume, A^3 (periodic cells; 0 otherwise)
 
     @property
     def n_atoms(self) -> int:
@@ -71,6 +73,7 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
         check_elements(symbols, type_names, f"the student (structure #{it.index})")
         ei, sh = neighbor_list(it.atoms(), cutoff)
         kw = dict(dtype=dtype, device=device)
+        periodic = bool(np.all(it.pbc))
         graphs.append(
             Graph(
                 species=torch.tensor([index[s] for s in symbols], dtype=torch.long, device=device),
@@ -81,6 +84,8 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
                 forces=torch.tensor(it.forces, **kw),
                 hessian_rows=np.asarray(it.hessian_rows, dtype=np.int64),
                 hessian=torch.tensor(it.hessian, **kw),
+                stress=None if it.stress is None else torch.tensor(it.stress, **kw),
+                volume=abs(float(np.linalg.det(it.cell))) if periodic else 0.0,
             )
         )
     return graphs
@@ -98,6 +103,9 @@ class Batch:
     energy: torch.Tensor  # (B,)
     forces: torch.Tensor  # (N_total, 3)
     graphs: list[Graph]
+    stress: torch.Tensor | None = None  # (B, 6) teacher stress, zeros where a structure has none
+    stress_mask: torch.Tensor | None = None  # (B,) 1 where the structure has a stress label, else 0
+    volume: torch.Tensor | None = None  # (B,) cell volumes, 1 where a structure has no stress label
 
 
 def collate(graphs: Sequence[Graph]) -> Batch:
@@ -107,6 +115,8 @@ def collate(graphs: Sequence[Graph]) -> Batch:
         offsets.append(total)
         total += g.n_atoms
     device = graphs[0].positions.device
+    dtype = graphs[0].positions.dtype
+    has_stress = [g.stress is not None for g in graphs]
     return Batch(
         species=torch.cat([g.species for g in graphs]),
         positions=torch.cat([g.positions for g in graphs]),
@@ -115,9 +125,13 @@ def collate(graphs: Sequence[Graph]) -> Batch:
         batch=torch.cat([torch.full((g.n_atoms,), b, dtype=torch.long, device=device) for b, g in enumerate(graphs)]),
         n_atoms=torch.tensor([g.n_atoms for g in graphs], device=device),
         offsets=offsets,
-        energy=torch.tensor([g.energy for g in graphs], dtype=graphs[0].positions.dtype, device=device),
+        energy=torch.tensor([g.energy for g in graphs], dtype=dtype, device=device),
         forces=torch.cat([g.forces for g in graphs]),
         graphs=list(graphs),
+        stress=torch.stack([g.stress if h else torch.zeros(6, dtype=dtype, device=device)
+                            for g, h in zip(graphs, has_stress)]),
+        stress_mask=torch.tensor(has_stress, dtype=dtype, device=device),
+        volume=torch.tensor([g.volume if h else 1.0 for g, h in zip(graphs, has_stress)], dtype=dtype, device=device),
     )
 
 

@@ -1,8 +1,12 @@
 """The distillation loss and the training-set statistics that normalise it.
 
-loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H rows) / <H^2>, with ``s`` Hessian rows per
-structure and step drawn uniformly without replacement from the stored rows, the student's rows coming from
-vector-Jacobian products of its forces (``hessian.hessian_rows``). wH = 0 is the undistilled baseline.
+loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H rows) / <H^2> + wS * MSE(stress) / <S^2>,
+with ``s`` Hessian rows per structure and step drawn uniformly without replacement from the stored rows, the
+student's rows coming from vector-Jacobian products of its forces (``hessian.hessian_rows``). wH = 0 is the
+undistilled baseline. The stress term counts only structures with a stress label (periodic cells of teachers that
+give one; mean over their six Voigt components); the student's stress is (1/V) dE/d(strain), the derivative of its
+energy with the batch's cells and positions deformed by a zero strain per structure, taken in the same backward
+pass as the forces (so it can be differentiated again, for the parameter gradients).
 Energies are fitted after per-element reference energies (``fit_shift_and_scale``), so var(E/N) is the variance
 left after that fit.
 
@@ -19,23 +23,38 @@ import torch
 
 from .config import DistillConfig
 from .data import Batch, Graph, sample_row_slots
-from .hessian import energy_gradient, hessian_rows
+from .hessian import hessian_rows
 from ..students import StudentBase
+from ..teachers.base import VOIGT
 
 
-def predict(model, batch: Batch, create_graph: bool):
-    """Per-structure energies, energy gradient (with graph if asked) and the leaf positions."""
+def predict(model, batch: Batch, create_graph: bool, stress: bool = False):
+    """Per-structure energies, energy gradient (with graph if asked), the leaf positions and, if ``stress``, the
+    per-structure stress (B, 6) in Voigt order (None otherwise).
+
+    The stress is (1/V) dE/d(eps) at eps = 0, where each structure's positions and edge shifts are deformed by its
+    own symmetric strain eps (rows x -> x (1 + eps)): the same quantity as ``-virial / V`` of
+    ``formats.evaluate`` (what the ASE calculator reports), by another route. Structures without a stress label
+    get a stress divided by volume 1, which the loss masks out.
+    """
     pos = batch.positions.detach().clone().requires_grad_(True)
-    atomic = model(pos, batch.species, batch.edge_index, batch.shifts)
+    x, shifts, leaves = pos, batch.shifts, [pos]
     # sized from a tensor, not len(batch.graphs): a traced step (compiled.py) keeps the batch size symbolic
-    energy = torch.zeros(batch.n_atoms.shape[0], dtype=atomic.dtype, device=atomic.device).index_add(
-        0, batch.batch, atomic
-    )
-    if create_graph:
-        grad = energy_gradient(energy, pos)
-    else:
-        grad = torch.autograd.grad(energy.sum(), pos)[0]
-    return energy, grad, pos
+    n_structures = batch.n_atoms.shape[0]
+    if stress:
+        strain = torch.zeros(n_structures, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=True)
+        eps = 0.5 * (strain + strain.transpose(1, 2))
+        x = pos + torch.bmm(pos.unsqueeze(1), eps[batch.batch]).squeeze(1)
+        edge_eps = eps[batch.batch[batch.edge_index[0]]]  # an edge belongs to its centre atom's structure
+        shifts = shifts + torch.bmm(shifts.unsqueeze(1), edge_eps).squeeze(1)
+        leaves.append(strain)
+    atomic = model(x, batch.species, batch.edge_index, shifts)
+    energy = torch.zeros(n_structures, dtype=atomic.dtype, device=atomic.device).index_add(0, batch.batch, atomic)
+    grads = torch.autograd.grad(energy.sum(), leaves, create_graph=create_graph)
+    if not stress:
+        return energy, grads[0], pos, None
+    sigma = grads[1] / batch.volume.view(-1, 1, 1)
+    return energy, grads[0], pos, sigma.reshape(-1, 9)[:, list(VOIGT)]
 
 
 def fit_shift_and_scale(model: StudentBase, graphs: list[Graph]) -> None:
@@ -52,7 +71,8 @@ def fit_shift_and_scale(model: StudentBase, graphs: list[Graph]) -> None:
 
 
 def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
-    """Variance of energy per atom (after the element fit), mean squared force and Hessian element."""
+    """Variance of energy per atom (after the element fit), mean squared force, Hessian element and, where some
+    structures have stress labels, stress component (key ``stress`` absent when none has)."""
     with torch.no_grad():
         resid = [
             (g.energy - float(model.shift[g.species].sum())) / g.n_atoms for g in graphs
@@ -61,7 +81,17 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
     f2 = float(torch.mean(torch.cat([g.forces.reshape(-1) for g in graphs]) ** 2))
     h = [g.hessian.reshape(-1) for g in graphs if g.hessian.numel()]
     h2 = float(torch.mean(torch.cat(h) ** 2)) if h else 1.0
-    return {"energy": max(var_e, 1e-8), "forces": max(f2, 1e-8), "hessian": max(h2, 1e-8)}
+    norm = {"energy": max(var_e, 1e-8), "forces": max(f2, 1e-8), "hessian": max(h2, 1e-8)}
+    stresses = [g.stress for g in graphs if g.stress is not None]
+    if stresses:
+        # <S^2>, not the variance about the mean: a set at one volume has a large mean (pressure) and tiny spread
+        norm["stress"] = max(float(torch.mean(torch.stack(stresses) ** 2)), 1e-10)
+    return norm
+
+
+def uses_stress(config: DistillConfig, norm: dict) -> bool:
+    """Whether the loss has the stress term: wS > 0 and some training structure has a stress label."""
+    return config.stress_weight > 0 and "stress" in norm
 
 
 def energy_force_loss(energy, grad, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
@@ -76,6 +106,13 @@ def hessian_row_loss(rows, teacher, config: DistillConfig, norm: dict) -> torch.
     return config.hessian_weight * torch.mean((rows - teacher) ** 2) / norm["hessian"]
 
 
+def stress_loss(stress, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
+    """wS * MSE(stress) / <S^2> over the structures of the batch that have a stress label (zero if none has)."""
+    mask = batch.stress_mask
+    sq = (((stress - batch.stress) ** 2).sum(dim=1) * mask).sum() / (6.0 * mask.sum().clamp(min=1.0))
+    return config.stress_weight * sq / norm["stress"]
+
+
 def batch_loss(model, batch: Batch, config: DistillConfig, norm: dict, rng: np.random.Generator) -> torch.Tensor:
     """One batch's loss: energies, forces and, with wH > 0, ``config.hessian_rows`` rows per structure drawn
     with ``rng``."""
@@ -88,8 +125,11 @@ def slots_loss(model, batch: Batch, config: DistillConfig, norm: dict, slots, ba
     """``batch_loss`` with the Hessian-row slots already drawn (``sample_row_slots``; None when wH = 0): the
     part of the loss that is a function of tensors only, which ``compiled.py`` traces (with ``batched_rows``
     False: see ``hessian.hessian_rows``)."""
-    energy, grad, pos = predict(model, batch, create_graph=True)
+    with_stress = uses_stress(config, norm)
+    energy, grad, pos, stress = predict(model, batch, create_graph=True, stress=with_stress)
     loss = energy_force_loss(energy, grad, batch, config, norm)
+    if with_stress:
+        loss = loss + stress_loss(stress, batch, config, norm)
     if slots is not None:
         coords, teacher = slots
         rows = hessian_rows(grad, pos, coords, batched=batched_rows).reshape(coords.shape[0], -1)

@@ -6,7 +6,8 @@ import csv
 import os
 from pathlib import Path
 
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "val_energy_mae", "val_force_mae", "val_hessian_mae", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "val_energy_mae", "val_force_mae", "val_hessian_mae", "seconds",
+                  "val_stress_mae")
 
 
 def write_metrics(history: list[dict], path: str | os.PathLike) -> None:

@@ -264,7 +264,7 @@ class Trainer:
             self.history.append({
                 "epoch": self.epoch, "lr": lr, "train_loss": loss, "val_energy_mae": val["energy_mae"],
                 "val_force_mae": val["force_mae"], "val_hessian_mae": val["hessian_mae"],
-                "seconds": time.perf_counter() - t0,
+                "seconds": time.perf_counter() - t0, "val_stress_mae": val["stress_mae"],
             })
             self.elapsed += time.perf_counter() - t0
             save_checkpoint(self, self.checkpoint_path)

@@ -10,7 +10,9 @@ store when complete, so the store is always one complete merge (the last rename 
 
 Layout of a part and of each ``/structures/NNNNNN`` group of the merged store: datasets ``numbers`` (N,),
 ``positions`` (N, 3) A, ``cell`` (3, 3) A, ``pbc`` (3,), ``forces`` (N, 3) eV/A, ``hessian_rows`` (R,) and
-``hessian`` (R, 3N) eV/A^2; attributes ``energy`` (eV), ``split``, ``index``.
+``hessian`` (R, 3N) eV/A^2, and for periodic cells of teachers with stress ``stress`` (6,) eV/A^3 (Voigt xx, yy,
+zz, yz, xz, xy; ASE's sign, positive under tension); attributes ``energy`` (eV), ``split``, ``index``. Stores
+written before stress labels existed simply lack ``stress``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class LabeledStructure:
     hessian: np.ndarray
     split: str
     index: int
+    stress: np.ndarray | None = None  # (6,) eV/A^3, Voigt; None where the teacher gave none (or not periodic)
 
     def atoms(self) -> Atoms:
         return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
@@ -88,6 +91,8 @@ def _write_group(group: h5py.Group, atoms: Atoms, label: Label, split: str, inde
     hess = label.hessian if label.hessian is not None else np.zeros((0, 3 * len(atoms)))
     group.create_dataset("hessian_rows", data=rows)
     group.create_dataset("hessian", data=hess, compression="gzip" if hess.size > 4096 else None)
+    if label.stress is not None:
+        group.create_dataset("stress", data=np.asarray(label.stress, dtype=np.float64).reshape(6))
     group.attrs["energy"] = float(label.energy)
     group.attrs["split"] = split
     group.attrs["index"] = int(index)
@@ -105,6 +110,7 @@ def _read_group(group: h5py.Group) -> LabeledStructure:
         hessian=group["hessian"][()],
         split=str(group.attrs["split"]),
         index=int(group.attrs["index"]),
+        stress=group["stress"][()] if "stress" in group else None,
     )
 
 
@@ -230,7 +236,7 @@ def write_store(items: Sequence[LabeledStructure], store: str | os.PathLike, tea
         )
         grp = out.create_group("structures")
         for k, it in enumerate(items):
-            label = Label(it.energy, it.forces, it.hessian_rows, it.hessian)
+            label = Label(it.energy, it.forces, it.hessian_rows, it.hessian, it.stress)
             _write_group(grp.create_group(f"{k:06d}"), it.atoms(), label, it.split, k)
     return Path(store)
 

@@ -2,7 +2,8 @@
 
 Without a cutoff (molecules) the energy is the plain pair sum, and ``pair_hessian`` gives its Hessian in closed
 form, independent of autograd. With a cutoff (needed for periodic cells) the pair energy is multiplied by a
-smooth switch that brings it and its first two derivatives to zero at the cutoff.
+smooth switch that brings it and its first two derivatives to zero at the cutoff. The stress of a periodic cell
+is the exact strain derivative of the same pair sum (a reference for tests).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class PairTeacher(AutogradTeacher):
     """Sum over pairs of phi(r), optionally switched off smoothly between ``0.8 * cutoff`` and ``cutoff``."""
 
     name = "pair"
+    has_stress = True  # periodic cells need a cutoff, and then the strain derivative is exact
 
     def __init__(self, cutoff: float | None = None, dtype: str = "float64", **kwargs):
         super().__init__(**kwargs)
@@ -40,28 +42,37 @@ class PairTeacher(AutogradTeacher):
         x = ((r - r_on) / (self.cutoff - r_on)).clamp(0.0, 1.0)
         return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)  # smoothstep: C2 at both ends
 
-    def energy_function(self, atoms: Atoms):
+    def _edges(self, atoms: Atoms) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(positions, i, j, shifts): pair (i, j) has the vector x[j] - x[i] + shifts."""
         pos = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
         if self.cutoff is None:
             if atoms.pbc.any():
                 raise ConfigError(f"teacher {self.name} needs a cutoff for periodic structures (e.g. cutoff=6.0)")
             i, j = torch.triu_indices(len(atoms), len(atoms), 1, device=self.device)
-            shifts = torch.zeros(len(i), 3, dtype=self.dtype, device=self.device)
-        else:
-            ei, shifts = neighbor_list_torch(
-                pos, torch.tensor(atoms.cell.array, dtype=self.dtype), torch.tensor(atoms.pbc), self.cutoff
-            )
-            i, j = ei[0], ei[1]
-        half = 1.0 if self.cutoff is None else 0.5  # full neighbor lists count each pair twice
+            return pos, i, j, torch.zeros(len(i), 3, dtype=self.dtype, device=self.device)
+        ei, shifts = neighbor_list_torch(
+            pos, torch.tensor(atoms.cell.array, dtype=self.dtype), torch.tensor(atoms.pbc), self.cutoff
+        )
+        return pos, ei[0], ei[1], shifts
 
-        def energy_fn(x: torch.Tensor) -> torch.Tensor:
-            r = torch.linalg.norm(x[j] - x[i] + shifts, dim=-1)
-            e = self.phi(r)
-            if self.cutoff is not None:
-                e = e * self._switch(r)
-            return half * e.sum()
+    def _pair_energy(self, vectors: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.norm(vectors, dim=-1)
+        e = self.phi(r)
+        if self.cutoff is None:
+            return e.sum()
+        return 0.5 * (e * self._switch(r)).sum()  # full neighbor lists count each pair twice
 
-        return energy_fn, pos
+    def energy_function(self, atoms: Atoms):
+        pos, i, j, shifts = self._edges(atoms)
+        return (lambda x: self._pair_energy(x[j] - x[i] + shifts)), pos
+
+    def strain_energy_function(self, atoms: Atoms):
+        # The strain moves every pair vector, images included, to v (1 + eps); the pairs stay those within the
+        # cutoff at zero strain, exact for the derivative there (the switch is zero with two derivatives beyond).
+        pos, i, j, shifts = self._edges(atoms)
+        vectors = pos[j] - pos[i] + shifts
+        zero = torch.zeros(3, 3, dtype=self.dtype, device=self.device)
+        return (lambda eps: self._pair_energy(vectors + vectors @ eps)), zero
 
 
 class MorseTeacher(PairTeacher):

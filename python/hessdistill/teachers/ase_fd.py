@@ -1,5 +1,6 @@
 """A teacher wrapping any ASE calculator: energy and forces from the calculator, Hessian rows by central finite
-differences of the forces. Useful for calculators without autograd (DFT codes, classical potentials)."""
+differences of the forces, stress from the calculator where it implements it. Useful for calculators without
+autograd (DFT codes, classical potentials)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ase import Atoms
 
 from ..errors import ConfigError
 from ..progress import progress_bar
-from .base import Teacher
+from .base import Teacher, periodic_volume
 
 #: Show a progress bar when one Hessian needs more force calls than this.
 PROGRESS_ABOVE_CALLS = 50
@@ -23,7 +24,8 @@ class ASECalculatorTeacher(Teacher):
     Row k of the Hessian is ``-(F(x + h e_k) - F(x - h e_k)) / (2h)``, flattened atom-major: column k of -dF/dx,
     which equals row k when the calculator's forces are conservative. When all 3N rows are asked for, the result
     is symmetrized, (H + H^T) / 2. Cost: 2 force calls per row, 6N per structure for the full Hessian; the error
-    is O(h^2) plus the calculator's force noise divided by h.
+    is O(h^2) plus the calculator's force noise divided by h. The stress is the calculator's own
+    (``has_stress`` when "stress" is among its ``implemented_properties``).
 
     Parameters
     ----------
@@ -64,9 +66,19 @@ class ASECalculatorTeacher(Teacher):
         work.calc = self.calculator
         return work
 
+    @property
+    def has_stress(self) -> bool:
+        return "stress" in getattr(self.calculator, "implemented_properties", ())
+
     def energy_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
         work = self._attach(atoms)
         return float(work.get_potential_energy()), np.array(work.get_forces(), dtype=np.float64)
+
+    def stress(self, atoms: Atoms) -> np.ndarray:
+        if not self.has_stress:
+            return super().stress(atoms)  # the one "no stress" error
+        periodic_volume(atoms, f"teacher {self.name}")
+        return np.array(self._attach(atoms).get_stress(voigt=True), dtype=np.float64)
 
     def hessian(self, atoms: Atoms, rows: Sequence[int] | None = None) -> np.ndarray:
         n3 = 3 * len(atoms)

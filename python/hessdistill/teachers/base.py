@@ -1,9 +1,10 @@
-"""The teacher interface: energy, forces and Hessian rows of a structure, in eV and Angstrom.
+"""The teacher interface: energy, forces, Hessian rows and (periodic cells) stress of a structure, eV and Angstrom.
 
 A teacher is anything that gives the energy of a structure. ``AutogradTeacher`` turns a differentiable energy
 function of positions into forces (-dE/dx) and Hessian rows (vector-Jacobian products of the forces, batched with
 ``is_grads_batched`` and chunked to bound memory, or a plain row loop where that is faster). A teacher whose
 forces are not -dE/dx (``conservative = False``) gets its Hessian as the symmetrized negative force Jacobian.
+Its stress is the strain derivative (1/V) dE/d(strain) of ``strain_energy_function`` where a teacher gives one.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StructureError
 from ..structures import check_elements, check_structure
+
+#: Voigt order of a stress (ASE's): xx, yy, zz, yz, xz, xy, as flat indices of the 3x3 tensor.
+VOIGT = (0, 4, 8, 5, 2, 1)
 
 
 @dataclass
@@ -29,13 +33,31 @@ class Label:
     forces: np.ndarray  # (N, 3) eV/A
     hessian_rows: np.ndarray | None = None  # (R,) int
     hessian: np.ndarray | None = None  # (R, 3N) eV/A^2
+    stress: np.ndarray | None = None  # (6,) eV/A^3, Voigt, ASE's sign; periodic cells of teachers with stress
+
+
+def has_periodic_cell(atoms: Atoms) -> bool:
+    """Whether a stress is defined for ``atoms`` (periodic in all three directions, non-zero volume)."""
+    return bool(atoms.pbc.all()) and abs(float(np.linalg.det(atoms.cell.array))) >= 1e-6
+
+
+def periodic_volume(atoms: Atoms, who: str) -> float:
+    """The cell volume of a structure periodic in all three directions; StructureError otherwise."""
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    if not has_periodic_cell(atoms):
+        raise StructureError(f"{who}: stress needs a cell periodic in all three directions, got "
+                             f"pbc={atoms.pbc.tolist()} and volume {volume:.3g} A^3")
+    return volume
 
 
 class Teacher(ABC):
-    """Base class of all teachers. Subclasses set ``name`` and ``elements`` (None: any element)."""
+    """Base class of all teachers. Subclasses set ``name`` and ``elements`` (None: any element), and
+    ``has_stress`` where they implement ``stress``."""
 
     name: str = "teacher"
     elements: frozenset[str] | None = None
+    #: Whether ``stress`` is implemented; labels of periodic cells then hold the stress.
+    has_stress: bool = False
 
     def check(self, atoms: Atoms) -> None:
         """Raise a clear error if ``atoms`` is not something this teacher can label."""
@@ -50,14 +72,21 @@ class Teacher(ABC):
     def hessian(self, atoms: Atoms, rows: Sequence[int] | None = None) -> np.ndarray:
         """Rows ``rows`` (all 3N if None) of the energy Hessian, eV/A^2, shape (len(rows), 3N)."""
 
+    def stress(self, atoms: Atoms) -> np.ndarray:
+        """Stress (1/V) dE/d(strain) of a periodic cell in eV/A^3, Voigt order (xx, yy, zz, yz, xz, xy) and ASE's
+        sign (positive under tension), like ``atoms.get_stress()``. Only where ``has_stress``."""
+        raise ConfigError(f"teacher {self.name} gives no stress (has_stress is False); teachers with stress: "
+                          "sevennet0, chgnet, morse/lj with a cutoff, mace:PATH, ASE calculators that implement it")
+
     def label(self, atoms: Atoms, rows: Sequence[int] | None = None, with_hessian: bool = True) -> Label:
-        """Energy, forces and (optionally) Hessian rows of one structure."""
+        """Energy, forces, (optionally) Hessian rows and, for a periodic cell when the teacher has it, stress."""
         self.check(atoms)
         energy, forces = self.energy_forces(atoms)
+        stress = self.stress(atoms) if self.has_stress and has_periodic_cell(atoms) else None
         if not with_hessian:
-            return Label(energy, forces)
+            return Label(energy, forces, stress=stress)
         rows_arr = np.arange(3 * len(atoms)) if rows is None else np.asarray(rows, dtype=np.int64)
-        return Label(energy, forces, rows_arr, self.hessian(atoms, rows_arr))
+        return Label(energy, forces, rows_arr, self.hessian(atoms, rows_arr), stress)
 
     def as_calculator(self):
         """An ASE calculator of this teacher's energy and forces (used for teacher MD when sampling)."""
@@ -98,6 +127,25 @@ class AutogradTeacher(Teacher):
     @abstractmethod
     def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
         """Return (energy_fn, positions) where energy_fn(positions) is the scalar energy in eV."""
+
+    def strain_energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        """Return (energy_fn, zero_strain): energy_fn(eps) is the energy in eV of ``atoms`` with cell and positions
+        deformed by the symmetric strain ``eps`` (3, 3) (rows x -> x (1 + eps)); zero_strain is a zero (3, 3)
+        tensor of the teacher's dtype and device. Teachers that implement it set ``has_stress = True``."""
+        raise NotImplementedError(f"{type(self).__name__} sets has_stress but has no strain_energy_function")
+
+    def stress(self, atoms: Atoms) -> np.ndarray:
+        """(1/V) dE/d(strain) at zero strain by autograd (Voigt, eV/A^3, ASE's sign: see ``Teacher.stress``)."""
+        if not self.has_stress:
+            return super().stress(atoms)  # the one "no stress" error
+        self.check(atoms)
+        volume = periodic_volume(atoms, f"teacher {self.name}")
+        energy_fn, zero = self.strain_energy_function(atoms)
+        strain = zero.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            # symmetric strain: dE/d(eps) is the symmetric stress whatever rounding leaves in the raw gradient
+            grad = torch.autograd.grad(energy_fn(0.5 * (strain + strain.T)), strain)[0]
+        return grad.detach().cpu().double().numpy().reshape(-1)[list(VOIGT)] / volume
 
     def forces_function(self, atoms: Atoms) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
         """Forces as a function of positions. Conservative teachers derive it from the energy."""

@@ -1,8 +1,9 @@
 """CHGNet teacher (chgnet 0.4.2, pretrained CHGNet 0.3.0 shipped in the wheel; Z = 1..94, PBE/MPtrj).
 
 The crystal graph is built once per structure; each call sets the graph's fractional coordinates from the
-Cartesian positions tensor (``x @ inv(cell)``), so autograd on positions gives forces and Hessians. CHGNet
-predicts eV/atom; the teacher returns the total energy (times N).
+Cartesian positions tensor (``x @ inv(cell)``), so autograd on positions gives forces and Hessians, and the stress
+is the derivative with the lattice strained at fixed fractional coordinates. CHGNet predicts eV/atom; the teacher
+returns the total energy (times N).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class CHGNetTeacher(AutogradTeacher):
 
     name = "chgnet"
     elements = frozenset(chemical_symbols[1:95])
+    has_stress = True
     loop_above_atoms = 20
 
     def __init__(self, model_name: str = "0.3.0", dtype: str = "float64", hessian_mode: str = "auto",
@@ -70,7 +72,8 @@ class CHGNetTeacher(AutogradTeacher):
             p.requires_grad_(False)
         self.model = model
 
-    def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+    def _graph(self, atoms: Atoms):
+        """(graph, cell, inverse cell, positions) of one structure, in the teacher's dtype and device."""
         check_elements(atoms, self.elements, f"teacher {self.name}")
         cell_np = atoms.cell.array
         if atoms.cell.rank < 3 or abs(np.linalg.det(cell_np)) < 1e-6:
@@ -81,17 +84,23 @@ class CHGNetTeacher(AutogradTeacher):
         graph = self.model.graph_converter(AseAtomsAdaptor.get_structure(atoms)).to(str(self.device))
         kw = {"dtype": self.dtype, "device": self.device}
         cell = torch.tensor(cell_np, **kw)
-        inv_cell = torch.linalg.inv(cell)
         graph.lattice = cell
         graph.neighbor_image = graph.neighbor_image.to(**kw)
-        pos = torch.tensor(atoms.get_positions(), **kw)
-        n_atoms = len(atoms)
-        model = self.model
-        scale = n_atoms if model.is_intensive else 1
+        return graph, cell, torch.linalg.inv(cell), torch.tensor(atoms.get_positions(), **kw)
 
-        def energy_fn(x: torch.Tensor) -> torch.Tensor:
-            g = copy.copy(graph)  # shallow: only the fractional coordinates change
-            g.atom_frac_coord = x @ inv_cell
-            return model([g], task="e")["e"].reshape(()) * scale
+    def _energy(self, graph, frac: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+        g = copy.copy(graph)  # shallow: only the fractional coordinates and the lattice change
+        g.atom_frac_coord = frac
+        g.lattice = lattice
+        scale = len(frac) if self.model.is_intensive else 1
+        return self.model([g], task="e")["e"].reshape(()) * scale
 
-        return energy_fn, pos
+    def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        graph, cell, inv_cell, pos = self._graph(atoms)
+        return (lambda x: self._energy(graph, x @ inv_cell, cell)), pos
+
+    def strain_energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        # CHGNet's own stress does the same: lattice (1 + eps) at fixed fractional coordinates
+        graph, cell, inv_cell, pos = self._graph(atoms)
+        frac = pos @ inv_cell
+        return (lambda eps: self._energy(graph, frac, cell + cell @ eps)), torch.zeros_like(cell)

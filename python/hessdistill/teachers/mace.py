@@ -107,6 +107,7 @@ class MACETeacher(AutogradTeacher):
     # 152 s (6.6 GB peak), mace-torch's compute_hessians_vmap 1.33 s / 173 s. Only a toy model (8x0e+8x1o) at 8
     # atoms favoured batching (0.28 s vs 0.43 s), so "auto" always loops for MACE.
     loop_above_atoms = 0
+    has_stress = True
 
     def __init__(self, path: str | os.PathLike, dtype: str = "float64", head: str | None = None,
                  hessian_mode: str = "auto", chunk_size: int = 64, device: str | None = None):
