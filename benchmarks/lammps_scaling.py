@@ -177,11 +177,12 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
     test_forces = np.concatenate([s.forces.ravel() for s in load_splits(ds.labels)["test"]])
     mean_f = float(np.abs(test_forces).mean())
     frames = systems.transfer_set("si", size.si_transfer)
-    out = {"data": ds.summary(), "teacher_mean_abs_force_component": mean_f, "max_steps": MAX_STEPS,
+    max_steps = 20 if quick else MAX_STEPS
+    out = {"data": ds.summary(), "teacher_mean_abs_force_component": mean_f, "max_steps": max_steps,
            "transfer_atoms": len(frames[0]["atoms"]) if frames else None, "students": {}}
     paths = {}
     for layers in (2, 1):
-        cfg = DistillConfig(num_interactions=layers, max_steps=20 if quick else MAX_STEPS, device="cpu",
+        cfg = DistillConfig(num_interactions=layers, max_steps=max_steps, device="cpu",
                             compile="off")
         label = size_label(cfg.architecture, cfg.features, layers)
         summary = distill(cfg, ds.labels, workdir / "si" / "runs" / label, resume=False, progress=False)
