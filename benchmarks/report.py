@@ -300,7 +300,8 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     if w:
         lines += [f"Work: nodes + edges the student evaluates (`compute pair hessdistill`), summed over ranks, divided "
                   f"by one rank's; bulk Si, cutoff 5 A, PaiNN with 1 (strictly local), 2 and 3 interactions "
-                  f"({w['date'][:10]}; (nodes, edges) ratios in brackets).", "",
+                  f"({w['date'][:10]}; (nodes, edges) ratios in brackets: a node's update and readout cost more than one "
+                  "edge's message, so the node ratio matters too).", "",
                   "| student | atoms | " + " | ".join(f"{n} ranks" for n in w["ranks"][1:]) + " |",
                   "|---|---|" + "---|" * (len(w["ranks"]) - 1)]
         for label, st in w["students"].items():
@@ -314,7 +315,9 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     a = ls.get("accuracy")
     if a:
         mean_f = a["teacher_mean_abs_force_component"]
-        lines += ["", f"Accuracy and speed: distillation defaults, {a['max_steps']} optimizer steps at most, Si data "
+        stops = ", ".join(sorted({st["stop_reason"] for st in a["students"].values()}))
+        lines += ["", f"Accuracy and speed: distillation defaults but {a['max_steps']} optimizer steps at most (stopped "
+                  f"by: {stops}), eager training, seed 0, Si data "
                   f"of section 2 (teacher mean |F| component on the test split {1e3 * mean_f:.0f} meV/A); LAMMPS "
                   f"NVE step on one rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
                   f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}).", "",
