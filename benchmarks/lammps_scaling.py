@@ -138,7 +138,8 @@ def work(plugin: Path, quick: bool) -> dict:
         for layers in LAYERS:
             model = random_student(layers, tmp / f"x{layers}.pt", "float32", COUNT_FEATURES)
             label = f"painn x{layers}"
-            entry = out["students"][label] = {"num_interactions": layers, "cutoff_A": DistillConfig().cutoff, "sizes": {}}
+            entry = out["students"][label] = {"num_interactions": layers, "cutoff_A": DistillConfig().cutoff,
+                                              "sizes": {}}
             for atoms, cells in sizes.items():
                 data = write_si(silicon(cells), tmp / f"si{atoms}.data")
                 try:
@@ -195,7 +196,8 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
             errs.append(np.abs(a.get_forces() - f["forces"]).ravel())
         test = summary["test"]
         out["students"][label] = {
-            "num_interactions": layers, "interaction_range_A": layers * cfg.cutoff, "parameters": summary["parameters"],
+            "num_interactions": layers, "interaction_range_A": layers * cfg.cutoff,
+            "parameters": summary["parameters"],
             "config": {k: summary["config"][k] for k in ("architecture", "features", "cutoff", "num_interactions",
                                                          "hessian_weight", "max_steps", "lr_schedule", "dtype")},
             "stop_reason": summary["stop_reason"], "train_seconds": summary["train_seconds"],

@@ -300,8 +300,8 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     if w:
         lines += [f"Work: nodes + edges the student evaluates (`compute pair hessdistill`), summed over ranks, divided "
                   f"by one rank's; bulk Si, cutoff 5 A, PaiNN with 1 (strictly local), 2 and 3 interactions "
-                  f"({w['date'][:10]}; (nodes, edges) ratios in brackets: a node's update and readout cost more than one "
-                  "edge's message, so the node ratio matters too).", "",
+                  f"({w['date'][:10]}; (nodes, edges) ratios in brackets: a node's update and readout cost more "
+                  "than one edge's message, so the node ratio matters too).", "",
                   "| student | atoms | " + " | ".join(f"{n} ranks" for n in w["ranks"][1:]) + " |",
                   "|---|---|" + "---|" * (len(w["ranks"]) - 1)]
         for label, st in w["students"].items():
@@ -316,8 +316,8 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     if a:
         mean_f = a["teacher_mean_abs_force_component"]
         stops = ", ".join(sorted({st["stop_reason"] for st in a["students"].values()}))
-        lines += ["", f"Accuracy and speed: distillation defaults but {a['max_steps']} optimizer steps at most (stopped "
-                  f"by: {stops}), eager training, seed 0, Si data "
+        lines += ["", f"Accuracy and speed: distillation defaults but {a['max_steps']} optimizer steps at most "
+                  f"(stopped by: {stops}), eager training, seed 0, Si data "
                   f"of section 2 (teacher mean |F| component on the test split {1e3 * mean_f:.0f} meV/A); LAMMPS "
                   f"NVE step on one rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
                   f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}).", "",
@@ -333,7 +333,8 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
         lines += ["", f"Wall clock, {wall['atoms']} atoms, `mpiexec -n 2` vs 1 (one torch thread per rank), "
                   f"{wall['rounds']} interleaved rounds, load average at start {wall['load_average_at_start'][0]:.2f} "
                   f"on {wall['usable_cores']} cores ({wall['date'][:10]}):", "",
-                  "| student | s per step, 1 rank | s per step, 2 ranks | efficiency t1 / (2 t2) |", "|---|---|---|---|"]
+                  "| student | s per step, 1 rank | s per step, 2 ranks | efficiency t1 / (2 t2) |",
+                  "|---|---|---|---|"]
         for label, st in wall["students"].items():
             sec = st["seconds_per_step"]
             lines.append(f"| {label} | {median(sec['1']):.3f} | {median(sec['2']):.3f} | "
