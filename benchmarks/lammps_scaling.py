@@ -1,8 +1,8 @@
 """LAMMPS strong scaling of pair_style hessdistill (issue 16): the work each MPI rank does, the strictly local
 student's accuracy and speed next to PaiNN's, and wall-clock parallel efficiency.
 
-    OMP_NUM_THREADS=1 python benchmarks/lammps_scaling.py [--quick]          # work counts, accuracy, speed
-    OMP_NUM_THREADS=1 python benchmarks/lammps_scaling.py --wall [--quick]   # parallel efficiency, 2 ranks vs 1
+    OMP_NUM_THREADS=1 python benchmarks/lammps_scaling.py [--quick] [--only work|accuracy]  # counts, accuracy, speed
+    OMP_NUM_THREADS=1 python benchmarks/lammps_scaling.py --wall [--quick]                # parallel efficiency, 2 ranks vs 1
 
 Results: ``results/lammps_scaling.json`` (``--out``); a run replaces the keys of its mode and keeps the others, and
 ``report.py`` renders them into BENCHMARKS.md. ``--quick`` only proves the harness works (small sizes, a few steps).
@@ -16,7 +16,7 @@ distill``'s default) or 1 interaction (strictly local); the counts depend on not
 and the width is 8 (float32), which keeps 8 ranks of 32768 atoms within memory.
 
 Accuracy ("accuracy"). The distillation defaults (``DistillConfig()``, Hessian-distilled, seed 0) with 2 and with 1
-interaction, trained on the benchmark's Si data (``systems.build("si")``: rattled Si8 cells labelled by SevenNet-0,
+interaction, and with 1 interaction and a 6 A cutoff, trained on the benchmark's Si data (``systems.build("si")``: rattled Si8 cells labelled by SevenNet-0,
 8 train / 4 val / 12 test) with ``max_steps`` capped (``MAX_STEPS``, to keep the run short) and eager training; held-out
 test force MAE, also as a percentage of the teacher's mean |F| component on the test split, and the force MAE on
 rattled Si64 cells (``systems.transfer_set``). Speed: the whole LAMMPS NVE step of each trained student on one rank,
@@ -51,6 +51,9 @@ RANKS = (1, 2, 4, 8)
 CELLS = {4096: 8, 32768: 16}  # atoms: conventional cells per side
 LAYERS = (1, 2, 3)  # interactions of the counted students; 1 is the strictly local one
 COUNT_FEATURES = 8  # the counts depend on cutoff and interactions only: a narrow student keeps 8 ranks in memory
+# (interactions, cutoff or None for the default) of the accuracy runs: the default student, the strictly local one,
+# and a local one with a wider cutoff (does it win back accuracy?)
+ACCURACY_STUDENTS = ((2, None), (1, None), (1, 6.0))
 MAX_STEPS = 3000  # optimizer steps of each accuracy run (the default, 30000, takes ~20 min per student on 1 core)
 TARGET_RATIO = 1.3  # work at 8 ranks on 32768 atoms / one rank, strictly local student
 TARGET_EFFICIENCY = 0.8  # wall clock, 2 ranks on 4096 atoms
@@ -182,10 +185,10 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
     out = {"data": ds.summary(), "teacher_mean_abs_force_component": mean_f, "max_steps": max_steps,
            "transfer_atoms": len(frames[0]["atoms"]) if frames else None, "students": {}}
     paths = {}
-    for layers in (2, 1):
-        cfg = DistillConfig(num_interactions=layers, max_steps=max_steps, device="cpu",
-                            compile="off")
-        label = size_label(cfg.architecture, cfg.features, layers)
+    for layers, cutoff in ACCURACY_STUDENTS:
+        cfg = DistillConfig(num_interactions=layers, max_steps=max_steps, device="cpu", compile="off")
+        cfg = cfg.replace(cutoff=cutoff or cfg.cutoff)
+        label = size_label(cfg.architecture, cfg.features, layers) + (f"-rc{cutoff:g}" if cutoff else "")
         summary = distill(cfg, ds.labels, workdir / "si" / "runs" / label, resume=False, progress=False)
         paths[label] = summary["student"]
         calc = StudentCalculator(summary["student"], device="cpu")
@@ -266,7 +269,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes, a few steps: proves the harness works")
     p.add_argument("--wall", action="store_true", help="only the wall-clock efficiency (run on a quiet machine)")
-    p.add_argument("--skip-accuracy", action="store_true", help="only the work counts")
+    p.add_argument("--only", choices=("work", "accuracy"), help="only this part (default: both)")
     p.add_argument("--out", help="results JSON (default: results/lammps_scaling.json; with --quick, "
                    "results/work/lammps_scaling_quick.json)")
     p.add_argument("--workdir", default=str(BENCH / "results" / "work" / "scaling"),
@@ -280,8 +283,9 @@ def main(argv=None) -> int:
     if a.wall:
         res["wall"] = {**context, **wall(plugin, a.quick)}
     else:
-        res["work"] = {**context, **work(plugin, a.quick)}
-        if not a.skip_accuracy:
+        if a.only != "accuracy":
+            res["work"] = {**context, **work(plugin, a.quick)}
+        if a.only != "work":
             res["accuracy"] = {**context, **accuracy(plugin, a.quick, Path(a.workdir))}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(jsonable(res), indent=1) + "\n")
