@@ -320,7 +320,8 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
                   f"(stopped by: {stops}), eager training, seed 0, Si data "
                   f"of section 2 (teacher mean |F| component on the test split {1e3 * mean_f:.0f} meV/A); LAMMPS "
                   f"NVE step on one rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
-                  f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}).", "",
+                  f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}). `-rcX`: cutoff X A instead "
+                  "of the default 5 A.", "",
                   "| student | interaction range (A) | parameters | test force MAE (meV/A) | % of mean abs F | "
                   f"Si{a['transfer_atoms']} force MAE (meV/A) | energy MAE (meV/atom) | LAMMPS us per atom-step |",
                   "|---|---|---|---|---|---|---|---|"]
