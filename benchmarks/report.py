@@ -2,9 +2,9 @@
 
     python benchmarks/report.py [--results benchmarks/results]
 
-Every measured number in the text comes from ``<results>/results.json`` (``run.py``) or
-``<results>/hessian_weight.json`` (``hessian_weight.py``) or ``<results>/trust.json`` (``trust.py``); the prose here
-only says how the numbers are made.
+Every measured number in the text comes from ``<results>/results.json`` (``run.py``),
+``<results>/hessian_weight.json`` (``hessian_weight.py``), ``<results>/trust.json`` (``trust.py``) or
+``<results>/lammps_scaling.json`` (``lammps_scaling.py``); the prose here only says how the numbers are made.
 ``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
 ``README_END``.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, jsonable  # noqa: E402
+from common import REPO, jsonable, median  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
@@ -372,11 +372,69 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
     return lines
 
 
+def _lammps_scaling(ls: dict | None) -> list[str]:
+    """Section 8 from lammps_scaling.json: work summed over ranks, the strictly local student, wall clock."""
+    if not ls:
+        return []
+    lines = ["", "## 8. LAMMPS strong scaling (`benchmarks/lammps_scaling.py`, results/lammps_scaling.json)", ""]
+    w = ls.get("work")
+    if w:
+        lines += [f"Work: nodes + edges the student evaluates (`compute pair hessdistill`), summed over ranks, divided "
+                  f"by one rank's; bulk Si, cutoff 5 A, PaiNN with 1 (strictly local), 2 and 3 interactions "
+                  f"({w['date'][:10]}; (nodes, edges) ratios in brackets: a node's update and readout cost more "
+                  "than one edge's message, so the node ratio matters too).", "",
+                  "| student | atoms | " + " | ".join(f"{n} ranks" for n in w["ranks"][1:]) + " |",
+                  "|---|---|" + "---|" * (len(w["ranks"]) - 1)]
+        for label, st in w["students"].items():
+            for atoms, by_rank in st["sizes"].items():
+                cells = [f"ERROR {by_rank['error'][:80]}"] if "error" in by_rank else [
+                    f"{r['ratio']:.3f} ({r['nodes_ratio']:.2f}, {r['edges_ratio']:.2f})"
+                    for n, r in by_rank.items() if n != "1"]
+                lines.append(f"| {label} | {atoms} | " + " | ".join(cells) + " |")
+        met = {None: "not judged (quick run)", True: "met", False: "**not met**"}[w.get("target_met")]
+        lines.append(f"\nTarget: strictly local student, 8 ranks, largest size <= {w['target_ratio']:g}: {met}.")
+    a = ls.get("accuracy")
+    if a:
+        mean_f = a["teacher_mean_abs_force_component"]
+        stops = ", ".join(sorted({st["stop_reason"] for st in a["students"].values()}))
+        lines += ["", f"Accuracy and speed: distillation defaults but {a['max_steps']} optimizer steps at most "
+                  f"(stopped by: {stops}), eager training, seed 0, Si data "
+                  f"of section 2 (teacher mean |F| component on the test split {1e3 * mean_f:.0f} meV/A); LAMMPS "
+                  f"NVE step on one rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
+                  f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}). `-rcX`: cutoff X A instead "
+                  "of the default 5 A.", "",
+                  "| student | interaction range (A) | parameters | test force MAE (meV/A) | % of mean abs F | "
+                  f"Si{a['transfer_atoms']} force MAE (meV/A) | energy MAE (meV/atom) | LAMMPS us per atom-step |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, st in a["students"].items():
+            lines.append(f"| {label} | {st['interaction_range_A']:g} | {st['parameters']} | {_mev(st['force_mae'])} | "
+                         f"{st['force_mae_percent_of_mean_abs_force']:.1f} | {_mev(st['transfer_force_mae'])} | "
+                         f"{1e3 * st['energy_mae_per_atom']:.2f} | {st['lammps_us_per_atom_step']:.0f} |")
+    wall = ls.get("wall")
+    if wall and not wall.get("quick"):
+        lines += ["", f"Wall clock, {wall['atoms']} atoms, `mpiexec -n 2` vs 1 (one torch thread per rank), "
+                  f"{wall['rounds']} interleaved rounds, load average at start {wall['load_average_at_start'][0]:.2f} "
+                  f"on {wall['usable_cores']} cores ({wall['date'][:10]}):", "",
+                  "| student | s per step, 1 rank | s per step, 2 ranks | efficiency t1 / (2 t2) |",
+                  "|---|---|---|---|"]
+        for label, st in wall["students"].items():
+            sec = st["seconds_per_step"]
+            lines.append(f"| {label} | {median(sec['1']):.3f} | {median(sec['2']):.3f} | "
+                         f"{_r(st['efficiency'], unit='')} |")
+        met = "met" if wall["target_met"] else "**not met**"
+        lines.append(f"\nTarget: strictly local student >= {wall['target_efficiency']:g}: {met}.")
+    else:
+        lines.append("\nWall-clock efficiency: not measured yet (`python benchmarks/lammps_scaling.py --wall` on a "
+                     "quiet machine).")
+    return lines
+
+
 def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
-           trust: dict | None = None) -> str:
-    """BENCHMARKS.md from a results dict (and the Hessian-weight and trust experiments', if any)."""
+           trust: dict | None = None, lammps_scaling: dict | None = None) -> str:
+    """BENCHMARKS.md from a results dict (and the Hessian-weight, trust and LAMMPS-scaling results, if any)."""
     lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
-             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel))
+             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel)
+             + _lammps_scaling(lammps_scaling))
     lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
                                       for name, p in res.get("plots", {}).items() if isinstance(p, str)]
     return "\n".join(lines) + "\n"
@@ -461,7 +519,9 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
     hw = json.loads(hw_path.read_text()) if hw_path.exists() else None
     trust_path = results / "trust.json"
     trust = json.loads(trust_path.read_text()) if trust_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust))
+    ls_path = results / "lammps_scaling.json"
+    ls = json.loads(ls_path.read_text()) if ls_path.exists() else None
+    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)

@@ -192,3 +192,19 @@ def test_trust_summary_and_report_section():
     assert "| refine | 16 | 110.0 [100.0, 120.0] |" in text and "ethanol: ERROR StructureError: boom" in text
     assert "no difference between refine and random resolved with 2 seeds" in text  # -40 and 0 meV/A
     assert "![trust](benchmarks/results/trust.png)" in text
+
+
+def test_report_renders_lammps_scaling():
+    """Section 8 comes from results/lammps_scaling.json alone: the work ratios and both students' errors show up,
+    and a JSON without the wall-clock part says that it is not measured yet."""
+    import report
+
+    ls = json.loads((REPO / "benchmarks" / "results" / "lammps_scaling.json").read_text())
+    text = "\n".join(report._lammps_scaling(ls))
+    assert "## 8. LAMMPS strong scaling" in text and "ERROR" not in text and "n/a" not in text
+    local = ls["work"]["students"]["painn x1"]["sizes"]["32768"]["8"]
+    assert f"{local['ratio']:.3f} ({local['nodes_ratio']:.2f}, {local['edges_ratio']:.2f})" in text
+    for st in ls["accuracy"]["students"].values():
+        assert f"{1e3 * st['force_mae']:.1f}" in text
+    no_wall = {k: v for k, v in ls.items() if k != "wall"}
+    assert "not measured yet" in "\n".join(report._lammps_scaling(no_wall))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk
 from ase.io import read, write
 
@@ -46,8 +47,11 @@ def plugin():
 @pytest.fixture(scope="session")
 def students(tmp_path_factory):
     d = tmp_path_factory.mktemp("students")
-    return {arch: export_student(make_student(arch, type_names=ELEMENTS, features=8, layers=2), d / f"{arch}.pt")
-            for arch in ("painn", "schnet")}
+    out = {arch: export_student(make_student(arch, type_names=ELEMENTS, features=8, layers=2), d / f"{arch}.pt")
+           for arch in ("painn", "schnet")}
+    # strictly local: one interaction, the receptive field is one cutoff
+    out["local"] = export_student(make_student("painn", type_names=ELEMENTS, features=8, layers=1), d / "local.pt")
+    return out
 
 
 def si_o(cells, seed=0, tilt=True):
@@ -92,7 +96,8 @@ pair_coeff * * {model} {elements}
 compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute pv all pressure NULL virial
-thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol
+compute work all pair hessdistill
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol c_work[1] c_work[2]
 thermo_modify format float %.17g
 dump d all custom 1 {dump} id fx fy fz c_pe c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
 dump_modify d sort id format float %.17g
@@ -105,7 +110,7 @@ run 0
         next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1:]])
     return {"pe": thermo["PotEng"][0], "pressure": np.array([thermo[f"c_pv[{k}]"][0] for k in range(1, 7)]),
             "volume": thermo["Volume"][0], "forces": rows[:, 1:4], "energies": rows[:, 4], "vatom": rows[:, 5:11],
-            "log": log}
+            "nodes": thermo["c_work[1]"][0], "edges": thermo["c_work[2]"][0], "log": log}
 
 
 def reference(model, atoms):
@@ -174,6 +179,81 @@ def test_two_ranks_equal_one_rank(tmp_path, plugin, students):
     ref = reference(students["painn"], atoms)
     close(two["forces"], ref["forces"])
     close(two["energies"], ref["energies"])
+
+
+# --- several ranks: the strictly local student (one interaction) and a two-layer one ---------------------------------
+
+def molecule_with_far_dimer(path):
+    """A 24-atom Si/O cluster (x 0-15 A) and a Si-O dimer 30 A beyond it, in a shrink-wrapped box: split along x
+    in three, the middle rank owns no atoms; split in y, the cluster is cut (written to ``path``, read back)."""
+    cluster = si_o((3, 1, 1), seed=11, tilt=False)
+    cluster += Atoms("SiO", positions=[[45.0, 1.0, 2.0], [46.6, 1.2, 2.1]])
+    cluster.pbc = False
+    cluster.center(vacuum=8.0)
+    atoms = write_data(cluster, path)
+    atoms.pbc = False
+    return atoms
+
+
+# (ranks, processors grid): molecule: 1 2 1 cuts the cluster; 3 1 1 leaves the middle rank empty; 2 2 1 does both
+GRIDS = {"molecule": [(2, "1 2 1"), (3, "3 1 1"), (4, "2 2 1")],
+         "periodic cell": [(2, "2 1 1"), (3, "1 3 1"), (4, "2 2 1")]}
+
+
+@pytest.mark.parametrize("kind", list(GRIDS))
+@pytest.mark.parametrize("layers", [1, 2])
+def test_ranks_equal_one_rank(tmp_path, plugin, students, kind, layers):
+    """2, 3 and 4 ranks = 1 rank to 1e-12 (float64) in energy, forces, per-atom energies, per-atom and global
+    virial, for the strictly local student (LAMMPS' default ghost shell, no ghost neighbor lists) and a two-layer
+    one (ghosts out to 2 x cutoff + skin); on the molecule some ranks own no atoms."""
+    model = students["local"] if layers == 1 else students["painn"]
+    if kind == "molecule":
+        atoms, pre = molecule_with_far_dimer(tmp_path / "s.data"), "boundary s s s"
+    else:
+        atoms, pre = write_data(si_o(3, seed=1), tmp_path / "s.data"), ""
+    one = evaluate(tmp_path, plugin, model, tmp_path / "s.data", pre=pre, name="one")
+    ref = reference(model, atoms) if kind == "periodic cell" else reference_energy_forces(model, atoms)
+    for key in ("pe", "energies", "forces"):
+        close(one[key], ref[key], rtol=1e-12)
+    assert one["nodes"] == len(atoms)
+    for nprocs, grid in GRIDS[kind]:
+        got = evaluate(tmp_path, plugin, model, tmp_path / "s.data", nprocs=nprocs, pre=f"{pre}\nprocessors {grid}",
+                       name=f"n{nprocs}")
+        for key in ("pe", "energies", "forces", "vatom", "pressure"):
+            close(got[key], one[key], rtol=1e-12)
+        owned_min = int(re.search(r"Nlocal:\s+\S+ ave\s+\S+ max\s+(\S+) min", got["log"]).group(1))
+        if kind == "molecule" and nprocs > 2:
+            assert owned_min == 0  # a rank with no atoms
+        # ghosts beyond LAMMPS' default shell, with neighbor lists of their own, only for the two-layer student
+        assert ("communication cutoff set to" in got["log"]) == (layers > 1)
+        assert ("attributes: full, newton on, ghost" in got["log"]) == (layers > 1)
+        if layers == 1:  # every edge is centred on a local atom of exactly one rank
+            assert got["edges"] == one["edges"]
+
+
+def test_work_summed_over_ranks(tmp_path, plugin):
+    """compute pair hessdistill: nodes and edges the student evaluated, summed over ranks. One rank: the atoms and
+    the pairs within the cutoff. Strictly local student: the same edges on any number of ranks and nodes + edges
+    within 1.3x of one rank on 1728 atoms; a two-layer student evaluates far more (ghosts 2 hops out)."""
+    from hessdistill.neighbors import neighbor_list
+
+    local = export_student(make_student(type_names=ELEMENTS, cutoff=5.0, layers=1), tmp_path / "local.pt")
+    deep = export_student(make_student(type_names=ELEMENTS, cutoff=5.0, layers=2), tmp_path / "deep.pt")
+    atoms = write_data(si_o(6, seed=4), tmp_path / "big.data")
+    pairs = neighbor_list(atoms, 5.0)[0].shape[1]
+    ratios = {}
+    for name, model in (("local", local), ("deep", deep)):
+        one = evaluate(tmp_path, plugin, model, tmp_path / "big.data", name=f"{name}1")
+        assert (one["nodes"], one["edges"]) == (len(atoms), pairs)
+        for nprocs, grid in ((2, "2 1 1"), (4, "2 2 1")):
+            got = evaluate(tmp_path, plugin, model, tmp_path / "big.data", nprocs=nprocs, name=f"{name}{nprocs}",
+                           pre=f"processors {grid}")
+            ratios[name, nprocs] = (got["nodes"] + got["edges"]) / (one["nodes"] + one["edges"])
+            if name == "local":
+                assert got["edges"] == one["edges"] and one["nodes"] < got["nodes"]
+    for nprocs in (2, 4):
+        assert ratios["local", nprocs] <= 1.3, ratios
+        assert ratios["deep", nprocs] > 1.5, ratios
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])

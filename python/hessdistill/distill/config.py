@@ -19,7 +19,8 @@ from ..students import ARCHITECTURES
 HELP = {
     "architecture": "student architecture: painn (equivariant, the paper's student) or schnet (smaller, faster)",
     "features": "feature width of the student",
-    "num_interactions": "message-passing layers (interaction range = num_interactions x cutoff)",
+    "num_interactions": "message-passing layers (interaction range = num_interactions x cutoff); 1: a strictly "
+                        "local student, whose LAMMPS ranks each evaluate only their atoms x neighbours",
     "num_basis": "radial basis functions",
     "cutoff": "radial cutoff in Angstrom",
     "energy_weight": "wE: weight of the energy-per-atom MSE (each term is divided by its training-set variance)",

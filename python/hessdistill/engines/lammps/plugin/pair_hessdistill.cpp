@@ -61,11 +61,16 @@ PairHessdistill::PairHessdistill(LAMMPS *lmp) :
   manybody_flag = 1;
   no_virial_fdotr_compute = 1;    // compute() accumulates the virial itself, including image shifts
   centroidstressflag = CENTROID_SAME;    // per-atom virial is a pairwise split over edges
+  // `compute ID all pair hessdistill`: c_ID[1], c_ID[2] = nodes and edges the student evaluated in the last
+  // step, summed over ranks by the compute (this rank's share here)
+  nextra = 2;
+  pvector = new double[nextra]();
 }
 
 PairHessdistill::~PairHessdistill()
 {
   if (copymode) return;
+  delete[] pvector;
   if (cache_attached) hessdistill::BlockCache::instance().detach();
   if (allocated) {
     memory->destroy(setflag);
@@ -237,16 +242,20 @@ void PairHessdistill::init_style()
                "Angstrom); this input uses units {}", units);
 
   // One rank: every ghost is an image of a local atom and is folded onto it, so ghosts within cutoff + skin
-  // suffice. Several ranks: a local energy depends on atoms num_interactions x cutoff away, owned elsewhere,
-  // and on their neighbors: ghosts out to that range, with neighbor lists of their own.
-  if (comm->nprocs == 1) {
+  // suffice. Several ranks: a local energy depends on atoms interaction_range away, owned elsewhere. A strictly
+  // local student (one interaction) needs only the ghosts within cutoff + skin, LAMMPS' default, and edges
+  // centred on local atoms: no neighbor lists of ghosts. A deeper one needs ghosts out to interaction_range +
+  // skin, with neighbor lists of their own (messages passed between ghosts reach local atoms).
+  const bool strictly_local = num_interactions == 1;
+  if (comm->nprocs == 1 || strictly_local) {
     neighbor->add_request(this, NeighConst::REQ_FULL);
-    return;
+    if (comm->nprocs == 1) return;
+  } else {
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
   }
-  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
   if (comm->mode != Comm::SINGLE)
     error->all(FLERR, "Pair style hessdistill requires comm_modify mode single");
-  const double needed = interaction_range + neighbor->skin;
+  const double needed = (strictly_local ? cutoff : interaction_range) + neighbor->skin;
   if (comm->style == Comm::TILED) {
     // comm_style tiled cannot bring ghosts from farther than one periodic box width
     const double *h = domain->h;    // xprd, yprd, zprd, yz, xz, xy
@@ -257,11 +266,12 @@ void PairHessdistill::init_style()
     const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
     for (int d = 0; d < 3; d++)
       if (periodic[d] && needed > width[d])
-        error->all(FLERR, "Pair style hessdistill: ghost atoms are needed out to {:.4g} A (num_interactions x "
-                   "cutoff + skin = {} x {} + {}), more than the periodic box width {:.4g} A along {}; "
-                   "comm_style tiled cannot do that: use comm_style brick or a larger box",
-                   needed, num_interactions, cutoff, neighbor->skin, width[d], "xyz"[d]);
+        error->all(FLERR, "Pair style hessdistill: ghost atoms are needed out to {:.4g} A (interaction range + "
+                   "skin = {} + {}), more than the periodic box width {:.4g} A along {}; comm_style tiled "
+                   "cannot do that: use comm_style brick or a larger box",
+                   needed, needed - neighbor->skin, neighbor->skin, width[d], "xyz"[d]);
   }
+  if (strictly_local) return;    // the pair cutoff already sets the ghost cutoff to cutoff + skin
   if (comm->cutghostuser < needed) {
     comm->cutghostuser = needed;
     if (comm->me == 0)
@@ -278,7 +288,8 @@ double PairHessdistill::init_one(int, int)
 /* Graph of this step. Nodes: local atoms (same index), then ghosts owned by other ranks that lie fewer than
    num_interactions + 1 hops from a local atom. A ghost that is a periodic image of a local atom becomes that atom,
    its edges carrying the image shift. Edges: pairs closer than the student's cutoff, centred on nodes fewer than
-   num_interactions hops from a local atom (only those messages reach a local energy). */
+   num_interactions hops from a local atom (only those messages reach a local energy). A strictly local student
+   (one interaction) has edges centred on local atoms only, so it needs no neighbor lists of ghosts (gnum = 0). */
 
 void PairHessdistill::build_graph()
 {
@@ -356,6 +367,8 @@ void PairHessdistill::compute(int eflag, int vflag)
   const int nlocal = atom->nlocal;
   const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) edge_src.size();
+  pvector[0] = (double) nnodes;
+  pvector[1] = (double) nedges;
   double **x = atom->x;
   double **f = atom->f;
   int *type = atom->type;

@@ -12,7 +12,12 @@
    atom is folded onto that atom and its edges carry the image shift, so on one rank the student does exactly the
    work of a periodic evaluation. Only local energies are summed; forces on remote ghosts are reverse-communicated
    by LAMMPS (newton pair on). With several ranks, ghosts reach num_interactions x cutoff + skin, so every local
-   energy is exact and results do not depend on the number of ranks.
+   energy is exact and results do not depend on the number of ranks. A strictly local student (num_interactions
+   1) needs only LAMMPS' default ghost shell (cutoff + skin) and no neighbor lists of ghosts: a rank evaluates its
+   local atoms, their neighbours and the edges centred on local atoms, about local atoms x neighbours.
+
+   `compute ID all pair hessdistill` gives the nodes (c_ID[1]) and edges (c_ID[2]) the student evaluated in the
+   last step, summed over ranks: divided by the one-rank numbers, the work that domain decomposition adds.
 
    Process-wide settings change only when the input asks: `threads N` sets torch's intra-op thread count for the
    whole process (at::set_num_threads), `memory cache` installs the block cache as torch's CPU allocator while the
