@@ -428,7 +428,7 @@ def pareto_plot(res: dict, path: Path) -> Path:
         us = res["lammps"]["us_per_atom_step"][name]
         mae = 1e3 * m["test"]["force_mae"]
         ours = name.startswith("hessdistill")
-        ax.errorbar(us["median"], mae, xerr=[[us["median"] - us["min"]], [us["max"] - us["median"]]],
+        ax.errorbar(us["median"], mae, xerr=[[max(0.0, us["median"] - us["min"])], [max(0.0, us["max"] - us["median"])]],
                     fmt="o" if ours else "s", color="C0" if ours else "C3", capsize=3)
         ax.annotate(name, (us["median"], mae), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(f"LAMMPS us per atom-step ({res['lammps']['atoms']} atoms, 1 thread, CPU time)")
@@ -550,10 +550,11 @@ def main(argv=None) -> int:
     res["target"] = target(res)
     from common import jsonable
 
-    out = Path(a.out)
+    out = Path(a.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    res["plot"] = str(pareto_plot(res, out.with_suffix(".png")).relative_to(REPO)) if out.is_relative_to(REPO) \
-        else str(pareto_plot(res, out.with_suffix(".png")))
+    out.write_text(json.dumps(jsonable(res), indent=1))  # first: a failing plot must not lose the numbers
+    plot = pareto_plot(res, out.with_suffix(".png"))
+    res["plot"] = str(plot.relative_to(REPO) if plot.is_relative_to(REPO) else plot)
     out.write_text(json.dumps(jsonable(res), indent=1))
     for name, m in models.items():
         us = lmp["us_per_atom_step"][name]
