@@ -82,8 +82,8 @@ def build_data(workdir: Path, processes: int = 2) -> dict:
     if store.exists() and info_file.exists():
         return json.loads(info_file.read_text())
     teacher = load_teacher("sevennet0")
-    t0 = time.process_time()
-    if structures_file.exists():
+    t0, reused = time.process_time(), structures_file.exists()
+    if reused:  # sampled by an earlier, interrupted invocation: its time is not known here
         structures = read_structures(structures_file)
     else:
         start = sic_cell()
@@ -105,7 +105,7 @@ def build_data(workdir: Path, processes: int = 2) -> dict:
         label_structures(structures, teacher, store, rows=DATA["rows"], seed=DATA["seed"])  # merge
     counts = {s: sum(a.info["split"] == s for a in structures) for s in ("train", "val", "test")}
     info = {"labels": str(store), "teacher": teacher.name, "atoms": len(structures[0]), "counts": counts,
-            "cpu_seconds": {"sample": t1 - t0, "label": sum(x["cpu"] for x in shards)},
+            "cpu_seconds": {"sample": None if reused else t1 - t0, "label": sum(x["cpu"] for x in shards)},
             "label_processes": processes, **DATA}
     info_file.write_text(json.dumps(info, indent=1))
     return info
@@ -433,8 +433,9 @@ def pareto_plot(res: dict, path: Path) -> Path:
         ax.annotate(name, (us["median"], mae), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(f"LAMMPS us per atom-step ({res['lammps']['atoms']} atoms, 1 thread, CPU time)")
     ax.set_ylabel("held-out force MAE vs teacher (meV/A)")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    top_us = max(u["max"] for u in res["lammps"]["us_per_atom_step"].values())
+    ax.set_xlim(0, 1.3 * top_us)  # room for the labels
+    ax.set_ylim(0, 1.15e3 * max(m["test"]["force_mae"] for m in res["models"].values()))
     ax.set_title("SiC, SevenNet-0 labels: hessdistill vs DeePMD-kit (compressed)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

