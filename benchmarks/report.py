@@ -353,6 +353,9 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
     for pr in t["pairs"]:
         lines.append(f"| {pr['ours']} | {pr['deepmd']} | {_r(pr['speedup'])} | {pr['force_mae_ratio']:.2f} | "
                      f"{'yes' if pr['faster'] else 'no'} | {'yes' if pr['more_accurate'] else 'no'} |")
+    if "pt2_speedup_over_torchscript" in t:
+        lines += ["", f"Our `.pt2` over our TorchScript in this LAMMPS: {_r(t['pt2_speedup_over_torchscript'])} "
+                  "(issue 11 asks >= 3x; `benchmarks/lammps_pt2.py` measures it over sizes and dtypes)."]
     if dc.get("plot"):
         lines += ["", f"![deepmd_compare]({rel}/{Path(dc['plot']).name})"]
     return lines
