@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import median, ratio, size_label
+from common import frames_force_mae, median, ratio, size_label
 from timing import clock  # single runs: CPU seconds, as every timing
 from hessdistill.distill import DistillConfig
 
@@ -158,8 +158,6 @@ def s_curve(records: list[dict], size) -> list[dict]:
 
 def transfer_errors(records: list[dict], size, frames: list[dict]) -> dict:
     """Force MAE (eV/A) of the main-size students (seed 0) on larger cells labelled by the teacher."""
-    from hessdistill.engines.ase import StudentCalculator
-
     if not frames:
         return {}
     main = size_label(*size.students[0])
@@ -167,13 +165,8 @@ def transfer_errors(records: list[dict], size, frames: list[dict]) -> dict:
     for r in records:
         if r["size"] != main or r["seed"] != 0 or r["s"] != 1:
             continue
-        calc = StudentCalculator(r["student_float32"], device="cpu")
-        errs = []
-        for f in frames:
-            a = f["atoms"].copy()
-            a.calc = calc
-            errs.append(np.abs(a.get_forces() - f["forces"]).ravel())
-        out["distilled" if r["hessian_weight"] > 0 else "undistilled"] = {"force_mae": float(np.concatenate(errs).mean())}
+        out["distilled" if r["hessian_weight"] > 0 else "undistilled"] = {
+            "force_mae": frames_force_mae(r["student_float32"], frames)}
     if "distilled" in out and "undistilled" in out:
         out["force_mae_ratio"] = ratio(out["distilled"]["force_mae"], out["undistilled"]["force_mae"])
     return out

@@ -212,3 +212,17 @@ def _tail(*texts, lines: int = 15) -> str:
         if t:
             out += (t.decode(errors="replace") if isinstance(t, bytes) else t).splitlines()
     return "\n".join(out[-lines:])
+
+
+def frames_force_mae(student_path, frames) -> float:
+    """Force MAE (eV/A) of an exported student on labelled frames ``{"atoms": Atoms, "forces": (N, 3)}``, through
+    its ASE calculator (the transfer checks of accuracy.py and lammps_scaling.py)."""
+    from hessdistill.engines.ase import StudentCalculator
+
+    calc = StudentCalculator(student_path, device="cpu")
+    errs = []
+    for f in frames:
+        a = f["atoms"].copy()
+        a.calc = calc
+        errs.append(np.abs(a.get_forces() - f["forces"]).ravel())
+    return float(np.concatenate(errs).mean())

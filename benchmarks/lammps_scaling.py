@@ -171,7 +171,6 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
     import systems
     from hessdistill.distill import DistillConfig, distill
     from hessdistill.distill.data import load_splits
-    from hessdistill.engines.ase import StudentCalculator
     from lammps_bench import lammps_instance
     from timing import interleaved
 
@@ -191,12 +190,6 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
         label = size_label(cfg.architecture, cfg.features, layers) + (f"-rc{cutoff:g}" if cutoff else "")
         summary = distill(cfg, ds.labels, workdir / "si" / "runs" / label, resume=False, progress=False)
         paths[label] = summary["student"]
-        calc = StudentCalculator(summary["student"], device="cpu")
-        errs = []
-        for f in frames:
-            a = f["atoms"].copy()
-            a.calc = calc
-            errs.append(np.abs(a.get_forces() - f["forces"]).ravel())
         test = summary["test"]
         out["students"][label] = {
             "num_interactions": layers, "interaction_range_A": layers * cfg.cutoff,
@@ -206,7 +199,7 @@ def accuracy(plugin: Path, quick: bool, workdir: Path) -> dict:
             "stop_reason": summary["stop_reason"], "train_seconds": summary["train_seconds"],
             "force_mae": test["force_mae"], "force_mae_percent_of_mean_abs_force": 100 * test["force_mae"] / mean_f,
             "energy_mae_per_atom": test["energy_mae_per_atom"], "hessian_mae": test["hessian_mae"],
-            "transfer_force_mae": float(np.concatenate(errs).mean()) if errs else None}
+            "transfer_force_mae": common.frames_force_mae(summary["student"], frames) if frames else None}
         print(label, json.dumps(out["students"][label]), flush=True)
     # LAMMPS speed of both trained students, one rank, interleaved rounds on this process's CPU clock
     torch.set_num_threads(1)
