@@ -238,7 +238,8 @@ def summary_lines(report: dict) -> list[str]:
     e = report["label_errors"]
     lines = [f"held-out {report['split']} ({e['structures']} structures): force MAE {1e3 * e['force_mae']:.2f} meV/A "
              f"= {100 * e['force_mae_relative']:.2f}% of the teacher's mean |F| component; energy MAE "
-             f"{1e3 * e['energy_mae_per_atom']:.2f} meV/atom"]
+             f"{1e3 * e['energy_mae_per_atom']:.2f} meV/atom after removing the mean offset "
+             f"({1e3 * e['energy_offset_per_atom']:+.2f} meV/atom)"]
     if "hessian_mae" in e:
         lines.append(f"Hessian MAE {e['hessian_mae']:.4f} eV/A^2 = {100 * e['hessian_mae_relative']:.1f}% of the "
                      "teacher's mean |H| entry")
