@@ -167,9 +167,9 @@ def crystal_physics(start: Atoms, teacher, calculator, strain: float = 0.02, poi
         # the teacher's pressure as -dE/dV under the same affine scaling (central differences; every teacher has
         # energies), the student's from its own autograd stress: two independent routes
         h = 1e-4
-        dv = scaled(eps + h).get_volume() - scaled(eps - h).get_volume()
-        e_plus, e_minus = teacher.energy_forces(scaled(eps + h))[0], teacher.energy_forces(scaled(eps - h))[0]
-        p_t.append(-(e_plus - e_minus) / dv / GPa)
+        plus, minus = scaled(eps + h), scaled(eps - h)
+        dv = plus.get_volume() - minus.get_volume()
+        p_t.append(-(teacher.energy_forces(plus)[0] - teacher.energy_forces(minus)[0]) / dv / GPa)
         cell.calc = calculator
         e_s.append(cell.get_potential_energy())
         p_s.append(-np.mean(cell.get_stress(voigt=True)[:3]) / GPa)
