@@ -17,6 +17,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -27,7 +28,8 @@ using namespace LAMMPS_NS;
 namespace {
 
 const char *const FORMAT = "hessdistill-student-1";
-const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]";
+const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system] "
+                                   "[committee K [drive mean|first]]";
 // same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
 const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 
@@ -52,8 +54,9 @@ torch::Tensor to_host(const torch::Tensor &t)
 }    // namespace
 
 PairHessdistill::PairHessdistill(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), device_given(false), nthreads(0), cache_attached(false), dtype(torch::kFloat64),
-    cutoff(0.0), num_interactions(0), interaction_range(0.0), energy_factor(1.0)
+    Pair(lmp), device(torch::kCPU), device_given(false), nthreads(0), cache_attached(false), committee_k(1),
+    drive_mean(true), cutoff(0.0), num_interactions(0), interaction_range(0.0), evaluations(0), deviation_of(-1),
+    member_f(nullptr), member_f_rows(0), energy_factor(1.0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -71,6 +74,7 @@ PairHessdistill::~PairHessdistill()
 {
   if (copymode) return;
   delete[] pvector;
+  memory->destroy(member_f);
   if (cache_attached) hessdistill::BlockCache::instance().detach();
   if (allocated) {
     memory->destroy(setflag);
@@ -99,6 +103,8 @@ void PairHessdistill::settings(int narg, char **arg)
   device_given = false;
   nthreads = 0;
   bool use_block_cache = false;
+  int k_given = 1;
+  bool drive_given = false;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg)
@@ -118,6 +124,15 @@ void PairHessdistill::settings(int narg, char **arg)
       use_block_cache = value == "cache";
     } else if (key == "memory") {
       error->all(FLERR, "pair_style hessdistill: memory must be cache or system, got '{}'", value);
+    } else if (key == "committee") {
+      k_given = utils::inumeric(FLERR, value, false, lmp);
+      if (k_given < 2)
+        error->all(FLERR, "pair_style hessdistill: committee K needs K >= 2 students, got {}", k_given);
+    } else if (key == "drive" && (value == "mean" || value == "first")) {
+      drive_mean = value == "mean";
+      drive_given = true;
+    } else if (key == "drive") {
+      error->all(FLERR, "pair_style hessdistill: drive must be mean or first, got '{}'", value);
     } else if (key == "threads") {
       nthreads = utils::inumeric(FLERR, value, false, lmp);
       if (nthreads < 1) error->all(FLERR, "pair_style hessdistill: threads must be >= 1, got {}", nthreads);
@@ -125,6 +140,17 @@ void PairHessdistill::settings(int narg, char **arg)
       error->all(FLERR, "pair_style hessdistill: unknown keyword '{}'; expected: {}", key, SETTINGS_SYNTAX);
     }
   }
+  if (drive_given && k_given == 1)
+    error->all(FLERR, "pair_style hessdistill: drive {} needs a committee (committee K); expected: {}",
+               drive_mean ? "mean" : "first", SETTINGS_SYNTAX);
+  if (!drive_given) drive_mean = true;
+  if (!members.empty() && k_given != committee_k)
+    error->all(FLERR, "pair_style hessdistill: committee size changed from {} to {} after pair_coeff; give "
+               "pair_style before pair_coeff", committee_k, k_given);
+  committee_k = k_given;
+  // each member's force on every atom travels back to its owner for the deviation (3 doubles per member)
+  comm_reverse = committee_k > 1 ? 3 * committee_k : 0;
+
   // process-wide, so only on request: an input without `threads` keeps the host program's setting
   if (nthreads > 0) at::set_num_threads(nthreads);
   // `memory cache`: large CPU tensors reuse last step's blocks (block_cache.h); GPU tensors have torch's own cache
@@ -142,55 +168,66 @@ void PairHessdistill::settings(int narg, char **arg)
     torch::jit::FusionStrategy strategy = {{torch::jit::FusionBehavior::DYNAMIC, 10}};
     torch::jit::setFusionStrategy(strategy);
   }
-  // pair_style repeated after pair_coeff: the student moves to the (new) device by loading it again there
-  if (student) load_student(student_path);
+  // pair_style repeated after pair_coeff: the students move to the (new) device by loading them again there
+  if (!members.empty()) {
+    std::vector<std::string> paths;
+    for (const auto &m : members) paths.push_back(m.path);
+    load_members(paths);
+  }
 }
 
-/* pair_coeff * * student.pt Si O ...   (one element name per atom type) */
+/* pair_coeff * * student.pt Si O ...   (one element name per atom type)
+   pair_coeff * * s0.pt s1.pt ... Si O   (committee K: K student files first) */
 
 void PairHessdistill::coeff(int narg, char **arg)
 {
-  const int ntypes = atom->ntypes;
-  const std::string syntax = fmt::format("expected: pair_coeff * * <student file> <element of type 1>{}",
+  const int ntypes = atom->ntypes, k = committee_k;
+  const std::string files = k == 1 ? "<student file>" : fmt::format("<student 1> ... <student {}>", k);
+  const std::string syntax = fmt::format("expected: pair_coeff * * {} <element of type 1>{}", files,
                                          ntypes == 1 ? "" : fmt::format(" ... <element of type {}>", ntypes));
-  if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "Incorrect pair_coeff for pair_style hessdistill; {}", syntax);
+  if (narg < 2 + k || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "Incorrect pair_coeff for pair_style hessdistill{}; {}",
+               k == 1 ? "" : fmt::format(" committee {}", k), syntax);
   if (!allocated) allocate();
 
-  load_student(arg[2]);
+  if (k > 1 && narg - 2 != k + ntypes)
+    error->all(FLERR, "pair_coeff hessdistill: committee {} needs {} student files and {} element name(s), got {} "
+               "word(s) after '* *'; {}", k, k, ntypes, narg - 2, syntax);
+  load_members(std::vector<std::string>(arg + 2, arg + 2 + k));
 
-  if (narg - 3 != ntypes)
+  if (narg - 2 - k != ntypes)
     error->all(FLERR, "pair_coeff hessdistill: {} element name(s) for {} atom type(s); {}; student {} covers {}",
-               narg - 3, ntypes, syntax, student_path, join(type_names));
+               narg - 2 - k, ntypes, syntax, members[0].path, join(type_names));
   species_of_type.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
-    const std::string name = arg[2 + t];
+    const std::string name = arg[1 + k + t];
     for (size_t k = 0; k < type_names.size(); k++)
       if (type_names[k] == name) species_of_type[t] = (int64_t) k;
     if (species_of_type[t] < 0)
       error->all(FLERR, "pair_coeff hessdistill: element '{}' (atom type {}) is not covered by student {}, "
-                 "which covers {}; {}", name, t, student_path, join(type_names), syntax);
+                 "which covers {}; {}", name, t, members[0].path, join(type_names), syntax);
   }
   for (int i = 1; i <= ntypes; i++)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
 }
 
-/* Load the student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py). */
+/* Load one student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py). */
 
-void PairHessdistill::load_student(const std::string &path)
+PairHessdistill::Member PairHessdistill::load_student(const std::string &path)
 {
   if (!std::ifstream(path).good())
     error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
 
+  Member m;
+  m.path = path;
   try {
-    student = hessdistill::open_student(path, device, device_given);
+    m.runner = hessdistill::open_student(path, device, device_given);
   } catch (const hessdistill::StudentFileError &e) {
     error->all(FLERR, "pair_coeff hessdistill: {}", e.what());
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
   }
-  device = student->device;
-  auto &meta = student->metadata;
+  auto &meta = m.runner->metadata;
   if (meta["format"] != FORMAT)
     error->all(FLERR, "pair_coeff hessdistill: '{}' is not a hessdistill student (format '{}', expected '{}'); "
                "write one with hessdistill.formats.save_student", path, meta["format"], FORMAT);
@@ -199,31 +236,63 @@ void PairHessdistill::load_student(const std::string &path)
                meta["energy_unit"], meta["length_unit"]);
 
   if (meta["dtype"] == "float64")
-    dtype = torch::kFloat64;
+    m.dtype = torch::kFloat64;
   else if (meta["dtype"] == "float32")
-    dtype = torch::kFloat32;
+    m.dtype = torch::kFloat32;
   else
     error->all(FLERR, "pair_coeff hessdistill: '{}' has dtype '{}'; expected float32 or float64", path,
                meta["dtype"]);
   try {
-    cutoff = std::stod(meta["cutoff"]);
-    num_interactions = std::stoi(meta["num_interactions"]);
-    interaction_range = meta["interaction_range"].empty() ? num_interactions * cutoff
-                                                          : std::stod(meta["interaction_range"]);
+    m.cutoff = std::stod(meta["cutoff"]);
+    m.num_interactions = std::stoi(meta["num_interactions"]);
+    m.interaction_range = meta["interaction_range"].empty() ? m.num_interactions * m.cutoff
+                                                            : std::stod(meta["interaction_range"]);
   } catch (const std::exception &) {
     error->all(FLERR, "pair_coeff hessdistill: '{}' has unreadable metadata cutoff='{}' num_interactions='{}'",
                path, meta["cutoff"], meta["num_interactions"]);
   }
-  type_names = utils::split_words(meta["type_names"]);
-  if (!(cutoff > 0.0) || num_interactions < 1 || type_names.empty())
+  m.type_names = utils::split_words(meta["type_names"]);
+  if (!(m.cutoff > 0.0) || m.num_interactions < 1 || m.type_names.empty())
     error->all(FLERR, "pair_coeff hessdistill: '{}' has invalid metadata: cutoff {}, num_interactions {}, "
-               "type_names '{}'", path, cutoff, num_interactions, meta["type_names"]);
+               "type_names '{}'", path, m.cutoff, m.num_interactions, meta["type_names"]);
 
-  student_path = path;
   if (comm->me == 0)
     utils::logmesg(lmp, "pair hessdistill: student {} ({}, {}), elements {}, cutoff {} A, {} interactions, {}, "
-                   "device {}, {} thread(s)\n", path, student->format(), meta["architecture"], join(type_names),
-                   cutoff, num_interactions, meta["dtype"], device.str(), at::get_num_threads());
+                   "device {}, {} thread(s)\n", path, m.runner->format(), meta["architecture"],
+                   join(m.type_names), m.cutoff, m.num_interactions, meta["dtype"], m.runner->device.str(),
+                   at::get_num_threads());
+  return m;
+}
+
+/* The students of pair_coeff: one, or a committee that shares elements (in one order: one species tensor serves
+   all) and a device; the graph reaches as far as the farthest-reaching member. */
+
+void PairHessdistill::load_members(const std::vector<std::string> &paths)
+{
+  members.clear();
+  for (const auto &path : paths) members.push_back(load_student(path));
+  const Member &first = members[0];
+  device = first.runner->device;
+  type_names = first.type_names;
+  cutoff = interaction_range = 0.0;
+  num_interactions = 0;
+  for (const auto &m : members) {
+    if (m.type_names != first.type_names)
+      error->all(FLERR, "pair_coeff hessdistill: committee members must cover the same elements in the same order: "
+                 "{} covers {}, {} covers {}", first.path, join(first.type_names), m.path, join(m.type_names));
+    if (m.runner->device != device)
+      error->all(FLERR, "pair_coeff hessdistill: committee members must run on one device: {} runs on {}, {} on {}",
+                 first.path, device.str(), m.path, m.runner->device.str());
+    cutoff = std::max(cutoff, m.cutoff);
+    num_interactions = std::max(num_interactions, m.num_interactions);
+    interaction_range = std::max(interaction_range, m.interaction_range);
+  }
+  member_forces.assign(members.size(), torch::Tensor());
+  deviation_of = -1;
+  if (members.size() > 1 && comm->me == 0)
+    utils::logmesg(lmp, "pair hessdistill: committee of {} students driven by {}; cutoff {} A, {} interactions "
+                   "(largest over the members)\n", members.size(), drive_mean ? "their mean" : "the first",
+                   cutoff, num_interactions);
 }
 
 void PairHessdistill::init_style()
@@ -373,7 +442,7 @@ void PairHessdistill::compute(int eflag, int vflag)
   double **f = atom->f;
   int *type = atom->type;
 
-  // inputs, built on the host in float64 and cast once to the student's dtype and device
+  // inputs, built on the host in float64 and cast per member to its dtype and the device (run_member)
   auto host_f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto host_i64 = torch::TensorOptions().dtype(torch::kInt64);
   torch::Tensor x_nodes = torch::empty({nnodes, 3}, host_f64);
@@ -389,22 +458,34 @@ void PairHessdistill::compute(int eflag, int vflag)
   torch::Tensor edge_index = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
                                            torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
                                  .to(device);
-  torch::Tensor pos = x_nodes.to(device, dtype, false, true);
-  torch::Tensor shifts = shifts_host.to(device, dtype, false, true);
   torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal).to(device);
+  inputs = {x_nodes, species.to(device), edge_index, shifts_host, local};
 
-  // the five outputs of formats/evaluate.py, from either format; a rank without atoms has none to ask for
+  // the five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first;
+  // the others wait for deviation()), or the mean of all members (drive mean; every output is linear in them)
+  evaluations += 1;
+  const int nrun = drive_mean ? (int) members.size() : 1;
   hessdistill::StudentOutputs out;
-  if (nnodes == 0) {
-    out = {torch::zeros({}, host_f64), torch::zeros({0}, host_f64), torch::zeros({0, 3}, host_f64),
-           torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
-  } else {
-    try {
-      out = student->run(pos, species.to(device), edge_index, shifts, local, vflag_either != 0);
-    } catch (const std::exception &e) {
-      error->one(FLERR, "pair hessdistill: student evaluation failed: {}", first_line(e.what()));
+  for (int k = 0; k < (int) members.size(); k++) member_forces[k] = torch::Tensor();
+  for (int k = 0; k < nrun; k++) {
+    hessdistill::StudentOutputs o = run_member(k, vflag_either != 0);
+    if (members.size() > 1) member_forces[k] = to_host(o.forces).clone();    // eV/A, kept from the unit scaling below
+    if (nrun == 1) {
+      out = o;
+    } else if (k == 0) {    // copies: to_host returns a float64 CPU tensor itself, and member_forces keeps it
+      out = {to_host(o.energy).clone(), to_host(o.energies).clone(), to_host(o.forces).clone(),
+             to_host(o.shift_forces).clone(), to_host(o.virial).clone()};
+    } else {
+      out.energy += to_host(o.energy);
+      out.energies += to_host(o.energies);
+      out.forces += to_host(o.forces);
+      out.shift_forces += to_host(o.shift_forces);
+      out.virial += to_host(o.virial);
     }
   }
+  if (nrun > 1)
+    for (torch::Tensor *t : {&out.energy, &out.energies, &out.forces, &out.shift_forces, &out.virial})
+      t->div_((double) nrun);
 
   // forces on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
   torch::Tensor forces = to_host(out.forces).mul_(energy_factor);
@@ -451,4 +532,89 @@ void PairHessdistill::compute(int eflag, int vflag)
     for (int64_t n = 0; n < nnodes; n++)
       for (int k = 0; k < 6; k++) vatom[node_atom[n]][k] += vp[6 * n + k];
   }
+}
+
+/* Member k on this step's graph (inputs): its five outputs. A member whose cutoff is below the graph's sees only
+   the edges within its own cutoff; its shift forces are put back in the graph's edge order. */
+
+hessdistill::StudentOutputs PairHessdistill::run_member(int k, bool need_virial)
+{
+  const Member &m = members[k];
+  const int64_t nnodes = inputs.x_host.size(0), nedges = inputs.shifts_host.size(0);
+  auto host_f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  if (nnodes == 0)    // a rank without atoms has nothing to ask for
+    return {torch::zeros({}, host_f64), torch::zeros({0}, host_f64), torch::zeros({0, 3}, host_f64),
+            torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
+  torch::Tensor edge_index = inputs.edge_index, shifts_host = inputs.shifts_host, kept;
+  if (m.cutoff < cutoff) {
+    torch::Tensor ei = edge_index.cpu();
+    torch::Tensor r = inputs.x_host.index_select(0, ei[1]) - inputs.x_host.index_select(0, ei[0]) + shifts_host;
+    kept = r.mul(r).sum(1).lt(m.cutoff * m.cutoff).nonzero().squeeze(1);
+    edge_index = ei.index_select(1, kept).to(device);
+    shifts_host = shifts_host.index_select(0, kept);
+  }
+  hessdistill::StudentOutputs out;
+  try {
+    out = m.runner->run(inputs.x_host.to(device, m.dtype, false, true), inputs.species, edge_index,
+                        shifts_host.to(device, m.dtype, false, true), inputs.local, need_virial);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair hessdistill: student {} evaluation failed: {}", m.path, first_line(e.what()));
+  }
+  if (kept.defined())
+    out.shift_forces = torch::zeros({nedges, 3}, host_f64).index_copy_(0, kept, to_host(out.shift_forces));
+  return out;
+}
+
+/* The committee's force deviation of the last force evaluation (pair_hessdistill.h). Members that did not run in
+   compute() (drive first) run now on the same graph; each member's forces on ghost atoms are reverse-communicated
+   to their owners, so every local atom has its total force from every member, as on one rank. */
+
+const PairHessdistill::Deviation &PairHessdistill::deviation(const char *caller)
+{
+  const int nk = (int) members.size();
+  if (nk < 2)
+    error->all(FLERR, "{} needs pair_style hessdistill ... committee K (K >= 2 students); this pair style has one "
+               "student", caller);
+  if (evaluations == 0)
+    error->all(FLERR, "{}: no forces have been computed yet (use it during or after a run)", caller);
+  if (deviation_of == evaluations) return dev;
+
+  for (int k = 0; k < nk; k++)
+    if (!member_forces[k].defined()) member_forces[k] = to_host(run_member(k, false).forces);
+
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  if (atom->nmax > member_f_rows) {
+    memory->destroy(member_f);
+    member_f_rows = atom->nmax;
+    memory->create(member_f, member_f_rows, 3 * nk, "pair:member_f");
+  }
+  for (int a = 0; a < nall; a++)
+    for (int c = 0; c < 3 * nk; c++) member_f[a][c] = 0.0;
+  for (int k = 0; k < nk; k++) {
+    const double *fk = member_forces[k].data_ptr<double>();
+    for (size_t n = 0; n < node_atom.size(); n++)
+      for (int d = 0; d < 3; d++) member_f[node_atom[n]][3 * k + d] += fk[3 * n + d];
+  }
+  comm->reverse_comm(this);
+
+  dev.devi_f.resize(nlocal);
+  for (int i = 0; i < nlocal; i++) dev.devi_f[i] = hessdistill::atom_force_deviation(member_f[i], nk);
+  dev.summary = hessdistill::summarise_deviation(dev.devi_f, (double) atom->natoms, world);
+  deviation_of = evaluations;
+  return dev;
+}
+
+int PairHessdistill::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int c = 0; c < comm_reverse; c++) buf[m++] = member_f[i][c];
+  return m;
+}
+
+void PairHessdistill::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < comm_reverse; c++) member_f[list[i]][c] += buf[m++];
 }

@@ -1,8 +1,9 @@
 /* pair_style hessdistill: a hessdistill student (message-passing potential) as a LAMMPS pair style.
 
-   pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system]
-                          (default: cuda when available; torch's thread count as it is; memory system)
+   pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system] [committee K [drive mean|first]]
+                          (default: cuda when available; torch's thread count as it is; memory system; one student)
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
+   pair_coeff * * s0.pt s1.pt s2.pt Si O   (committee 3: K student files, then the element names)
 
    The student file is TorchScript or a compiled .pt2 package, told apart by content (student_runner.h); a .pt2
    runs on the device it was compiled for. Energies come from the student, forces and virial from autograd
@@ -19,6 +20,16 @@
    `compute ID all pair hessdistill` gives the nodes (c_ID[1]) and edges (c_ID[2]) the student evaluated in the
    last step, summed over ranks: divided by the one-rank numbers, the work that domain decomposition adds.
 
+   A committee (K students that differ in training seed; same elements, each TorchScript or .pt2) runs on one
+   graph built for the largest cutoff and interaction range of its members (a member with a smaller cutoff gets
+   the edges within its own). `drive mean` (default): every member runs every step and the mean energy, forces,
+   per-atom energies and virial drive the dynamics (the mean of conservative forces is conservative). `drive
+   first`: member 0 alone drives; the others run only when the deviation is asked for on that step. The
+   deviation (committee.h: devi_f per atom, max/min/mean over atoms, eV/A in any unit style) is computed lazily by
+   deviation(), for `compute ID all hessdistill/deviation` and `fix ID all hessdistill/deviation`: each member's
+   forces on ghosts are reverse-communicated (3 K doubles per atom) so every local atom has its total force from
+   every member and the result does not depend on the number of ranks.
+
    Process-wide settings change only when the input asks: `threads N` sets torch's intra-op thread count for the
    whole process (at::set_num_threads), `memory cache` installs the block cache as torch's CPU allocator while the
    pair style lives (block_cache.h). On CUDA the pair style sets the TorchScript fuser to shape-generic kernels
@@ -29,6 +40,7 @@
 
 #include "pair.h"
 
+#include "committee.h"
 #include "student_runner.h"
 
 #include <memory>
@@ -49,25 +61,62 @@ class PairHessdistill : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   void compute(int, int) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+
+  // The committee's force deviation for the configuration of the last force evaluation (collective: every rank
+  // calls it). devi_f: per local atom; the summary over all atoms. Computed once per force evaluation.
+  struct Deviation {
+    std::vector<double> devi_f;
+    hessdistill::DeviationSummary summary;
+  };
+  const Deviation &deviation(const char *caller);
+  int committee_size() const { return (int) members.size(); }
+  std::string element_of_type(int type) const { return type_names[species_of_type[type]]; }
 
  private:
+  // one student of the committee (one without a committee)
+  struct Member {
+    std::unique_ptr<hessdistill::StudentRunner> runner;
+    std::string path;
+    torch::ScalarType dtype;
+    double cutoff;
+    int num_interactions;
+    double interaction_range;
+    std::vector<std::string> type_names;
+  };
+  // this step's graph as the students take it (host float64 positions and shifts, the rest on the device)
+  struct GraphInputs {
+    torch::Tensor x_host, species, edge_index, shifts_host, local;
+  };
+
   void allocate();
-  void load_student(const std::string &path);
+  Member load_student(const std::string &path);
+  void load_members(const std::vector<std::string> &paths);
   void build_graph();
+  hessdistill::StudentOutputs run_member(int k, bool need_virial);
 
   torch::Device device;
   bool device_given;      // pair_style ... device X: a .pt2 for another device is refused, not followed
   int nthreads;           // from `threads N`; 0: torch's thread count left as it is
   bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
 
-  // the student and its metadata
-  std::unique_ptr<hessdistill::StudentRunner> student;
-  std::string student_path;
-  torch::ScalarType dtype;
+  // the students and what they share: largest cutoff and reach over the members, their common elements
+  std::vector<Member> members;
+  int committee_k;        // `committee K`: members expected in pair_coeff (1: a single student)
+  bool drive_mean;        // `drive mean`: the members' mean drives; else member 0 alone
   double cutoff;
   int num_interactions;
   double interaction_range;    // num_interactions x cutoff: how far one atom's energy reaches
   std::vector<std::string> type_names;
+
+  // committee state of the last force evaluation
+  GraphInputs inputs;
+  std::vector<torch::Tensor> member_forces;    // per member: host float64 (nodes, 3) eV/A; undefined: not run yet
+  bigint evaluations, deviation_of;            // force evaluations so far; the one `dev` belongs to (-1: none)
+  Deviation dev;
+  double **member_f;                           // (nmax, 3 K): each member's forces per atom, for reverse comm
+  int member_f_rows;
 
   std::vector<int64_t> species_of_type;    // LAMMPS type (1..ntypes) -> student type index
   double energy_factor;                    // eV -> LAMMPS energy unit
