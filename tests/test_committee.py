@@ -79,13 +79,14 @@ def test_openmm_and_ase_agree_on_committee_md(tmp_path, random_committee, drive)
     assert a["max_devi_f"][0] == pytest.approx(force_deviation(np.stack(forces))["max_devi_f"], rel=1e-10)
 
 
-def test_committee_options_checked_and_lammps_refuses(tmp_path, random_committee):
+def test_committee_options_checked_and_lammps_refuses_spot_checks(tmp_path, random_committee):
     with pytest.raises(ConfigError, match="needs a committee"):
         MDOptions(max_force_deviation=0.1)
     with pytest.raises(ConfigError, match="multiple of report_interval"):
         MDOptions(report_interval=10, spot_check_teacher="morse", spot_check_interval=15)
-    with pytest.raises(ConfigError, match="not yet supported in LAMMPS"):
-        run_md("lammps", random_committee[0], cluster(5), tmp_path, MDOptions(committee=random_committee[1:]))
+    with pytest.raises(ConfigError, match="teacher spot checks are not supported in LAMMPS"):
+        run_md("lammps", random_committee[0], cluster(5), tmp_path,
+               MDOptions(committee=random_committee[1:], spot_check_teacher="morse"))
 
 
 def test_ase_md_stops_when_the_student_drives_atoms_together(tmp_path, random_committee):

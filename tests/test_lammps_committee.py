@@ -141,3 +141,71 @@ pair_coeff * * {coeff.format(m0=members[0], m1=members[1], other=other)}
 run 0
 """)
     assert code != 0 and message in log, log[-1500:]
+
+
+@pytest.fixture(scope="module")
+def carbon_committee(tmp_path_factory):
+    """The random SchNet committee of tests/test_committee.py (carbon only, three seeds)."""
+    d = tmp_path_factory.mktemp("carbon")
+    return [str(export_student(make_student("schnet", type_names=("C",), seed=s), d / f"s{s}.pt")) for s in range(3)]
+
+
+@pytest.mark.parametrize("drive", ["mean", "first"])
+def test_run_md_deviation_csv_matches_ase(tmp_path, plugin, carbon_committee, drive):
+    """run_md with engine lammps and a committee: deviation.csv has the ASE engine's rows (same steps and columns;
+    the first row to 1e-10, the rest while the trajectories stay together) and the same trust summary."""
+    atoms = cluster(5, seed=0)
+    options = MDOptions(steps=30, report_interval=10, committee=carbon_committee[1:], committee_drive=drive,
+                        **NO_ENERGY_STOP)
+    ase = run_md("ase", carbon_committee[0], atoms, tmp_path / "ase", options)
+    lmp_run = run_md("lammps", carbon_committee[0], atoms, tmp_path / "lmp", options, plugin=plugin)
+    assert not lmp_run.stopped, lmp_run.reason
+    a, b = read_deviation_csv(ase.files["deviation_csv"]), read_deviation_csv(lmp_run.files["deviation_csv"])
+    assert list(b["step"]) == list(a["step"]) == [0, 10, 20, 30]
+    np.testing.assert_allclose(b["time_ps"], a["time_ps"], rtol=1e-12)
+    for column in ("max_devi_f", "min_devi_f", "mean_devi_f"):
+        assert b[column][0] == pytest.approx(a[column][0], rel=1e-10)
+        np.testing.assert_allclose(b[column], a[column], rtol=1e-6)
+    assert np.isnan(b["teacher_force_mae"]).all()
+    assert lmp_run.trust["n_samples"] == 4
+    assert lmp_run.trust["max_devi_f"] == pytest.approx(ase.trust["max_devi_f"], rel=1e-6)
+    assert "flagged" not in lmp_run.files
+
+
+def test_run_md_threshold_stops_like_ase(tmp_path, plugin, carbon_committee):
+    """action stop: the run ends on the first report above the threshold, with the ASE engine's reason."""
+    atoms = cluster(5, seed=0)
+    options = MDOptions(steps=30, report_interval=10, committee=carbon_committee[1:], max_force_deviation=1e-4,
+                        **NO_ENERGY_STOP)
+    ase = run_md("ase", carbon_committee[0], atoms, tmp_path / "ase", options)
+    got = run_md("lammps", carbon_committee[0], atoms, tmp_path / "lmp", options, plugin=plugin)
+    assert got.stopped and got.steps_done == 0 and ase.steps_done == 0
+    assert got.reason.replace(str(tmp_path / "lmp"), "D") == ase.reason.replace(str(tmp_path / "ase"), "D")
+    assert re.match(r"MD stopped: committee force deviation max_devi_f = \S+ eV/A at step 0 exceeds "
+                    r"max_force_deviation 0.0001: the student is outside its training data here; rows so far are "
+                    r"in \S+deviation.csv$", got.reason)
+    assert "hessdistill/deviation: committee force deviation" in (tmp_path / "lmp" / "log.lammps").read_text()
+
+
+def test_run_md_threshold_flags_frames(tmp_path, plugin, carbon_committee):
+    """action flag (2 ranks): every report above the threshold is a frame of flagged.extxyz whose per-atom devi_f
+    is force_deviation of the members' ASE forces on that frame; the run goes on."""
+    atoms = cluster(5, seed=0)
+    probe = run_md("ase", carbon_committee[0], atoms, tmp_path / "probe",
+                   MDOptions(steps=40, report_interval=5, committee=carbon_committee[1:], **NO_ENERGY_STOP))
+    rows = read_deviation_csv(probe.files["deviation_csv"])
+    threshold = float(np.median(rows["max_devi_f"]))  # about half the reports above it
+    options = MDOptions(steps=40, report_interval=5, committee=carbon_committee[1:], max_force_deviation=threshold,
+                        deviation_action="flag", **NO_ENERGY_STOP)
+    got = run_md("lammps", carbon_committee[0], atoms, tmp_path / "lmp", options, plugin=plugin, nprocs=2)
+    assert not got.stopped and got.steps_done == 40
+    mine = read_deviation_csv(got.files["deviation_csv"])
+    above = mine["step"][mine["max_devi_f"] > threshold]
+    frames = read(got.files["flagged"], index=":")
+    assert 0 < len(frames) == len(above) == got.trust["n_flagged"] < len(mine["step"])
+    assert [f.info["step"] for f in frames] == list(above)
+    for frame in frames[:2]:
+        _, forces = member_results(carbon_committee, frame)
+        ref = force_deviation(forces)
+        np.testing.assert_allclose(frame.arrays["devi_f"], ref["devi_f"], rtol=1e-9, atol=1e-12)
+        assert frame.info["max_devi_f"] == pytest.approx(ref["max_devi_f"], rel=1e-9)

@@ -2,7 +2,7 @@
 
 Each round
 
-1. runs committee MD (ASE or OpenMM) of the first member from the starting structure, every other member
+1. runs committee MD (ASE, OpenMM or LAMMPS) of the first member from the starting structure, every other member
    reporting force deviation, frames above ``threshold`` flagged (:mod:`hessdistill.monitor.deviation`);
 2. stops when the run went the full length with no flagged frame (converged), or the rounds are used up;
 3. else picks up to ``frames_per_round`` flagged frames (seeded, at random, as dpgen does; frames above
@@ -50,7 +50,7 @@ class RefineSettings:
     upper: frames with max_devi_f above this are not labelled (None: keep all).
     rows: Hessian rows labelled per frame (``full`` or a number).
     epochs: training epochs per round for each member.
-    engine: ``ase`` or ``openmm``.
+    engine: ``ase``, ``openmm`` or ``lammps``.
     md: the MD settings (committee, threshold and action are set by refine; seed + round).
     engine_options: keywords for the engine (e.g. ``platform="Reference"``).
     seed: seed of the frame choice.
@@ -77,9 +77,8 @@ class RefineSettings:
         for name in ("steps", "rounds", "frames_per_round", "epochs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"refine {name} must be >= 1, got {getattr(self, name)}")
-        if self.engine not in ("ase", "openmm"):
-            raise ConfigError(f"refine runs MD with engine ase or openmm (LAMMPS has no committee yet), got "
-                              f"{self.engine!r}")
+        if self.engine not in ("ase", "openmm", "lammps"):
+            raise ConfigError(f"refine runs MD with engine ase, openmm or lammps, got {self.engine!r}")
 
 
 def held_out_force_mae(students: Sequence, items) -> tuple[float, float]:

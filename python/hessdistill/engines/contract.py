@@ -66,7 +66,8 @@ class MDOptions:
     progress: show a progress bar (ASE and OpenMM; LAMMPS writes its own log).
     committee: further student files (same elements, other training seeds): with the model they form a
         committee whose force deviation (``max_devi_f``, :mod:`hessdistill.monitor.deviation`) is reported every
-        report interval in ``deviation.csv``. ASE and OpenMM; LAMMPS not yet.
+        report interval in ``deviation.csv``. Every engine (LAMMPS: ``pair_style hessdistill ... committee K``
+        with ``fix hessdistill/deviation``).
     committee_drive: ``mean`` (the committee's mean forces drive the dynamics; K students per step) or ``first``
         (the model alone drives; the others run only at reports).
     max_force_deviation: threshold on max_devi_f, eV/A (None: report only); needs a committee.
@@ -74,7 +75,7 @@ class MDOptions:
         ``flagged.extxyz`` and go on).
     spot_check_teacher: a teacher (name for :func:`~hessdistill.teachers.load_teacher`, or a Teacher) that
         evaluates the current frame every ``spot_check_interval`` steps; the driving force's error against it is
-        logged in ``deviation.csv`` (None: no spot checks).
+        logged in ``deviation.csv`` (None: no spot checks). ASE and OpenMM only.
     spot_check_interval: steps between spot checks, a multiple of ``report_interval`` (None: every report).
     """
 
@@ -348,9 +349,9 @@ def run_with_contract(engine: str, runner: Callable, model_path, atoms, out_dir,
     elif not isinstance(options, MDOptions):
         raise ConfigError(f"options must be an MDOptions, got {type(options).__name__}")
     engine_opts = engine_options(engine, **engine_kwargs)
-    if engine == "lammps" and options.watches_trust:
-        raise ConfigError("committee and teacher spot checks are not yet supported in LAMMPS; run them with "
-                          "engine ase or openmm")
+    if engine == "lammps" and options.spot_check_teacher is not None:
+        raise ConfigError("teacher spot checks are not supported in LAMMPS (it runs no teacher); run them with "
+                          "engine ase or openmm (a committee alone runs in LAMMPS)")
     check_structure(atoms)
     files = output_files(out_dir, engine)
     if options.watches_trust:

@@ -7,7 +7,9 @@ The per-atom force deviation of a committee of K students with forces F_k,i is
 (the population standard deviation of the force vector, as DeePMD-kit's ``model_devi``), and a frame is
 summarised by ``max_devi_f`` (max over atoms: a single badly described atom is what breaks a run), ``min_devi_f``
 and ``mean_devi_f``. :func:`force_deviation` is the only place this arithmetic lives in Python: the ASE calculator,
-the OpenMM reporter and ``hessdistill refine`` all call it (the LAMMPS fix must mirror it).
+the OpenMM reporter and ``hessdistill refine`` all call it. The LAMMPS plugin's ``committee.cpp`` (behind
+``compute``/``fix hessdistill/deviation``) mirrors it operation for operation (same sums in the same order, no fused
+multiply-add); change both together (``tests/test_lammps_committee.py`` compares them to 1e-10).
 
 :class:`DeviationMonitor` records one row per report (``deviation.csv``: step, time, max/min/mean devi_f and,
 when the teacher checked the frame, the driving force's error against it), applies the threshold
@@ -129,6 +131,7 @@ class DeviationMonitor:
         from ase.io import write
 
         frame = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        # the LAMMPS fix hessdistill/deviation writes the same extxyz fields (fix_hessdistill_deviation.cpp)
         frame.info.update(step=int(step), time_ps=float(time_ps), max_devi_f=dev["max_devi_f"])
         frame.arrays["devi_f"] = np.asarray(dev["devi_f"], dtype=float)
         write(self.flagged_path, frame, format="extxyz", append=True)

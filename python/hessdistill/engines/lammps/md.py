@@ -1,5 +1,5 @@
-"""MD with the LAMMPS pair style: the input a run needs, the in-LAMMPS energy monitor (a fix of the plugin), and
-``run_md``."""
+"""MD with the LAMMPS pair style: the input a run needs, the in-LAMMPS energy monitor (a fix of the plugin), the
+committee's deviation monitor (another fix), and ``run_md``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import LAMMPSOptions, MDOptions, MDResult, monitor_fields, ns_per_day, run_with_contract
-from ...errors import ConfigError, InputError, LammpsError
+from ..contract import (
+    LAMMPSOptions, MDOptions, MDResult, monitor_fields, ns_per_day, run_with_contract, written_files,
+)
+from ...errors import ConfigError, InputError, LammpsError, ModelDeviationError
 from ...monitor import plot_monitor, read_monitor_csv
+from ...monitor.deviation import DeviationMonitor, read_deviation_csv
 from ...units import EV_TO_KJ_PER_MOL
 from .build import build_plugin
 from .log import UNIT_STYLES, log_to_monitor, read_log  # noqa: F401
@@ -19,6 +22,8 @@ from .run import run_lammps
 
 #: ID of the monitor fix that md_input writes (thermo columns f_hdmon[1] drift, f_hdmon[2] deviation)
 MONITOR_FIX = "hdmon"
+#: ID of the committee deviation fix that md_input writes with a committee (f_hddev[1] max_devi_f)
+DEVIATION_FIX = "hddev"
 
 
 def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: float | None = 0.05,
@@ -50,14 +55,44 @@ def monitor_commands(every: int, max_drift: float | None = 0.01, max_deviation: 
             f"window_ps {threshold(window_ps)} error {error}\n")
 
 
+def deviation_commands(every: int, file="deviation.csv", max_devi_f: float | None = None, action: str = "stop",
+                       flagged="flagged.extxyz", fix_id: str = DEVIATION_FIX) -> str:
+    """The ``fix hessdistill/deviation`` command (needs ``pair_style hessdistill ... committee K``): the committee's
+    force deviation at the start of the next run and every ``every`` steps, one row of ``file`` each (the columns
+    of :data:`hessdistill.monitor.deviation.COLUMNS`, teacher columns empty), and above ``max_devi_f`` (eV/A) an
+    ERROR in the words of ``DeviationMonitor`` (``action="stop"``) or the frame appended to ``flagged``
+    (``"flag"``, extxyz with per-atom ``devi_f``).
+
+    Example
+    -------
+    >>> deviation_commands(10, max_devi_f=0.3, action="flag").split()[:5]
+    ['fix', 'hddev', 'all', 'hessdistill/deviation', '10']
+    """
+    if action not in ("stop", "flag"):
+        raise ConfigError(f"action must be stop or flag, got {action!r}")
+    for path in (file, flagged):
+        if any(c.isspace() for c in str(path)):
+            raise ConfigError(f"deviation file paths must not contain white space (a LAMMPS word): {path!r}")
+    threshold = "none" if max_devi_f is None else repr(float(max_devi_f))
+    return (f"fix {fix_id} all hessdistill/deviation {int(every)} file {file} max_devi_f {threshold} "
+            f"action {action} flagged {flagged}\n")
+
+
 def md_input(*, data, model, plugin, elements, options: MDOptions, device=None, threads=None, memory=None,
-             skin=1.0, dump=None, boundary="p p p", monitor_csv="monitor.csv") -> str:
+             skin=1.0, dump=None, boundary="p p p", monitor_csv="monitor.csv", committee=(),
+             deviation_csv="deviation.csv", flagged="flagged.extxyz") -> str:
     """The LAMMPS input that run_md runs (units metal). Velocities come from the data file (the contract's
     velocity rule); ``device``, ``threads``, ``memory`` are written as pair_style keywords only when given; the
-    energy monitor is ``fix hessdistill/monitor`` writing ``monitor_csv`` (:func:`monitor_commands`)."""
+    energy monitor is ``fix hessdistill/monitor`` writing ``monitor_csv`` (:func:`monitor_commands`). With a
+    ``committee`` (the other members' files) the pair style runs ``model`` and them as ``committee K drive
+    options.committee_drive`` and ``fix hessdistill/deviation`` writes ``deviation_csv`` every report interval
+    (:func:`deviation_commands`)."""
     o = options
     keywords = "".join(f" {k} {v}" for k, v in (("device", device), ("threads", threads), ("memory", memory))
                        if v is not None)
+    models = " ".join(str(m) for m in (model, *committee))
+    if committee:
+        keywords += f" committee {1 + len(committee)} drive {o.committee_drive}"
     text = f"""# hessdistill run_md: {o.ensemble} MD with pair_style hessdistill
 units           metal
 atom_style      atomic
@@ -65,7 +100,7 @@ boundary        {boundary}
 read_data       {data}
 plugin          load {plugin}
 pair_style      hessdistill{keywords}
-pair_coeff      * * {model} {' '.join(elements)}
+pair_coeff      * * {models} {' '.join(elements)}
 neighbor        {skin:g} bin
 neigh_modify    every 1 delay 0 check yes
 timestep        {o.timestep_fs / 1000.0:.10g}
@@ -76,6 +111,9 @@ fix             hd_integrate all nve
         text += f"fix             hd_thermostat all langevin {o.temperature_K:g} {o.temperature_K:g} " \
                 f"{1.0 / o.friction_per_ps:.10g} {lseed} zero yes\n"
     text += monitor_commands(o.report_interval, o.max_drift, o.max_deviation, file=monitor_csv)
+    if committee:
+        text += deviation_commands(o.report_interval, deviation_csv, o.max_force_deviation, o.deviation_action,
+                                   flagged)
     text += f"""thermo_style    custom step time atoms pe ke etotal temp press f_{MONITOR_FIX}[2] f_{MONITOR_FIX}[1]
 thermo_modify   norm no flush yes format float %.15g
 thermo          {o.report_interval}
@@ -96,7 +134,11 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
     direction) runs in a shrink-wrapped box. The energy monitor runs inside LAMMPS (``fix hessdistill/monitor``,
     :func:`monitor_commands`) and writes ``monitor.csv`` itself; its stop message is the result's ``reason``. A
     non-finite force stops the run through an error of the pair style. Errors before the first step (bad input)
-    raise ``LammpsError``. See :mod:`hessdistill.engines.contract`.
+    raise ``LammpsError``. With ``options.committee`` the committee runs in the pair style and ``fix
+    hessdistill/deviation`` writes ``deviation.csv`` and ``flagged.extxyz`` (frames in LAMMPS' frame); its rows
+    are replayed through :class:`~hessdistill.monitor.deviation.DeviationMonitor` for ``trust`` and the stop
+    reason, the same as in the other engines. Teacher spot checks are refused (``ConfigError``). See
+    :mod:`hessdistill.engines.contract`.
     """
     return run_with_contract("lammps", _run, model_path, atoms, out_dir, options, engine_options)
 
@@ -116,6 +158,10 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
         boundary = "s s s"
     type_names = read_metadata(model_path)["type_names"].split()  # TorchScript or .pt2 (the plugin takes both)
     check_elements(atoms, type_names, f"student {Path(model_path).name}")
+    for member in o.committee:  # the plugin refuses these too; this says it before LAMMPS starts
+        if read_metadata(member)["type_names"].split() != type_names:
+            raise InputError(f"committee member {member} covers {read_metadata(member)['type_names']}, "
+                             f"{Path(model_path).name} covers {' '.join(type_names)}: members must share elements")
     elements = [s for s in type_names if s in set(atoms.get_chemical_symbols())]
 
     out = files["summary"].parent
@@ -123,10 +169,13 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     write(files["data"], atoms, format="lammps-data", specorder=elements, masses=True, units="metal",
           atom_style="atomic", velocities=True)
     plugin = Path(eo.plugin) if eo.plugin else build_plugin()
+    if o.committee and files["flagged"].exists():
+        files["flagged"].unlink()  # frames of an earlier run in this folder are not this run's
     files["input"].write_text(md_input(
         data=files["data"], model=Path(model_path).resolve(), plugin=plugin.resolve(), elements=elements, options=o,
         device=eo.device, threads=eo.threads, memory=eo.memory, skin=eo.skin, dump=files["trajectory"],
-        boundary=boundary, monitor_csv=files["monitor_csv"]))
+        boundary=boundary, monitor_csv=files["monitor_csv"], committee=[Path(m).resolve() for m in o.committee],
+        deviation_csv=files.get("deviation_csv"), flagged=files.get("flagged")))
 
     start = time.perf_counter()
     error = run_lammps(files["input"], files["log"], eo.nprocs)
@@ -138,19 +187,41 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     if summary["n_samples"]:
         plot_monitor(files["monitor_csv"], files["monitor_png"])
     log = read_log(files["log"])
+    trust, deviation_stop, deviation_steps = _replay_deviation(files, o) if o.committee else ({}, "", [])
     reason = ""
     if log["monitor_stop"]:  # the fix's own message, as EnergyMonitor words it (it names the CSV)
         reason = f"MD stopped: {log['monitor_stop']}"
+    elif deviation_stop:  # DeviationMonitor's message on the row where the fix stopped the run
+        reason = deviation_stop
     elif error:
         reason = f"MD stopped: LAMMPS error: {error}; rows so far are in {files['monitor_csv']}"
     loops = re.findall(r"Loop time of (\S+) on \d+ procs for (\d+) steps", files["log"].read_text(errors="replace"))
     if loops:  # LAMMPS' own timing of the run loop (absent when an error ended the run)
         wall = float(loops[-1][0])
     # thermo prints the last step of a run; an ERROR in the monitor comes before that step's thermo line
-    steps_done = int(max([*log.get("Step", [])[-1:], *rows.get("step", [])[-1:], 0]))
+    steps_done = int(max([*log.get("Step", [])[-1:], *rows.get("step", [])[-1:], *deviation_steps[-1:], 0]))
     return MDResult(engine="lammps", steps_requested=o.steps, steps_done=steps_done, stopped=bool(reason),
                     reason=reason, wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
-                    **monitor_fields(summary), files=files, extra={"nprocs": eo.nprocs})
+                    **monitor_fields(summary), files=written_files(files), extra={"nprocs": eo.nprocs}, trust=trust)
+
+
+def _replay_deviation(files, o: MDOptions) -> tuple[dict, str, list]:
+    """The rows fix hessdistill/deviation wrote, fed to the DeviationMonitor of the other engines (same threshold
+    and action; it writes no file, the fix wrote deviation.csv and flagged.extxyz): its ``summary()``, its stop
+    message where the fix stopped the run ("" otherwise) and the steps of the rows."""
+    if not files["deviation_csv"].exists():
+        return DeviationMonitor(None, o.max_force_deviation, o.deviation_action).summary(), "", []
+    rows = read_deviation_csv(files["deviation_csv"])
+    monitor = DeviationMonitor(None, o.max_force_deviation, o.deviation_action)
+    stop = ""
+    for k, step in enumerate(rows["step"]):
+        deviation = {c: float(rows[c][k]) for c in ("max_devi_f", "min_devi_f", "mean_devi_f")}
+        try:
+            monitor.record(int(step), float(rows["time_ps"][k]), deviation)
+        except ModelDeviationError as exc:
+            stop = f"{exc}; rows so far are in {files['deviation_csv']}"
+            break
+    return monitor.summary(), stop, [int(s) for s in rows["step"]]
 
 
 def _csv_summary(rows: dict, n_atoms: int) -> dict:
