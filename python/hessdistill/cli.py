@@ -364,7 +364,7 @@ def _add_refine(sub):
     p.add_argument("--rows", default="full", help="Hessian rows labelled per frame: full or a number")
     p.add_argument("--refine-epochs", type=int, default=50, help="training epochs per round per member")
     p.add_argument("--test", default=None, help="held-out label store: force MAE per round in refine.csv")
-    p.add_argument("--engine", default="ase", choices=["ase", "openmm"])
+    p.add_argument("--engine", default="ase", choices=["ase", "openmm", "lammps"])
     p.add_argument("--platform", help="openmm platform")
     p.add_argument("--steps", type=int, default=1000, help="MD steps per round")
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
