@@ -396,11 +396,13 @@ def test_block_cache_stops_page_faults_also_with_two_instances(tmp_path, plugin)
     np.testing.assert_allclose(pe["two"], pe["cache"] + pe["other"], rtol=1e-6)  # default thermo: 8 digits
 
 
-def test_pair_style_changes_torch_threads_only_when_asked(tmp_path, plugin, students):
+def test_pair_style_changes_torch_threads_only_when_asked(tmp_path, plugin, students, monkeypatch):
     """torch's thread count is process-wide: in a process that set 3 threads, a pair style without ``threads``
     leaves it at 3 (it used to set 1); ``threads 1`` sets 1."""
     from hessdistill.engines.lammps import lammps_module
 
+    # LAMMPS itself sets one OpenMP thread when OMP_NUM_THREADS is unset (before the plugin loads): keep it out
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     write_data(si_o(1), tmp_path / "s.data")
     before, seen = torch.get_num_threads(), {}
     try:
