@@ -4,8 +4,8 @@
 
 Every measured number in the text comes from ``<results>/results.json`` (``run.py``),
 ``<results>/hessian_weight.json`` (``hessian_weight.py``), ``<results>/trust.json`` (``trust.py``),
-``<results>/lammps_scaling.json`` (``lammps_scaling.py``) or ``<results>/deepmd_compare.json``
-(``deepmd_compare.py``); the prose here only says how the numbers are made.
+``<results>/lammps_scaling.json`` (``lammps_scaling.py``), ``<results>/deepmd_compare.json``
+(``deepmd_compare.py``) or ``<results>/targets.json`` (``targets.py``); the prose here only says how the numbers are made.
 ``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
 ``README_END``.
 """
@@ -500,13 +500,89 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
     return lines
 
 
+def _targets(tg: dict | None, rel: str) -> list[str]:
+    """Section 10 from ``targets.py``'s JSON (issue 10's targets with CLI defaults on three new systems)."""
+    if not tg or not tg.get("systems"):
+        return []
+    m, size = tg["machine"], tg["size"]
+    lines = ["", "## 10. Defaults on three new systems (issue 10's targets)", "",
+             f"`benchmarks/targets.py` ({rel}/targets.json, its own run: started {tg['started']}, last written "
+             f"{tg['written']}; {m.get('cpu_model', '')}, {m.get('cpus')} CPUs, load average at start "
+             f"{m.get('load_average_at_start')}). Every run is `hessdistill distill LABELS --out RUN --seed S` "
+             "(`--baseline` for the undistilled arm; `--features 64 --num-interactions 3` for the capacity arm) with no other flag; errors are on the held-out test split "
+             f"({size['test']} structures), against the teacher, from the run's own fidelity report. Training sets: "
+             f"{size['train'] // 9}, {size['train'] // 3} and {size['train']} structures (nested), {size['val']} "
+             "validation structures. Wall times are on a shared 2-core machine (other jobs ran beside it), so they "
+             "are upper bounds.", ""]
+    for name, s in tg["systems"].items():
+        d = s["data"]
+        lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "
+                     f"`hessdistill {d['sampling']}`; sampling {d['sample_wall_s']:.0f} s, labelling "
+                     f"{d['label_wall_s']:.0f} s (wall).")
+    lines += ["", "| system | force MAE (meV/A) | / teacher mean abs F (target <= 2%) | frequencies rms rel. "
+              "(<= 2%) | pressure max rel. error over +-2% strain (<= 5%) | minimum RMSD (A) | labels -> student "
+              "(min, <= 60) | seeds |", "|---|---|---|---|---|---|---|---|"]
+
+    def cell(x, scale=1.0, fmt="{:.2f}"):
+        if not x:
+            return "-"
+        if x["n"] == 1:
+            return fmt.format(scale * x["median"])
+        return f"{fmt.format(scale * x['median'])} ({fmt.format(scale * x['min'])}-{fmt.format(scale * x['max'])})"
+
+    for name, s in tg["systems"].items():
+        lines.append(f"| {name} | {cell(s.get('force_mae_meV'), fmt='{:.1f}')} | "
+                     f"{cell(s.get('force_mae_relative'), 100, '{:.2f}%')} | "
+                     f"{cell(s.get('frequency_rms_relative'), 100, '{:.2f}%')} | "
+                     f"{cell(s.get('pressure_error_relative'), 100, '{:.1f}%')} | "
+                     f"{cell(s.get('minimum_rmsd'), fmt='{:.4f}')} | {cell(s.get('distill_minutes'), fmt='{:.1f}')} | "
+                     f"{s.get('force_mae_relative', {}).get('n', 0)} |")
+    lines += ["", "Data efficiency (seed 0; held-out force MAE, meV/A, by training structures):", "",
+              "| system | arm | " + " | ".join(f"n = {n}" for n in (size['train'] // 9, size['train'] // 3,
+                                                                        size['train'])) + " | result |",
+              "|---|---|---|---|---|---|"]
+    for name, s in tg["systems"].items():
+        eff = s.get("data_efficiency", {})
+        for arm in ("distilled", "baseline"):
+            c = {int(k): v for k, v in s["curve"].get(arm, {}).items()}
+            vals = " | ".join(f"{1e3 * c[n]:.1f}" if n in c else "-"
+                              for n in (size['train'] // 9, size['train'] // 3, size['train']))
+            res = ""
+            if arm == "distilled" and eff:
+                reach = eff.get("smallest_distilled_n_reaching_it")
+                res = (f"reaches the baseline's n = {eff['baseline_n']} error with n = {reach}" if reach else
+                       f"does not reach the baseline's n = {eff['baseline_n']} error at any size run")
+                res += {True: " (target met)", False: " (target not met)", None: ""}[eff.get("met")]
+            lines.append(f"| {name} | {arm} | {vals} | {res} |")
+    cap = {name: s["capacity"] for name, s in tg["systems"].items() if s.get("capacity")}
+    if cap:
+        lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger student (CPU ms per "
+                  "energy + forces call of the exported file through the ASE calculator, neighbour list included, "
+                  "1 thread; ratio to the default size within interleaved rounds, median (min-max)):", "",
+                  "| system | student | parameters | force MAE / teacher mean abs F | ms per call | time / default |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in cap.items():
+            for arm, v in c.items():
+                lines.append(f"| {name} | {'painn-32x2 (default)' if arm == 'distilled' else arm} | "
+                             f"{v['parameters']} | {100 * v['force_mae_relative']:.2f}% | {v['ms_per_call']:.2f} | "
+                             f"{_r(v['time_ratio_to_default'])} |")
+    lines += ["", "Targets (median over seeds): "
+              + "; ".join(f"{name}: " + ", ".join(f"{k} {'-' if v is None else ('met' if v else 'NOT met')}"
+                                                  for k, v in s["targets"].items())
+                          for name, s in tg["systems"].items())]
+    if tg.get("plot"):
+        lines += ["", f"![targets]({rel}/{Path(tg['plot']).name})"]
+    return lines
+
+
 def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
-           trust: dict | None = None, lammps_scaling: dict | None = None, deepmd: dict | None = None) -> str:
+           trust: dict | None = None, lammps_scaling: dict | None = None, deepmd: dict | None = None,
+           targets: dict | None = None) -> str:
     """BENCHMARKS.md from a results dict (and the Hessian-weight, trust, LAMMPS-scaling and DeePMD comparisons'
     results, if any)."""
     lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
              + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel)
-             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, rel))
+             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, rel) + _targets(targets, rel))
     lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
                                       for name, p in res.get("plots", {}).items() if isinstance(p, str)]
     return "\n".join(lines) + "\n"
@@ -595,7 +671,9 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
     ls = json.loads(ls_path.read_text()) if ls_path.exists() else None
     dc_path = results / "deepmd_compare.json"
     dc = json.loads(dc_path.read_text()) if dc_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls, dc))
+    tg_path = results / "targets.json"
+    tg = json.loads(tg_path.read_text()) if tg_path.exists() else None
+    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls, dc, tg))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)

@@ -12,6 +12,10 @@ LABELS --out RUN --seed S`` (no tuning flag; the fidelity report is part of it).
   of n/9, n/3 and n structures (same val and test splits): the target is that the distilled student at n/3 reaches
   the undistilled student's error at n.
 * **Time**: labels -> exported student (``distill`` wall time, report included) <= 60 min on this 2-core machine.
+* **Capacity** (item 5): a larger student (PaiNN 64 features x 3 interactions instead of the default 32 x 2) on
+  the full set, its accuracy next to its speed cost: CPU time of one energy + forces call of the exported students
+  (ASE calculator, neighbour list included, 1 thread, interleaved rounds) on a test structure, as a ratio to the
+  default size.
 
 Systems (chosen to be new to the package: none is used by a test or another benchmark):
 
@@ -54,6 +58,9 @@ import common  # noqa: E402
 from common import jsonable  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# arm -> flags of `hessdistill distill` besides --out and --seed; "distilled" is the defaults
+ARMS = {"distilled": (), "baseline": ("--baseline",),
+        "painn-64x3": ("--features", "64", "--num-interactions", "3")}  # capacity (item 5): a larger student
 TARGETS = {"force_mae_relative": 0.02, "frequency_rms_relative": 0.02, "pressure_error_relative": 0.05,
            "distill_minutes": 60.0}
 
@@ -188,6 +195,7 @@ def plan(size: Size, seeds: int) -> list[tuple[str, int, int]]:
     runs = [("distilled", n, 0), ("baseline", n, 0), ("distilled", n // 3, 0), ("baseline", n // 3, 0),
             ("distilled", n // 9, 0), ("baseline", n // 9, 0)]
     runs += [("distilled", n, s) for s in range(1, seeds)]
+    runs += [("painn-64x3", n, 0)]
     return runs
 
 
@@ -198,8 +206,7 @@ def one_run(system: str, size: Size, folder: Path, arm: str, n_train: int, seed:
     if done.is_file():
         return json.loads(done.read_text())
     store = subset_store(folder / "labels.h5", n_train, folder / f"labels-n{n_train}.h5")
-    args = ["distill", store, "--out", run_dir, "--seed", seed, *size.distill_flags]
-    args += ["--baseline"] if arm == "baseline" else []
+    args = ["distill", store, "--out", run_dir, "--seed", seed, *size.distill_flags, *ARMS[arm]]
     wall = hessdistill(*args, log=folder / "log.txt")
     summary = json.loads((run_dir / "summary.json").read_text())
     report = json.loads((run_dir / "report" / "report.json").read_text())
@@ -208,7 +215,7 @@ def one_run(system: str, size: Size, folder: Path, arm: str, n_train: int, seed:
     result = {"system": system, "arm": arm, "train": n_train, "seed": seed, "distill_wall_s": wall,
               "train_seconds": summary["train_seconds"], "epochs": summary["epochs"],
               "stop_reason": summary["stop_reason"], "compiled": summary["compiled"],
-              "parameters": summary["parameters"], "label_errors": report["label_errors"], "physics": physics}
+              "parameters": summary["parameters"], "student": summary["student"], "label_errors": report["label_errors"], "physics": physics}
     done.write_text(json.dumps(jsonable(result), indent=1))
     return result
 
@@ -225,6 +232,8 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> list[dict]
             print(f"[{system}] {arm} n={n_train} seed={seed}: {r['error']}", flush=True)
             continue
         results.append(r)
+        if arm not in ("distilled", "baseline"):
+            (folder / "speed.json").write_text(json.dumps(jsonable(student_speed(folder, results)), indent=1))
         e = r["label_errors"]
         print(f"[{system}] {arm} n={n_train} seed={seed}: force MAE {1e3 * e['force_mae']:.1f} meV/A = "
               f"{100 * e['force_mae_relative']:.2f}% ({r['stop_reason']}, {r['epochs']} epochs, "
@@ -236,6 +245,36 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> list[dict]
 # ------------------------------------------------------------------------------------------------ summary
 
 
+def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
+    """CPU ms per energy + forces call of each arm's seed-0 student at the full set (ASE calculator), and the ratio
+    to the default student's, within each interleaved round."""
+    import torch
+
+    from hessdistill.engines.ase import StudentCalculator
+    from hessdistill.label import load_labels
+    from timing import interleaved
+
+    torch.set_num_threads(1)
+    n = max(r["train"] for r in runs)
+    chosen = {r["arm"]: r for r in runs if r["train"] == n and r["seed"] == 0 and r["arm"] != "baseline"}
+    if "distilled" not in chosen or len(chosen) < 2:
+        return {}
+    atoms = next(it for it in load_labels(folder / "labels.h5") if it.split == "test").atoms()
+    calls = {}
+    for arm, r in chosen.items():
+        a = atoms.copy()
+        a.calc = StudentCalculator(r["student"])
+
+        def call(a=a):
+            a.positions[0, 0] += 1e-6  # a new configuration each call: no cached result
+            return a.get_forces()
+        calls[arm] = call
+    t = interleaved(calls, rounds=rounds, calls=20, warmup=3, desc=f"speed {folder.name}")
+    return {arm: {"ms_per_call": 1e3 * t.median(arm), "parameters": chosen[arm]["parameters"],
+                  "force_mae_relative": chosen[arm]["label_errors"]["force_mae_relative"],
+                  "time_ratio_to_default": t.ratio(arm, "distilled")} for arm in chosen}
+
+
 def spread(values) -> dict:
     v = np.asarray(values, float)
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
@@ -243,6 +282,8 @@ def spread(values) -> dict:
 
 def summarize(system: str, info: dict, runs: list[dict]) -> dict:
     main = [r for r in runs if r["arm"] == "distilled" and r["train"] == max(x["train"] for x in runs)]
+    runs = [r for r in runs if r["arm"] in ("distilled", "baseline")] + [r for r in runs if r["arm"] not in
+                                                                         ("distilled", "baseline")]
     out = {"data": info, "runs": runs}
     if main:
         out["force_mae_relative"] = spread([r["label_errors"]["force_mae_relative"] for r in main])
@@ -254,7 +295,7 @@ def summarize(system: str, info: dict, runs: list[dict]) -> dict:
                 out[key] = spread(vals)
     curve: dict = {}
     for r in runs:
-        if r["seed"] == 0:
+        if r["seed"] == 0 and r["arm"] in ("distilled", "baseline"):
             curve.setdefault(r["arm"], {})[r["train"]] = r["label_errors"]["force_mae"]
     out["curve"] = curve
     d, b = curve.get("distilled", {}), curve.get("baseline", {})
@@ -294,9 +335,12 @@ def write(workdir: Path) -> dict:
         runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*/result.json"))]
         if runs:
             s = summarize(system, info, runs)
+            speed = folder / "speed.json"
+            if speed.is_file():
+                s["capacity"] = json.loads(speed.read_text())
             s["targets"] = checks(s)
             systems[system] = s
-    out = {**_STATE["meta"], "written": common.now(), "targets": TARGETS, "systems": systems}
+    out = {**_STATE["meta"], "written": common.now(), "targets": TARGETS, "systems": systems, "plot": "targets.png"}
     path = _STATE["out"] / "targets.json"
     path.write_text(json.dumps(jsonable(out), indent=1))
     plot(out, _STATE["out"] / "targets.png")
