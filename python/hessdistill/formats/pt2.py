@@ -23,6 +23,9 @@ key                value
                    avx512 amx_tile``); a CPU without one of them refuses the package
 =================  ==========================================================================================
 
+An informational ``compile_threads`` key records the CPU threads the kernels were compiled for (``1`` unless
+``export_pt2(threads=...)`` says otherwise; absent from older packages).
+
 Python reads them from the package's ``*_metadata.json`` before loading its library; C++ reads the same values
 with ``AOTIModelPackageLoader::get_metadata()``.
 
@@ -61,9 +64,17 @@ FALLBACK = "export TorchScript instead (hessdistill export --format torchscript)
 
 
 def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float64", teacher: str = "",
-               device: str = "cpu") -> Path:
+               device: str = "cpu", threads: int = 1) -> Path:
     """Trace energy, forces and virial of ``model`` in ``dtype``, compile them for ``device`` on this machine and
     write the package to ``path`` (atomically). Takes tens of seconds (C++ compilation).
+
+    ``threads``: CPU threads the compiled code uses, fixed at compile time (inductor writes ``omp parallel
+    num_threads(T)`` into the kernels and, for T > 1, makes every scatter-add an atomic compare-and-swap loop),
+    whatever torch's thread setting is when the package runs. The default, 1, is right for LAMMPS (one thread
+    per MPI rank) and for small students; a package compiled for 1 thread runs correctly, on one thread, in a
+    process that uses more. Measured (PaiNN 32x3, Si512, float64): the package compiled for 2 threads took 2.9x
+    the CPU time of the 1-thread one when the caller wanted 1 thread. Before this option packages were compiled
+    for torch's thread count at export time (the CLI's ``--threads``, 1 by default; in Python, all cores).
 
     Raises EngineError when no C++ compiler is found or compilation fails.
     """
@@ -73,9 +84,12 @@ def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float6
         raise ConfigError(f"device must be cpu or cuda, got {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("cannot compile a .pt2 for cuda: torch sees no CUDA device here")
+    if int(threads) < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
     metadata = base_metadata(model, dtype, teacher)
     metadata.update(package="pt2", pt2_signature=SIGNATURE, inputs=" ".join(INPUTS), outputs=" ".join(OUTPUTS),
-                    torch_version=torch.__version__, device=device.type, cpu_isa=_cpu_isa())
+                    torch_version=torch.__version__, device=device.type, cpu_isa=_cpu_isa(),
+                    compile_threads=str(int(threads)))
     _check_compiler()
 
     model = _clone(model).to(device=device, dtype=DTYPES[dtype]).eval()
@@ -87,7 +101,8 @@ def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float6
     tmp = path.with_name(path.name + ".tmp.pt2")  # the packager insists on the .pt2 suffix
     try:
         torch._inductor.aoti_compile_and_package(
-            program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": metadata})
+            program, package_path=str(tmp),
+            inductor_configs={"aot_inductor.metadata": metadata, "cpp.threads": int(threads)})
     except Exception as exc:  # compiler and linker failures arrive as many exception types
         tmp.unlink(missing_ok=True)
         raise EngineError(f"compiling {path.name} failed: {_first_line(exc)}; {FALLBACK}") from None
