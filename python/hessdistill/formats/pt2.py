@@ -128,9 +128,44 @@ def _export_program(model: StudentBase, dtype: torch.dtype, device: torch.device
         torch.ones(n_atoms, dtype=torch.bool, device=device),
     )
     graph = trace_autograd(partial(_outputs_tuple, model), example)
+    transpose_narrow_matmuls(graph)
     atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)
     shapes = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
     return torch.export.export(graph, example, dynamic_shapes=shapes)
+
+
+def transpose_narrow_matmuls(graph: torch.fx.GraphModule, max_columns: int = 16) -> int:
+    """Compute each tall, narrow product ``a @ b`` of the traced graph as ``(b^T @ a^T)^T``; returns how many.
+
+    Tall and narrow: ``a`` has a symbolic number of rows (edges or atoms), ``b`` fixed sizes K x N with
+    N <= ``max_columns`` and N < K. In a student's force graph these are the gradients of the radial filters,
+    (edges x 3F) @ (3F x num_basis), one per interaction. torch's CPU GEMM (MKL) computes the transposed product,
+    whose output is num_basis x edges, about twice as fast in float64 (PaiNN 32x3, 14k edges: 1.8 against 4.0 ms
+    per product); inductor reads the transposed result without a copy. Same numbers up to the order of the sums.
+    Wider products and those whose output feeds per-node kernels ran slower transposed, so only these change.
+    """
+    aten = torch.ops.aten
+    changed = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.mm.default:
+            continue
+        a, b = node.args
+        a_val, b_val = a.meta.get("val"), b.meta.get("val")
+        if a_val is None or b_val is None or isinstance(a_val.shape[0], int):
+            continue
+        k, n = b_val.shape
+        if not (isinstance(k, int) and isinstance(n, int) and n <= max_columns and n < k):
+            continue
+        with graph.graph.inserting_before(node):
+            product = graph.graph.call_function(aten.mm.default, (graph.graph.call_function(aten.t.default, (b,)),
+                                                                 graph.graph.call_function(aten.t.default, (a,))))
+            transposed = graph.graph.call_function(aten.t.default, (product,))
+        node.replace_all_uses_with(transposed)
+        graph.graph.erase_node(node)
+        changed += 1
+    if changed:
+        graph.recompile()
+    return changed
 
 
 def _outputs_tuple(model, *inputs) -> tuple:
