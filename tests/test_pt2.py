@@ -5,6 +5,7 @@ and runs every structure through the same loaded package.
 """
 
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -118,6 +119,7 @@ def test_local_mask_and_shift_forces_as_lammps_uses_them(model, loaded):
 def test_traced_graph_equals_autograd_for_any_size(arch):
     """trace_autograd of the engine signature: one graph, no autograd left, right for sizes it never saw."""
     from hessdistill.formats.evaluate import student_outputs
+    from hessdistill.formats.pt2 import _edge_count, transpose_narrow_matmuls
     from hessdistill.tracing import trace_autograd
 
     m = make_student(arch).eval()
@@ -131,6 +133,10 @@ def test_traced_graph_equals_autograd_for_any_size(arch):
 
     graph = trace_autograd(lambda *x: tuple(student_outputs(m, *x)), inputs(7, 11))
     assert not any("autograd" in str(node.target) for node in graph.graph.nodes)
+    # the export's rewrite: PaiNN's filter gradients (edges x 24) @ (24 x 16), one per interaction, transposed, same
+    # numbers; this SchNet's (edges x 8) @ (8 x 16) is not narrow and stays
+    transposed = transpose_narrow_matmuls(graph, rows=_edge_count(graph))
+    assert transposed == {"painn": m.num_interactions, "schnet": 0}[arch]
     for n, e in [(2, 0), (5, 3), (40, 300)]:
         x = inputs(n, e)
         for got, want in zip(graph(*x), student_outputs(m, *x)):
@@ -142,6 +148,11 @@ def test_metadata_matches_torchscript(loaded, files):
     assert {k: pt2.metadata[k] for k in ts.metadata} == ts.metadata == read_metadata(files[0])
     assert read_metadata(files[1]) == pt2.metadata
     assert pt2.metadata["torch_version"] == torch.__version__ and pt2.metadata["device"] == "cpu"
+    # compiled for one thread whatever torch's thread count was: no OpenMP regions, no atomic scatter-adds
+    assert pt2.metadata["compile_threads"] == "1"
+    with zipfile.ZipFile(files[1]) as z:
+        kernels = "".join(z.read(n).decode() for n in z.namelist() if n.endswith(".cpp"))
+    assert kernels and "#pragma omp parallel" not in kernels and "atomic_add" not in kernels
     # the library inside the package carries the same metadata (what C++ reads with get_metadata())
     inside = pt2.runner.get_metadata()
     assert all(inside[k] == v for k, v in pt2.metadata.items())
