@@ -9,6 +9,7 @@ file in the second environment of ``.ci/newer_env.sh``)."""
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,5 +268,9 @@ def test_sample_label_distill_export_end_to_end(model_path, tmp_path, capsys):
     main(["export", str(run), "-o", str(student), "--dtype", "float32"])
     extra = {"teacher": "", "type_names": ""}
     torch.jit.load(str(student), _extra_files=extra)
-    assert extra["teacher"].decode() == "mace:tiny.model"
+    # the store names the teacher by what loads it again, so distill's report found it without --teacher
+    assert extra["teacher"].decode() == f"mace:{Path(model_path).resolve()}"
+    # (its physics part may still stop: this random-weight MACE's minimum search collapses the molecule)
+    physics = json.loads((run / "report" / "report.json").read_text())["physics"]
+    assert not physics.get("skipped", "").startswith(("ModelFileError", "ConfigError", "InputError")), physics
     assert set(extra["type_names"].decode().split()) == {"H", "C", "O"}

@@ -174,7 +174,7 @@ def refine(labels, run_dir, committee_dir, atoms, settings: RefineSettings, test
             calls += len(frames)
             row["n_labelled"] = len(frames)
             grown = round_dir / "labels.h5"
-            write_store(load_labels(current) + load_labels(new), grown, teacher_name=teacher.name)
+            write_store(load_labels(current) + load_labels(new), grown, teacher_name=teacher.spec or teacher.name)
             current = grown
             students = [continue_training(current, round_dir / f"member{k}", member_runs[k], settings.epochs)
                         for k in range(len(students))]

@@ -186,11 +186,11 @@ def label_structures(
             split = str(atoms.info.get("split", "train"))
             with _atomic_h5(_part_path(store, k)) as f:
                 _write_group(f.create_group("structure"), atoms, label, split, k)
-                f.attrs["teacher"] = teacher.name
+                f.attrs["teacher"] = teacher.spec or teacher.name
             bar.update(1)
     merged = False
     if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
-        merge(store, len(structures), teacher_name=teacher.name)
+        merge(store, len(structures), teacher_name=teacher.spec or teacher.name)
         merged = True
     return {"labelled": len(todo), "skipped": skipped, "total": len(structures), "merged": merged}
 

@@ -55,6 +55,9 @@ class Teacher(ABC):
     ``has_stress`` where they implement ``stress``."""
 
     name: str = "teacher"
+    #: What ``load_teacher`` takes to load this teacher again, written to label stores so that ``report`` and
+    #: ``refine`` find it (model-file teachers: their absolute path); empty: ``name``.
+    spec: str = ""
     elements: frozenset[str] | None = None
     #: Whether ``stress`` is implemented; labels of periodic cells then hold the stress.
     has_stress: bool = False

@@ -115,6 +115,7 @@ class MACETeacher(AutogradTeacher):
         self.dtype = parse_dtype(dtype, "teacher mace dtype")
         self.path = Path(path)
         self.name = f"mace:{self.path.name}"
+        self.spec = f"mace:{self.path.resolve()}"
         model = load_mace_model(self.path, self.device)
         model = model.to(self.device, self.dtype).eval()
         for p in model.parameters():

@@ -24,6 +24,7 @@ class TorchScriptTeacher(AutogradTeacher):
         super().__init__(**kwargs)
         self.path = Path(path)
         self.name = f"torchscript:{self.path.name}"
+        self.spec = f"torchscript:{self.path.resolve()}"
         if not self.path.is_file():
             raise ModelFileError(f"teacher model file {self.path} does not exist")
         try:
