@@ -1,8 +1,9 @@
 """Normal modes from a teacher's Hessian and normal-mode sampling (hessdistill.modes, ``sample --normal-modes``).
 
 References: the closed-form Morse diatomic frequency, ASE's own finite-difference vibrational analysis of the
-teacher's calculator, exact conservation of the centre of mass and zero angular displacement, and equipartition
-(kT / 2 per sampled mode) for the sampled harmonic energy and, at low temperature, the teacher's own energy.
+teacher's calculator, exact conservation of the centre of mass and zero angular displacement, equipartition
+(kT / 2 per sampled mode) for the sampled harmonic energy and, at low temperature, the teacher's own energy, and
+the teacher's energy for the rejection of torn structures.
 """
 
 import numpy as np
@@ -92,6 +93,32 @@ def test_equipartition_of_sampled_energy(morse, cluster):
     e0 = morse.energy_forces(cluster)[0]
     real = np.array([morse.energy_forces(f)[0] for f in frames[:400]]) - e0
     assert real.mean() == pytest.approx(harmonic[:400].mean(), rel=0.05)  # near-harmonic at 50 K
+
+
+def test_teacher_energy_rejects_torn_structures(morse, cluster):
+    """Straight-line modes at 3000 K push atoms into each other (eV above the minimum); with the teacher's energy
+    such proposals are rejected, while at 50 K (near-harmonic) nearly every proposal is kept and equipartition
+    holds."""
+    modes = normal_modes(cluster, morse.hessian(cluster))
+    e0 = morse.energy_forces(cluster)[0]
+
+    def energy(atoms):
+        return morse.energy_forces(atoms)[0]
+
+    def excess(frames):
+        return np.array([energy(f) - e0 for f in frames])
+
+    hot = len(modes.eigenvalues) * 0.5 * units.kB * 3000.0  # equipartition of the harmonic energy, eV
+    raw = excess(normal_mode_samples(cluster, modes, 200, 3000.0, seed=0))
+    kept = excess(normal_mode_samples(cluster, modes, 200, 3000.0, seed=0, energy=energy))
+    assert raw.max() > 5 * hot  # the failure being fixed
+    assert kept.max() < 3 * hot and kept.mean() < raw.mean()
+    cold = normal_mode_samples(cluster, modes, 400, 50.0, seed=1, energy=energy, max_tries=2)  # >= 50% kept
+    d = np.array([(f.positions - cluster.positions).reshape(-1) for f in cold])
+    harmonic = 0.5 * np.einsum("si,ij,sj->s", d, morse.hessian(cluster), d)
+    assert harmonic.mean() == pytest.approx(len(modes.eigenvalues) * 0.5 * units.kB * 50.0, rel=0.1)
+    with pytest.raises(InputError, match="accepted only"):
+        normal_mode_samples(cluster, modes, 50, 30000.0, seed=0, energy=energy, max_tries=1)
 
 
 def test_samples_are_seeded(morse, cluster):

@@ -29,7 +29,9 @@ def _add_sample(sub):
     p.add_argument("--temperature", default="500", help="temperature, K, of MD and normal-mode sampling; a comma "
                    "list (300,600,900) shares the snapshots out over those temperatures")
     p.add_argument("--normal-modes", type=int, default=0, help="structures displaced along the teacher's normal "
-                   "modes (classical Boltzmann amplitudes) around the teacher's minimum near --start")
+                   "modes (classical Boltzmann amplitudes) around the teacher's minimum near --start; a proposal whose teacher "
+                   "energy lies above harmonic is kept with probability exp(-excess / kT), so soft modes do not tear "
+                   "the structure apart")
     p.add_argument("--relax-fmax", type=float, default=1e-3, help="force threshold of the relaxation to the "
                    "teacher's minimum before normal-mode sampling, eV/A")
     p.add_argument("--interval", type=int, default=10, help="MD steps between snapshots")
@@ -86,7 +88,8 @@ def cmd_sample(a):
             modes = normal_modes(minimum, teacher.hessian(minimum))
             rng = np.random.default_rng(a.seed)
             for t, n in zip(temperatures, share_out(a.normal_modes, len(temperatures))):
-                structures += normal_mode_samples(minimum, modes, n, t, rng=rng)
+                structures += normal_mode_samples(minimum, modes, n, t, rng=rng,
+                                                  energy=lambda x: teacher.energy_forces(x)[0])
         if a.rattle > 0:
             structures += rattled(start, a.rattle, a.rattle_stdev, a.seed)
         if a.strain:

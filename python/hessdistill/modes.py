@@ -9,6 +9,14 @@ Normal-mode sampling (as for the ANI data sets) draws each vibrational mode's co
 Boltzmann distribution at temperature T: ``q_k ~ N(0, kT / w_k^2)`` in mass-weighted coordinates, so every sampled
 mode carries kT / 2 of harmonic energy on average.
 
+A mode is a straight line in Cartesian space, while soft modes (methyl and other torsions, intermolecular modes)
+are rotations: at their thermal amplitude the straight line stretches bonds. Measured on acetic acid with ANI-1x
+at 600 K: the 60 cm^-1 methyl torsion moves hydrogens by ~2 A, and a third of the samples lay 5-16 eV above the
+minimum, where teacher MD at the same temperature stays within 0.4 eV. Given the teacher's ``energy``, each
+harmonic proposal x is therefore accepted with probability ``min(1, exp(-(E(x) - E0 - E_harm(x)) / kT))``: rejection
+sampling from the harmonic distribution towards the teacher's own Boltzmann distribution (exact where the teacher
+is stiffer than harmonic, which is where the broken structures lie; where it is softer the harmonic weight is kept).
+
 Example
 -------
 >>> minimum = relax(atoms, teacher.as_calculator())
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from ase import Atoms, units
@@ -118,13 +126,19 @@ def relax(atoms: Atoms, calculator, fmax: float = 1e-3, steps: int = 1000) -> At
 
 
 def normal_mode_samples(atoms: Atoms, modes: NormalModes, n: int, temperature: float, seed: int = 0,
-                        min_frequency_cm: float = 50.0, rng: Optional[np.random.Generator] = None) -> list[Atoms]:
+                        min_frequency_cm: float = 50.0, rng: Optional[np.random.Generator] = None,
+                        energy: Optional[Callable[[Atoms], float]] = None, max_tries: int = 100) -> list[Atoms]:
     """``n`` structures displaced along the vibrational modes with classical Boltzmann amplitudes at
     ``temperature`` K (seeded).
 
     Modes below ``min_frequency_cm`` (soft torsions, whose harmonic amplitude is far outside the harmonic
     region) and imaginary modes (the structure is not a minimum) are left undisplaced, with a warning that counts
     them.
+
+    ``energy``: the teacher's energy (eV) of a structure; with it each proposal is accepted with the probability
+    of the module docstring, so structures that the straight-line modes tore apart are not returned. At most
+    ``max_tries`` proposals per structure are made; fewer accepted structures raise InputError (lower the
+    temperature).
     """
     if n < 0 or temperature <= 0:
         raise InputError(f"normal-mode sampling needs n >= 0 and a temperature > 0 K, got n={n}, "
@@ -139,10 +153,22 @@ def normal_mode_samples(atoms: Atoms, modes: NormalModes, n: int, temperature: f
     kt = units.kB * temperature
     sigma = np.sqrt(kt / modes.eigenvalues[use])  # mass-weighted amplitude, A sqrt(amu)
     shapes = modes.displacements()[use]  # (M, N, 3)
-    out = []
-    for _ in range(n):
+    eigenvalues = modes.eigenvalues[use]
+    e0 = energy(atoms) if energy is not None and n > 0 else 0.0
+    out, tries = [], 0
+    while len(out) < n and tries < max_tries * n:
+        tries += 1
         q = rng.normal(size=sigma.shape) * sigma
         frame = Atoms(atoms.numbers, atoms.positions + np.tensordot(q, shapes, axes=1), cell=atoms.cell,
                       pbc=atoms.pbc)
+        if energy is not None:
+            excess = energy(frame) - e0 - 0.5 * float(np.sum(eigenvalues * q**2))  # over the harmonic energy
+            if excess > 0 and rng.random() >= np.exp(-excess / kt):
+                continue
         out.append(frame)
+    if energy is not None and n > 0:
+        log.info("normal-mode sampling at %g K: %d of %d proposals accepted", temperature, len(out), tries)
+    if len(out) < n:
+        raise InputError(f"normal-mode sampling at {temperature:g} K accepted only {len(out)} of {tries} proposals "
+                         f"(the teacher's energy is far above harmonic there); lower the temperature or use MD")
     return out
