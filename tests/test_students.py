@@ -153,3 +153,29 @@ def test_unwrapped_positions_give_the_same_energy(silicon):
     e1, f1 = model.energy_and_forces(moved, species, cell, pbc)
     assert abs(float(e0 - e1)) < 1e-10
     np.testing.assert_allclose(f0.numpy(), f1.numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_energy_is_smooth_at_a_perfect_lattice(arch):
+    """At a perfect diamond lattice every atom's first-layer vector features cancel (v = 0, where a norm has a
+    kink): the Hessian must still be the Hessian of a smooth energy, the same from autograd and from finite
+    differences of the forces with steps 100x apart (PaiNN's norm sqrt(|v|^2 + 1e-8) failed this by ~1e2)."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    model = make_student(arch)
+    f = energy_fn(model, atoms)
+    x0 = torch.tensor(atoms.positions).reshape(-1)
+    exact = torch.autograd.functional.hessian(f, x0).numpy()
+
+    def fd(h):
+        rows = []
+        for k in range(6):
+            xp, xm = x0.clone(), x0.clone()
+            xp[k] += h
+            xm[k] -= h
+            rows.append(((torch.autograd.functional.jacobian(f, xp) - torch.autograd.functional.jacobian(f, xm))
+                         / (2 * h)).numpy())
+        return np.array(rows)
+
+    scale = np.abs(exact[:6]).max()
+    for h in (1e-3, 1e-5):
+        np.testing.assert_allclose(fd(h), exact[:6], atol=1e-4 * scale)
