@@ -513,7 +513,8 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
              f"({size['test']} structures), against the teacher, from the run's own fidelity report. Training sets: "
              f"{size['train'] // 9}, {size['train'] // 3} and {size['train']} structures (nested), {size['val']} "
              "validation structures. Wall times are on a shared 2-core machine (other jobs ran beside it), so they "
-             "are upper bounds.", ""]
+             "are upper bounds. The systems (how each start structure is made, why these sampling settings) are described "
+             "in the docstring of `benchmarks/targets.py`.", ""]
     for name, s in tg["systems"].items():
         d = s["data"]
         lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "

@@ -157,10 +157,8 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     log = folder / "log.txt"
     args = ["sample", "--start", start, "--teacher", spec["teacher"], "--md", n_md, "--temperature",
             spec["temperatures"], *([spec["extra"], n - n_md] if spec["extra"] else []), "--split", fractions,
-            "--seed", 0, "-o", folder / "structures.extxyz"]
-    if spec.get("strain"):
-        args += ["--strain", spec["strain"]]
-    sample_s = hessdistill(*args, log=log)
+            "--seed", 0] + (["--strain", spec["strain"]] if spec.get("strain") else [])
+    sample_s = hessdistill(*args, "-o", folder / "structures.extxyz", log=log)
     label_s = hessdistill("label", folder / "structures.extxyz", "--teacher", spec["teacher"], "--rows",
                           spec["rows"], "-o", labels, log=log)
     from hessdistill.label import load_labels
@@ -169,7 +167,7 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     counts = {s: sum(it.split == s for it in items) for s in ("train", "val", "test")}
     info = {"start": start, "atoms": len(items[0].numbers), "teacher": spec["teacher"], "rows": spec["rows"],
             "counts": counts, "sample_wall_s": sample_s, "label_wall_s": label_s,
-            "sampling": " ".join(map(str, args[:-2]))}
+            "sampling": " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x) for x in args)}
     info_path.write_text(json.dumps(info, indent=1))
     return info
 
