@@ -105,9 +105,7 @@ run 0
 """, nprocs=nprocs, name=name)
     assert code == 0, log[-2000:]
     thermo = read_log(tmp_path / f"log.{name}")
-    lines = dump.read_text().splitlines()
-    rows = np.array([[float(x) for x in line.split()] for line in lines[lines.index(
-        next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1:]])
+    rows = dump_rows(dump)
     return {"pe": thermo["PotEng"][0], "pressure": np.array([thermo[f"c_pv[{k}]"][0] for k in range(1, 7)]),
             "volume": thermo["Volume"][0], "forces": rows[:, 1:4], "energies": rows[:, 4], "vatom": rows[:, 5:11],
             "nodes": thermo["c_work[1]"][0], "edges": thermo["c_work[2]"][0], "log": log}
@@ -591,11 +589,16 @@ def pt2_files(tmp_path_factory):
     return {"torchscript": export_student(model, d / "student.pt"), "pt2": save_student(model, d / "student.pt2")}
 
 
-def read_dump(path):
-    """Rows of a dump written by evaluate(): id, forces, per-atom energy, per-atom virial (sorted by id)."""
+def dump_rows(path) -> np.ndarray:
+    """The per-atom rows of a one-frame LAMMPS custom dump, as floats."""
     lines = Path(path).read_text().splitlines()
     start = lines.index(next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1
-    rows = np.array([[float(x) for x in line.split()] for line in lines[start:]])
+    return np.array([[float(x) for x in line.split()] for line in lines[start:]])
+
+
+def read_dump(path):
+    """Rows of a dump written by evaluate(): id, forces, per-atom energy, per-atom virial (sorted by id)."""
+    rows = dump_rows(path)
     return {"forces": rows[:, 1:4], "energies": rows[:, 4], "vatom": rows[:, 5:11]}
 
 

@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 from hessdistill.engines.lammps import build_plugin, read_log  # noqa: E402
-from test_lammps import ELEMENTS, lmp, si_o, write_data  # noqa: E402
+from test_lammps import ELEMENTS, dump_rows, lmp, si_o, write_data  # noqa: E402
 
 NO_ENERGY_STOP = dict(max_drift=None, max_deviation=None)
 
@@ -64,9 +64,7 @@ run 0
 """, nprocs=nprocs, name=name)
     assert code == 0, log[-2000:]
     thermo = read_log(tmp_path / f"log.{name}")
-    lines = dump.read_text().splitlines()
-    rows = np.array([[float(x) for x in ln.split()] for ln in lines[lines.index(
-        next(ln for ln in lines if ln.startswith("ITEM: ATOMS"))) + 1:]])
+    rows = dump_rows(dump)
     return {"pe": thermo["PotEng"][0], "forces": rows[:, 1:4], "devi_f": rows[:, 4], "log": log,
             "summary": [thermo[f"c_dev[{k}]"][0] for k in (1, 2, 3)]}
 
