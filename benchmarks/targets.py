@@ -281,8 +281,6 @@ def spread(values) -> dict:
 
 def summarize(system: str, info: dict, runs: list[dict]) -> dict:
     main = [r for r in runs if r["arm"] == "distilled" and r["train"] == max(x["train"] for x in runs)]
-    runs = [r for r in runs if r["arm"] in ("distilled", "baseline")] + [r for r in runs if r["arm"] not in
-                                                                         ("distilled", "baseline")]
     out = {"data": info, "runs": runs}
     if main:
         out["force_mae_relative"] = spread([r["label_errors"]["force_mae_relative"] for r in main])

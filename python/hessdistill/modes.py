@@ -151,9 +151,9 @@ def normal_mode_samples(atoms: Atoms, modes: NormalModes, n: int, temperature: f
                     min_frequency_cm)
     rng = rng if rng is not None else np.random.default_rng(seed)
     kt = units.kB * temperature
-    sigma = np.sqrt(kt / modes.eigenvalues[use])  # mass-weighted amplitude, A sqrt(amu)
-    shapes = modes.displacements()[use]  # (M, N, 3)
     eigenvalues = modes.eigenvalues[use]
+    sigma = np.sqrt(kt / eigenvalues)  # mass-weighted amplitude, A sqrt(amu)
+    shapes = modes.displacements()[use]  # (M, N, 3)
     e0 = energy(atoms) if energy is not None and n > 0 else 0.0
     out, tries = [], 0
     while len(out) < n and tries < max_tries * n:
