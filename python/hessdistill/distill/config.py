@@ -47,7 +47,7 @@ HELP = {
     "dtype": "training dtype: float32 or float64",
     "export_dtype": "dtype of the exported TorchScript student: float32 or float64",
     "device": "auto (cuda when present, else cpu), cpu or cuda",
-    "val_hessian_rows": "Hessian rows per validation structure used for the Hessian MAE",
+    "val_hessian_rows": "Hessian rows per validation structure used for the Hessian MAE (taken on the first epoch and every 10th)",
     "compile": "compiled training step (loss and gradients traced and compiled; 3-5x faster steps after a 1-5 "
                "minute compile): on, off, or auto (on when the planned training time is at least 10 minutes; "
                "eager, with one warning, where the compile fails)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def plot_learning_curve(metrics_csv, png) -> None:
         ("train_loss", "val_energy_mae", "val_force_mae", "val_hessian_mae"),
         ("train loss", "val energy MAE (eV)", "val force MAE (eV/A)", "val Hessian MAE (eV/A^2)"),
     ):
-        vals = [float(r[key]) for r in rows]
-        ax.plot(ep, vals)
+        # some columns are taken on some epochs only (the validation Hessian MAE): plot the finite points
+        points = [(e, float(r[key])) for e, r in zip(ep, rows) if math.isfinite(float(r[key]))]
+        if points:
+            ax.plot(*zip(*points), marker="." if len(points) < 30 else None)
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=9)

@@ -44,6 +44,9 @@ log = logging.getLogger("hessdistill.distill")
 AUTO_COMPILE_SECONDS = 600.0
 #: patience = 0 means epochs of about this many optimizer steps (at least 5 epochs)
 AUTO_PATIENCE_STEPS = 1000
+#: the validation Hessian MAE (a double backward per row: as costly as ~30 training steps on a 33-atom molecule,
+#: and read by no stopping rule) is taken on the first epoch and every this many epochs; NaN in between
+VAL_HESSIAN_EVERY = 10
 
 
 def resolve_device(name: str) -> torch.device:
@@ -249,7 +252,8 @@ class Trainer:
         while not (reason := self._stop()):
             t0 = time.perf_counter()
             loss = self.train_epoch()
-            val = evaluate(self._eval_model(), self.graphs["val"], c.val_hessian_rows)
+            hessian_now = self.epoch % VAL_HESSIAN_EVERY == 0
+            val = evaluate(self._eval_model(), self.graphs["val"], c.val_hessian_rows if hessian_now else 0)
             lr = self.optimizer.param_groups[0]["lr"]
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(val["force_mae"])
