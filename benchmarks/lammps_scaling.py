@@ -54,7 +54,7 @@ COUNT_FEATURES = 8  # the counts depend on cutoff and interactions only: a narro
 # (interactions, cutoff or None for the default) of the accuracy runs: the default student, the strictly local one,
 # and a local one with a wider cutoff (does it win back accuracy?)
 ACCURACY_STUDENTS = ((2, None), (1, None), (1, 6.0))
-MAX_STEPS = 3000  # optimizer steps of each accuracy run (the default, 30000, takes ~20 min per student on 1 core)
+MAX_STEPS = 3000  # optimizer steps of each accuracy run (the default cap, 100000, is a guard; the plateau rule ends most runs)
 TARGET_RATIO = 1.3  # work at 8 ranks on 32768 atoms / one rank, strictly local student
 TARGET_EFFICIENCY = 0.8  # wall clock, 2 ranks on 4096 atoms
 
