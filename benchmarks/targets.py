@@ -292,7 +292,7 @@ def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
     from timing import interleaved
 
     torch.set_num_threads(1)
-    n = max(r["train"] for r in runs)
+    n = next((r["train"] for r in runs if r["arm"] not in ("distilled", "baseline")), None)  # the main set
     chosen = {r["arm"]: r for r in runs if r["train"] == n and r["seed"] == 0 and r["arm"] != "baseline"}
     if "distilled" not in chosen or len(chosen) < 2:
         return {}
