@@ -577,6 +577,10 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
                 lines.append(f"| {name} | {'painn-32x2 (default)' if arm == 'distilled' else arm} | "
                              f"{v['parameters']} | {100 * v['force_mae_relative']:.2f}% | {v['ms_per_call']:.2f} | "
                              f"{_r(v['time_ratio_to_default'])} |")
+    for name, s in tg["systems"].items():  # runs the benchmark process did not start itself, and how they ran
+        for r in s["runs"]:
+            if r.get("run_by"):
+                lines += ["", f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}."]
     lines += ["", "Targets (median over seeds): "
               + "; ".join(f"{name}: " + ", ".join(f"{k} {'-' if v is None else ('met' if v else 'NOT met')}"
                                                   for k, v in s["targets"].items())

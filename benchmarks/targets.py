@@ -401,6 +401,9 @@ def plot(results: dict, path: Path) -> None:
             if c:
                 n = sorted(c)
                 ax.loglog(n, [1e3 * c[k] for k in n], style, label=f"{arm} (wH={'100' if arm == 'distilled' else 0})")
+        sizes = sorted({int(k) for c in s["curve"].values() for k in c})
+        ax.set_xticks(sizes, [str(k) for k in sizes])  # the sizes run, not log-scale minor labels that overlap
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         scale = s["runs"][0]["label_errors"]["teacher_mean_abs_force"]
         ax.axhline(1e3 * 0.02 * scale, color="gray", lw=0.8, ls=":", label="2% of teacher mean |F|")
         ax.set_title(f"{name} ({s['data']['atoms']} atoms, {s['data']['teacher']})")
