@@ -140,6 +140,19 @@ def build_mgo(path: Path) -> Path:
     return path
 
 
+def sample_args(spec: dict, start: str, n: int, split: str, seed: int) -> list:
+    """The `hessdistill sample` arguments (no output) for ``n`` structures of a system's mix."""
+    n_md = int(round(spec["md_fraction"] * n))
+    return (["sample", "--start", start, "--teacher", spec["teacher"], "--md", n_md, "--temperature",
+             spec["temperatures"], *([spec["extra"], n - n_md] if spec["extra"] else []), "--split", split,
+             "--seed", seed] + (["--strain", spec["strain"]] if spec.get("strain") else []))
+
+
+def as_run(args, folder: Path) -> str:
+    """The command line as run, with file names instead of scratch paths."""
+    return " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x) for x in args)
+
+
 def build_labels(system: str, size: Size, folder: Path) -> dict:
     """Sample and label the system's structures into ``folder/labels.h5`` (kept between runs)."""
     spec = SYSTEMS[system]
@@ -153,12 +166,8 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     elif start == "mgo.xyz":
         start = str(build_mgo(folder / start))
     n = size.train + size.val + size.test
-    n_md = int(round(spec["md_fraction"] * n))
-    fractions = f"{size.train / n:.6f},{size.val / n:.6f},{size.test / n:.6f}"
     log = folder / "log.txt"
-    args = ["sample", "--start", start, "--teacher", spec["teacher"], "--md", n_md, "--temperature",
-            spec["temperatures"], *([spec["extra"], n - n_md] if spec["extra"] else []), "--split", fractions,
-            "--seed", 0] + (["--strain", spec["strain"]] if spec.get("strain") else [])
+    args = sample_args(spec, start, n, f"{size.train / n:.6f},{size.val / n:.6f},{size.test / n:.6f}", seed=0)
     sample_s = hessdistill(*args, "-o", folder / "structures.extxyz", log=log)
     label_s = hessdistill("label", folder / "structures.extxyz", "--teacher", spec["teacher"], "--rows",
                           spec["rows"], "-o", labels, log=log)
@@ -168,7 +177,7 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     counts = {s: sum(it.split == s for it in items) for s in ("train", "val", "test")}
     info = {"start": start, "atoms": len(items[0].numbers), "teacher": spec["teacher"], "rows": spec["rows"],
             "counts": counts, "sample_wall_s": sample_s, "label_wall_s": label_s,
-            "sampling": " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x) for x in args)}
+            "sampling": as_run(args, folder)}
     info_path.write_text(json.dumps(info, indent=1))
     return info
 
@@ -201,11 +210,8 @@ def more_labels(system: str, size: Size, folder: Path) -> Path:
         return path
     spec, info_path = SYSTEMS[system], folder / "labels.json"
     info = json.loads(info_path.read_text())
-    n = n_more + 2  # the split keeps one val and one test structure; they are dropped
-    n_md = int(round(spec["md_fraction"] * n))
-    args = ["sample", "--start", info["start"], "--teacher", spec["teacher"], "--md", n_md, "--temperature",
-            spec["temperatures"], *([spec["extra"], n - n_md] if spec["extra"] else []), "--split", "1,0,0",
-            "--seed", 1] + (["--strain", spec["strain"]] if spec.get("strain") else [])
+    # n_more + 2: the split keeps one val and one test structure; they are dropped
+    args = sample_args(spec, info["start"], n_more + 2, "1,0,0", seed=1)
     log = folder / "log.txt"
     sample_s = hessdistill(*args, "-o", folder / "more.extxyz", log=log)
     label_s = hessdistill("label", folder / "more.extxyz", "--teacher", spec["teacher"], "--rows", spec["rows"],
@@ -216,8 +222,7 @@ def more_labels(system: str, size: Size, folder: Path) -> Path:
     write_store(train + more + [it for it in items if it.split != "train"], path,
                 teacher_name=store_teacher(folder / "labels.h5"))
     info["more"] = {"train": len(more), "sample_wall_s": sample_s, "label_wall_s": label_s,
-                    "sampling": " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x)
-                                         for x in args)}
+                    "sampling": as_run(args, folder)}
     info_path.write_text(json.dumps(info, indent=1))
     return path
 
