@@ -513,9 +513,9 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
              f"({size['test']} structures), against the teacher, from the run's own fidelity report. Training sets: "
              f"{size['train'] // 9}, {size['train'] // 3}, {size['train']} (the main set: accuracy and physics "
              f"targets) and {3 * size['train']} structures (nested; the last adds {2 * size['train']} from a second "
-             f"sample, seed 1, same mix), {size['val']} validation structures. Wall times are on a shared 2-core machine (other jobs ran beside it), so they "
-             "are upper bounds. The systems (how each start structure is made, why these sampling settings) are described "
-             "in the docstring of `benchmarks/targets.py`.", ""]
+             f"sample, seed 1, same mix), {size['val']} validation structures. Wall times are on a shared 2-core "
+             "machine (other jobs ran beside it), so they are upper bounds. The systems (how each start structure "
+             "is made, why these sampling settings) are described in the docstring of `benchmarks/targets.py`.", ""]
     for name, s in tg["systems"].items():
         d = s["data"]
         lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "
@@ -556,9 +556,8 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
             res = ""
             if arm == "distilled" and eff:
                 parts = []
-                for p in eff.get("pairs", [eff]):
-                    if p.get("met") is None and p is not eff:
-                        continue
+                # every judged pair; a file written before pairs existed has its one verdict only
+                for p in [p for p in eff["pairs"] if p["met"] is not None] if "pairs" in eff else [eff]:
                     reach = p.get("smallest_distilled_n_reaching_it")
                     parts.append((f"reaches the baseline's n = {p['baseline_n']} error with n = {reach}" if reach
                                   else f"does not reach the baseline's n = {p['baseline_n']} error at any size run")
