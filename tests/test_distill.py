@@ -19,7 +19,7 @@ import numpy as np
 
 from hessdistill.distill import DistillConfig, load_config, write_config
 from hessdistill.distill.config import parse_duration
-from hessdistill.distill.trainer import VAL_HESSIAN_EVERY
+from hessdistill.distill.trainer import VAL_EVERY_STEPS, VAL_HESSIAN_EVERY
 from hessdistill.errors import ConfigError, InputError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
@@ -39,7 +39,7 @@ def morse_labels(tmp_path_factory):
 
 def tiny(**kw):
     base = dict(architecture="schnet", features=16, num_interactions=1, cutoff=4.0, batch_size=4, lr=3e-3,
-                dtype="float64", patience=1000, lr_schedule="cosine", compile="off")
+                dtype="float64", patience=1000, lr_schedule="cosine", compile="off", val_every=1)
     base.update(kw)
     return DistillConfig(**base)
 
@@ -79,6 +79,26 @@ def test_run_ends_at_a_plateau_or_the_step_cap(morse_labels, tmp_path):
     assert capped.max_epochs == 4 and capped.epoch == 4 and capped.stop_reason == "epochs"
 
 
+def test_small_training_sets_validate_every_few_epochs(morse_labels, tmp_path):
+    """8 training structures at batch 4 are 2 optimizer steps per epoch: val_every = 0 validates every
+    VAL_EVERY_STEPS // 2 epochs and at the cap, with patience counted in validations. Validation does not touch
+    training (cosine schedule): the same weights as a run validating every epoch, and the same validation MAE at
+    the epochs both validated."""
+    sparse = Trainer(tiny(epochs=60, val_every=0, patience=50), morse_labels, tmp_path / "sparse", progress=False)
+    assert sparse.val_every == VAL_EVERY_STEPS // 2 and sparse.patience == math.ceil(50 / sparse.val_every)
+    sparse.fit()
+    every = Trainer(tiny(epochs=60), morse_labels, tmp_path / "every", progress=False)
+    every.fit()
+    assert [h["epoch"] for h in sparse.history] == [25, 50, 60] and len(every.history) == 60
+    by_epoch = {h["epoch"]: h for h in every.history}
+    for h in sparse.history:
+        assert h["val_force_mae"] == by_epoch[h["epoch"]]["val_force_mae"]
+    assert sparse.history[0]["train_loss"] == pytest.approx(np.mean([r["train_loss"] for r in every.history[:25]]))
+    for k, v in every.model.state_dict().items():
+        assert torch.equal(sparse.model.state_dict()[k], v), k
+    assert len((tmp_path / "sparse" / "metrics.csv").read_text().splitlines()) == 4
+
+
 def test_time_budget_ends_the_run_and_survives_resume(morse_labels, tmp_path):
     assert parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration("1.5h") == 5400
     assert parse_duration("") is None and parse_duration("45") == 45
@@ -102,17 +122,18 @@ def test_time_budget_ends_the_run_and_survives_resume(morse_labels, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path):
+@pytest.mark.parametrize("architecture", ["schnet", "tensornet"])
+def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path, architecture):
     """The traced and compiled loss + parameter-gradient graph against eager autograd on the same batches and
     Hessian rows (float64): batches of 4, 3 and 2 structures share one compiled graph (no recompile); a batch
-    of one structure runs eagerly."""
+    of one structure runs eagerly. TensorNet's tensor products are where inductor once compiled a wrong graph."""
     from torch._dynamo.utils import counters
 
     from hessdistill.distill.compiled import CompiledStep
     from hessdistill.distill.data import collate, sample_row_slots
     from hessdistill.distill.loss import slots_loss
 
-    config = tiny(features=8, hessian_rows=2, hessian_weight=10.0, device="cpu")
+    config = tiny(architecture=architecture, features=8, hessian_rows=2, hessian_weight=10.0, device="cpu")
     trainer = Trainer(config, morse_labels, tmp_path / "c", progress=False)
     step = CompiledStep(trainer.model, config, trainer.norm)
     counters.clear()
@@ -134,7 +155,8 @@ def _cli(*args):
 
 def test_training_resumes_exactly_after_sigkill(morse_labels, tmp_path):
     args = ["distill", morse_labels, "--architecture", "schnet", "--features", 8, "--num-interactions", 1,
-            "--cutoff", 4.0, "--epochs", 20, "--dtype", "float64", "--batch-size", 2, "--hessian-rows", 2]
+            "--cutoff", 4.0, "--epochs", 20, "--dtype", "float64", "--batch-size", 2, "--hessian-rows", 2,
+            "--val-every", 2]  # checkpoints at epochs 2, 4, ...: a resume from a validation several epochs back
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*args, "--out", killed), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -156,6 +178,7 @@ def test_training_resumes_exactly_after_sigkill(morse_labels, tmp_path):
     assert summary["resumed_from_epoch"] >= at_kill and summary["epochs"] == 20
     a = torch.load(killed / "checkpoint.pt", weights_only=False)
     b = torch.load(straight / "checkpoint.pt", weights_only=False)
+    assert [h["epoch"] for h in b["history"]] == list(range(2, 21, 2))
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     for k in b["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k

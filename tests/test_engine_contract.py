@@ -37,7 +37,7 @@ ENGINE_OPTIONS = {"ase": {}, "openmm": {"platform": "Reference"}, "lammps": {}}
 def students(tmp_path_factory):
     d = tmp_path_factory.mktemp("students")
     return {arch: export_student(make_student(arch, type_names=("H", "C", "O", "Si"), cutoff=3.0, seed=2),
-                                 d / f"{arch}.pt", dtype="float64") for arch in ("painn", "schnet")}
+                                 d / f"{arch}.pt", dtype="float64") for arch in ("painn", "schnet", "tensornet")}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def frame0_forces(engine, result, atoms, student):
 
 
 @pytest.mark.parametrize("kind", ["molecule", "periodic"])
-@pytest.mark.parametrize("arch", ["painn", "schnet"])
+@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
 def test_engines_agree(tmp_path, students, plugin, arch, kind):
     atoms = structure(kind)
     reference = atoms.copy()

@@ -30,7 +30,7 @@ print(json.dumps({"energy": float(e), "forces": f.tolist(), "meta": {k: v.decode
 """
 
 
-@pytest.mark.parametrize("arch", ["painn", "schnet"])
+@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
 @pytest.mark.parametrize("system", ["ethanol", "silicon"])
 def test_fresh_process_gives_in_memory_numbers(arch, system, request, tmp_path):
     atoms = request.getfixturevalue(system)

@@ -48,7 +48,7 @@ def plugin():
 def students(tmp_path_factory):
     d = tmp_path_factory.mktemp("students")
     out = {arch: export_student(make_student(arch, type_names=ELEMENTS, features=8, layers=2), d / f"{arch}.pt")
-           for arch in ("painn", "schnet")}
+           for arch in ("painn", "schnet", "tensornet")}
     # strictly local: one interaction, the receptive field is one cutoff
     out["local"] = export_student(make_student("painn", type_names=ELEMENTS, features=8, layers=1), d / "local.pt")
     return out
@@ -125,7 +125,7 @@ def close(a, b, rtol=1e-10):
 
 # --- the numbers ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch", ["painn", "schnet"])
+@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
 def test_matches_ase_calculator(tmp_path, plugin, students, arch):
     atoms = write_data(si_o((1, 1, 2)), tmp_path / "sio.data")
     got = evaluate(tmp_path, plugin, students[arch], tmp_path / "sio.data")

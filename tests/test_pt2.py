@@ -115,7 +115,7 @@ def test_local_mask_and_shift_forces_as_lammps_uses_them(model, loaded):
     np.testing.assert_allclose(out.virial.numpy(), virial.numpy(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch", ["painn", "schnet"])
+@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
 def test_traced_graph_equals_autograd_for_any_size(arch):
     """trace_autograd of the engine signature: one graph, no autograd left, right for sizes it never saw."""
     from hessdistill.formats.evaluate import student_outputs
@@ -134,9 +134,10 @@ def test_traced_graph_equals_autograd_for_any_size(arch):
     graph = trace_autograd(lambda *x: tuple(student_outputs(m, *x)), inputs(7, 11))
     assert not any("autograd" in str(node.target) for node in graph.graph.nodes)
     # the export's rewrite: PaiNN's filter gradients (edges x 24) @ (24 x 16), one per interaction, transposed, same
-    # numbers; this SchNet's (edges x 8) @ (8 x 16) is not narrow and stays
+    # numbers; this SchNet's (edges x 8) @ (8 x 16) is not narrow and stays; TensorNet's are its embedding's radial
+    # (edges x 24) @ (24 x 16) and each interaction's (edges x 24) @ (24 x 8)
     transposed = transpose_narrow_matmuls(graph, rows=_edge_count(graph))
-    assert transposed == {"painn": m.num_interactions, "schnet": 0}[arch]
+    assert transposed == {"painn": m.num_interactions, "schnet": 0, "tensornet": 1 + m.num_interactions}[arch]
     for n, e in [(2, 0), (5, 3), (40, 300)]:
         x = inputs(n, e)
         for got, want in zip(graph(*x), student_outputs(m, *x)):

@@ -11,7 +11,7 @@ from hessdistill.distill.data import Graph, collate
 from hessdistill.distill.hessian import energy_gradient, hessian_rows
 from hessdistill.neighbors import neighbor_list, neighbor_list_torch
 
-ARCHS = ["painn", "schnet"]
+ARCHS = ["painn", "schnet", "tensornet"]
 
 
 def graph_inputs(model, atoms):

@@ -1,11 +1,11 @@
-"""A run's ``checkpoint.pt``: all an exact resume needs, written atomically every epoch, and the student it holds.
+"""A run's ``checkpoint.pt``: all an exact resume needs, written atomically at every validation, and the student it
+holds.
 
 It stores the config, the student's architecture and hyperparameters, model, EMA, optimizer and scheduler states,
-epoch, history (the rows of ``metrics.csv``), the best EMA weights and their validation force MAE, epochs without
-improvement, the loss normalizers, the teacher's name, torch's RNG state, the training seconds spent (what
+epoch, history (the rows of ``metrics.csv``), the best EMA weights and their validation force MAE, validations
+without improvement, the loss normalizers, the teacher's name, torch's RNG state, the training seconds spent (what
 ``time_budget`` counts) and the step mode (eager or compiled). Shuffling and Hessian-row sampling
-are seeded by (seed, epoch, batch) and need no state, so a run resumed from any epoch repeats an uninterrupted one
-bit for bit. This module is the one place that knows these keys.
+are seeded by (seed, epoch, batch) and need no state, so a resumed run repeats an uninterrupted one bit for bit. This module is the one place that knows these keys.
 
 Example
 -------
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 #: Options that may differ between a checkpoint and the config of the run that resumes it.
-RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "device", "compile"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "val_every", "device", "compile"}
 #: Options newer than some checkpoints, with the value that matches how those runs trained.
 ADDED_OPTIONS = {"stress_weight": 0.0}
 
@@ -48,7 +48,7 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
         "history": trainer.history,
         "best": trainer.best,
         "best_state": trainer.best_state,
-        "bad_epochs": trainer.bad_epochs,
+        "bad_epochs": trainer.bad_validations,  # the key of checkpoints that validated every epoch
         "norm": trainer.norm,
         "teacher": trainer.teacher_name,
         "elapsed": trainer.elapsed,
@@ -79,7 +79,7 @@ def restore_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.epoch, trainer.history = state["epoch"], state["history"]
-    trainer.best, trainer.best_state, trainer.bad_epochs = state["best"], state["best_state"], state["bad_epochs"]
+    trainer.best, trainer.best_state, trainer.bad_validations = state["best"], state["best_state"], state["bad_epochs"]
     trainer.norm = state["norm"]
     trainer.elapsed = state.get("elapsed", 0.0)
     # auto keeps the mode the run started in: eager and compiled steps round differently

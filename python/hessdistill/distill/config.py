@@ -42,12 +42,15 @@ HELP = {
     "ema_decay": "decay of the exponential moving average of weights used for validation and export (0: off)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "patience": "epochs without a better validation force MAE before the plateau schedule halves the LR (at the "
-                "smallest LR: before training stops; other schedules: stop); 0: epochs of about 1000 steps, >= 5",
+                "smallest LR: before training stops; other schedules: stop); 0: epochs of about 1000 steps, >= 5; "
+                "counted in validations (rounded up) when val_every > 1",
+    "val_every": "epochs between validations (and checkpoints, metrics rows); 0: about every 50 optimizer steps, "
+                 "i.e. every epoch from 100 training structures at batch size 4",
     "seed": "seed of initialization, shuffling and row sampling",
     "dtype": "training dtype: float32 or float64",
     "export_dtype": "dtype of the exported TorchScript student: float32 or float64",
     "device": "auto (cuda when present, else cpu), cpu or cuda",
-    "val_hessian_rows": "Hessian rows per validation structure used for the Hessian MAE (taken on the first epoch and every 10th)",
+    "val_hessian_rows": "Hessian rows per validation structure used for the Hessian MAE (taken at the first validation and every 10th)",
     "compile": "compiled training step (loss and gradients traced and compiled; 3-5x faster steps after a 1-5 "
                "minute compile): on, off, or auto (on when the planned training time is at least 10 minutes; "
                "eager, with one warning, where the compile fails)",
@@ -88,6 +91,7 @@ class DistillConfig:
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     patience: int = 0
+    val_every: int = 0
     seed: int = 0
     dtype: str = "float32"
     export_dtype: str = "float64"
@@ -110,7 +114,7 @@ class DistillConfig:
         for name in ("features", "num_interactions", "num_basis", "hessian_rows", "batch_size", "max_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "patience"):
+        for name in ("epochs", "patience", "val_every"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: automatic), got {getattr(self, name)}")
         parse_duration(self.time_budget)

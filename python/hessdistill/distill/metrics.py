@@ -1,4 +1,4 @@
-"""A run's per-epoch record: ``metrics.csv`` (one row per epoch) and its plot, ``learning_curve.png``."""
+"""A run's record: ``metrics.csv`` (one row per validation, by epoch) and its plot, ``learning_curve.png``."""
 
 from __future__ import annotations
 

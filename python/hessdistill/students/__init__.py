@@ -6,12 +6,13 @@ from ..errors import ConfigError
 from .common import StudentBase
 from .painn import PaiNN
 from .schnet import SchNetLite
+from .tensornet import TensorNet
 
-ARCHITECTURES = {"painn": PaiNN, "schnet": SchNetLite}
+ARCHITECTURES = {"painn": PaiNN, "schnet": SchNetLite, "tensornet": TensorNet}
 
 
 def build_student(architecture: str, **hyperparameters) -> StudentBase:
-    """Make a student by architecture name (``painn`` or ``schnet``)."""
+    """Make a student by architecture name (a key of ``ARCHITECTURES``)."""
     try:
         cls = ARCHITECTURES[architecture]
     except KeyError:
@@ -21,4 +22,4 @@ def build_student(architecture: str, **hyperparameters) -> StudentBase:
     return cls(**hyperparameters)
 
 
-__all__ = ["ARCHITECTURES", "PaiNN", "SchNetLite", "StudentBase", "build_student"]
+__all__ = ["ARCHITECTURES", "PaiNN", "SchNetLite", "StudentBase", "TensorNet", "build_student"]
