@@ -509,7 +509,8 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
              f"`benchmarks/targets.py` ({rel}/targets.json, its own run: started {tg['started']}, last written "
              f"{tg['written']}; {m.get('cpu_model', '')}, {m.get('cpus')} CPUs, load average at start "
              f"{m.get('load_average_at_start')}). Every run is `hessdistill distill LABELS --out RUN --seed S` "
-             "(`--baseline` for the undistilled arm; `--features 64 --num-interactions 3` for the capacity arm) with no other flag; errors are on the held-out test split "
+             "(`--baseline` for the undistilled arm; `--features 64 --num-interactions 3` and `--architecture tensornet` for "
+             "the capacity arms) with no other flag; errors are on the held-out test split "
              f"({size['test']} structures), against the teacher, from the run's own fidelity report. Training sets: "
              f"{size['train'] // 9}, {size['train'] // 3}, {size['train']} (the main set: accuracy and physics "
              f"targets) and {3 * size['train']} structures (nested; the last adds {2 * size['train']} from a second "
@@ -566,7 +567,7 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
             lines.append(f"| {name} | {arm} | {vals} | {res} |")
     cap = {name: s["capacity"] for name, s in tg["systems"].items() if s.get("capacity")}
     if cap:
-        lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger student (CPU ms per "
+        lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger or other student (CPU ms per "
                   "energy + forces call of the exported file through the ASE calculator, neighbour list included, "
                   "1 thread; ratio to the default size within interleaved rounds, median (min-max)):", "",
                   "| system | student | parameters | force MAE / teacher mean abs F | ms per call | time / default |",

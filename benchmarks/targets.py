@@ -30,7 +30,7 @@ Systems (chosen to be new to the package: none is used by a test or another benc
   per structure (a SevenNet-0 row costs ~0.1 s).
 
 Runs go in priority order (main distilled run of each system first, then the baselines and the curve, then more
-seeds, the capacity arm and last the 3n sets) and each finished run is kept (``WORKDIR/<system>/<run>/``), so an interrupted benchmark resumes where it
+seeds, the capacity arms and last the 3n sets) and each finished run is kept (``WORKDIR/<system>/<run>/``), so an interrupted benchmark resumes where it
 stopped. Results: ``benchmarks/results/targets.json`` and ``targets.png``.
 
     OMP_NUM_THREADS=1 python benchmarks/targets.py [--systems acetic_acid complex mgo] [--seeds 2]
@@ -60,7 +60,8 @@ from common import jsonable  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 # arm -> flags of `hessdistill distill` besides --out and --seed; "distilled" is the defaults
 ARMS = {"distilled": (), "baseline": ("--baseline",),
-        "painn-64x3": ("--features", "64", "--num-interactions", "3")}  # capacity (item 5): a larger student
+        "painn-64x3": ("--features", "64", "--num-interactions", "3"),  # capacity (item 5): a larger student
+        "tensornet": ("--architecture", "tensornet")}  # and another architecture (rank-2 tensors), same width
 TARGETS = {"force_mae_relative": 0.02, "frequency_rms_relative": 0.02, "pressure_error_relative": 0.05,
            "distill_minutes": 60.0}
 
@@ -233,7 +234,7 @@ def plan(size: Size, seeds: int) -> list[tuple[str, int, int]]:
     runs = [("distilled", n, 0), ("baseline", n, 0), ("distilled", n // 3, 0), ("baseline", n // 3, 0),
             ("distilled", n // 9, 0), ("baseline", n // 9, 0)]
     runs += [("distilled", n, s) for s in range(1, seeds)]
-    runs += [("painn-64x3", n, 0)]
+    runs += [("painn-64x3", n, 0), ("tensornet", n, 0)]
     runs += [("baseline", 3 * n, 0), ("distilled", 3 * n, 0)]  # the curve's last point: a second sample
     return runs
 

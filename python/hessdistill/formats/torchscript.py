@@ -9,7 +9,7 @@ key                    value
 =====================  ===========================================================================
 ``format``             ``hessdistill-student-1``
 ``hessdistill_version`` package version that wrote the file
-``architecture``       ``painn`` or ``schnet``
+``architecture``       ``painn``, ``schnet`` or ``tensornet``
 ``cutoff``             radial cutoff, in ``length_unit``
 ``num_interactions``   message-passing layers
 ``interaction_range``  num_interactions x cutoff: how far an atom's energy depends on other atoms

@@ -78,21 +78,20 @@ class _PartLinear(nn.Module):
 
 
 class _Embedding(nn.Module):
-    """Initial tensors: sum over neighbours of radial weights x (I, [r]x, r r^T - I/3), per species pair."""
+    """Initial tensors: sum over neighbours of radial weights x (I, [r]x, r r^T - I/3), per species pair (from the
+    atoms' species embeddings z)."""
 
-    def __init__(self, num_types: int, features: int, num_basis: int):
+    def __init__(self, features: int, num_basis: int):
         super().__init__()
         self.features = features
-        self.species = nn.Embedding(num_types, features)
         self.pair = nn.Linear(2 * features, features)
         self.radial = nn.Linear(num_basis, 3 * features)
         self.gates = mlp([features, 2 * features, 3 * features])
         self.mix = _PartLinear(features)
 
-    def forward(self, species, edge_index, rbf, env, unit):
+    def forward(self, z, edge_index, rbf, env, unit):
         i, j = edge_index[0], edge_index[1]
-        n = species.shape[0]
-        z = self.species(species)
+        n = z.shape[0]
         zij = self.pair(torch.cat([z.index_select(0, i), z.index_select(0, j)], dim=-1)) * env.unsqueeze(-1)
         ft, fa, fs = torch.split(self.radial(rbf) * zij.repeat(1, 3), self.features, dim=-1)
         f = self.features
@@ -160,7 +159,7 @@ class TensorNet(StudentBase):
         num_basis: int = 16,
     ):
         super().__init__(type_names, atomic_numbers, cutoff, features, num_interactions, num_basis)
-        self.embed = _Embedding(len(type_names), features, num_basis)
+        self.embed = _Embedding(features, num_basis)
         self.interactions = nn.ModuleList([_Interaction(features, num_basis) for _ in range(num_interactions)])
         # no LayerNorm (its backward specializes the atom count when traced); the layers' normalisation already
         # keeps these norms of order one
@@ -172,7 +171,7 @@ class TensorNet(StudentBase):
         unit = r / d.unsqueeze(-1)
         rbf = self.rbf(d)
         env = self.envelope(d)
-        t, a, s = self.embed(species, edge_index, rbf, env, unit)
+        t, a, s = self.embed(self.embedding(species), edge_index, rbf, env, unit)
         for interaction in self.interactions:
             t, a, s = interaction(t, a, s, edge_index, rbf, env)
         nt, na, ns = _norms(t, a, s)
