@@ -6,6 +6,7 @@ and runs every structure through the same loaded package.
 
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,19 @@ def test_mismatched_packages_are_refused(change, match, files, tmp_path):
     bad = tmp_path / "bad.pt2"
     rewrite_pt2_metadata(files[1], bad, change)
     _one_line_error(ModelFileError, lambda: load_student(bad), match)
+
+
+def test_package_is_checked_against_its_student(model, files):
+    """The check every export runs after compiling: the package passes against the student it was compiled from and
+    is refused, in one line naming the TorchScript fallback, against another (as a miscompiled package would be)."""
+    from hessdistill.errors import EngineError
+    from hessdistill.formats.pt2 import _check_package
+
+    pt2 = Path(files[1])
+    _check_package(model, pt2, torch.device("cpu"), pt2.name)
+    other = make_student(layers=2, seed=1).eval()
+    _one_line_error(EngineError, lambda: _check_package(other, pt2, torch.device("cpu"), pt2.name),
+                    "away from the student's own")
 
 
 def test_bad_files_are_refused(files, tmp_path):
