@@ -4,8 +4,8 @@ Each atom carries, per channel, a 3x3 tensor X = I + A + S: its isotropic part (
 its antisymmetric part (a vector a, as the matrix of a x .) and its symmetric traceless part S. Messages scale the
 three parts of the neighbours' tensors by learned radial functions; the update multiplies tensors (Y M + M Y), which
 couples the parts the way an l <= 2 tensor product does in NequIP or MACE, with no spherical harmonics or
-Clebsch-Gordan tables. PaiNN stops at vectors (l = 1); the rank-2 part is what describes bond-angle and torsion
-curvature, i.e. the Hessian rows this package trains on.
+Clebsch-Gordan tables. PaiNN stops at vectors (l = 1); the rank-2 part carries the angular information they lack.
+Measured in ``benchmarks/targets.py``: ~2x PaiNN's cost per call at the same width (see BENCHMARKS section 10).
 
 Everything here is smooth: invariants are squared norms (no square roots, which kink where a part vanishes at a
 symmetric site) and tensors are normalised by 1 / (|X|^2 + 1). Energies are invariant under rotations and
@@ -98,7 +98,8 @@ class _Embedding(nn.Module):
         eye = torch.eye(3, dtype=unit.dtype, device=unit.device)
         outer = unit.unsqueeze(-1) * unit.unsqueeze(-2) - eye / 3.0
         t = torch.zeros(n, f, dtype=rbf.dtype, device=rbf.device).index_add(0, i, ft)
-        a = torch.zeros(n, 3, f, dtype=rbf.dtype, device=rbf.device).index_add(0, i, unit.unsqueeze(-1) * fa.unsqueeze(1))
+        a = torch.zeros(n, 3, f, dtype=rbf.dtype, device=rbf.device).index_add(
+            0, i, unit.unsqueeze(-1) * fa.unsqueeze(1))
         s = torch.zeros(n, 3, 3, f, dtype=rbf.dtype, device=rbf.device).index_add(
             0, i, outer.unsqueeze(-1) * fs.unsqueeze(1).unsqueeze(1))
         nt, na, ns = _norms(t, a, s)
