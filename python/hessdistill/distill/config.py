@@ -18,7 +18,7 @@ from ..students import ARCHITECTURES
 # name -> help text; also the comments of the written YAML file.
 HELP = {
     "architecture": "student architecture: painn (equivariant, the paper's student), schnet (smaller, faster) or "
-                    "tensornet (rank-2 Cartesian tensors, ~2x PaiNN's cost)",
+                    "tensornet (rank-2 Cartesian tensors; 2-3x PaiNN's cost per call)",
     "features": "feature width of the student",
     "num_interactions": "message-passing layers (interaction range = num_interactions x cutoff); 1: a strictly "
                         "local student, whose LAMMPS ranks each evaluate only their atoms x neighbours",

@@ -5,7 +5,8 @@ its antisymmetric part (a vector a, as the matrix of a x .) and its symmetric tr
 three parts of the neighbours' tensors by learned radial functions; the update multiplies tensors (Y M + M Y), which
 couples the parts the way an l <= 2 tensor product does in NequIP or MACE, with no spherical harmonics or
 Clebsch-Gordan tables. PaiNN stops at vectors (l = 1); the rank-2 part carries the angular information they lack.
-Measured in ``benchmarks/targets.py``: ~2x PaiNN's cost per call at the same width (see BENCHMARKS section 10).
+Cost at PaiNN's width (acetic acid, ASE calculator, float64, 1 thread): 1.8x PaiNN's per call as ``.pt2``, 3.2x
+as TorchScript, whose time is per-op overhead and this student has more ops (BENCHMARKS section 10).
 
 Everything here is smooth: invariants are squared norms (no square roots, which kink where a part vanishes at a
 symmetric site) and tensors are normalised by 1 / (|X|^2 + 1). Energies are invariant under rotations and
