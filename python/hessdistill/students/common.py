@@ -94,6 +94,13 @@ class StudentBase(nn.Module):
     def edge_vectors(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         return positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
 
+    def edge_geometry(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edge vectors, their lengths, radial basis and cutoff envelope: what every student starts from."""
+        r = self.edge_vectors(positions, edge_index, shifts)
+        d = torch.linalg.norm(r, dim=-1)
+        return r, d, self.rbf(d), self.envelope(d)
+
     def finish(self, out: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         return self.scale * out + self.shift.index_select(0, species)
 

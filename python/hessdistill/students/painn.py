@@ -81,11 +81,8 @@ class PaiNN(StudentBase):
         self.updates = nn.ModuleList([_Update(features) for _ in range(num_interactions)])
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
-        r = self.edge_vectors(positions, edge_index, shifts)
-        d = torch.linalg.norm(r, dim=-1)
+        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         unit = r / d.unsqueeze(-1)
-        rbf = self.rbf(d)
-        env = self.envelope(d)
         s = self.embedding(species)
         v = torch.zeros(s.shape[0], 3, self.features, dtype=s.dtype, device=s.device)
         for message, update in zip(self.messages, self.updates):

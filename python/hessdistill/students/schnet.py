@@ -45,10 +45,7 @@ class SchNetLite(StudentBase):
         self.interactions = nn.ModuleList([_Interaction(features, num_basis) for _ in range(num_interactions)])
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
-        r = self.edge_vectors(positions, edge_index, shifts)
-        d = torch.linalg.norm(r, dim=-1)
-        rbf = self.rbf(d)
-        env = self.envelope(d)
+        _, _, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         s = self.embedding(species)
         for interaction in self.interactions:
             s = interaction(s, edge_index, rbf, env)

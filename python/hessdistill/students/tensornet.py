@@ -168,11 +168,8 @@ class TensorNet(StudentBase):
         self.head = nn.Sequential(nn.Linear(3 * features, features), nn.SiLU())
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
-        r = self.edge_vectors(positions, edge_index, shifts)
-        d = torch.linalg.norm(r, dim=-1)
+        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         unit = r / d.unsqueeze(-1)
-        rbf = self.rbf(d)
-        env = self.envelope(d)
         t, a, s = self.embed(self.embedding(species), edge_index, rbf, env, unit)
         for interaction in self.interactions:
             t, a, s = interaction(t, a, s, edge_index, rbf, env)
