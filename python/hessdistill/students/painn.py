@@ -20,11 +20,13 @@ class _Message(nn.Module):
         self.phi = mlp([features, features, 3 * features])
         self.filter = nn.Linear(num_basis, 3 * features)
 
-    def forward(self, s, v, edge_index, rbf, env, unit):
+    def forward(self, s, v, edge_index, rbf, env, unit, first: bool):
         i, j = edge_index[0], edge_index[1]
         x = self.phi(s).index_select(0, j) * self.filter(rbf) * env.unsqueeze(-1)
         ds, dvv, dvs = torch.split(x, self.features, dim=-1)
-        dv = v.index_select(0, j) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * unit.unsqueeze(-1)
+        dv = dvs.unsqueeze(1) * unit.unsqueeze(-1)
+        if not first:  # v is zero before the first message: skipping v_j * dvv there changes no number
+            dv = dv + v.index_select(0, j) * dvv.unsqueeze(1)
         s = s.index_add(0, i, ds)
         v = v.index_add(0, i, dv)
         return s, v
@@ -85,7 +87,9 @@ class PaiNN(StudentBase):
         unit = r / d.unsqueeze(-1)
         s = self.embedding(species)
         v = torch.zeros(s.shape[0], 3, self.features, dtype=s.dtype, device=s.device)
+        first = True
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, edge_index, rbf, env, unit)
+            s, v = message(s, v, edge_index, rbf, env, unit, first)
             s, v = update(s, v)
+            first = False
         return self.finish(self.readout(s).squeeze(-1), species)
