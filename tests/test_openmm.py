@@ -364,6 +364,26 @@ def test_pt2_student_needs_pythonforce(tmp_path):
         with pytest.raises(OpenMMBackendError, match="OpenMM >= 8.5.*use the TorchScript file here") as err:
             create_system(topology, path)
         assert "\n" not in str(err.value)
+        # run_md too (it once resolved the back end without looking at the file, and said to use 'pythonforce')
+        with pytest.raises(OpenMMBackendError, match="OpenMM >= 8.5.*use the TorchScript file here"):
+            run_md(path, molecule("CH3CH2OH"), tmp_path / "md", MDOptions(steps=2), analyze=False)
+
+
+@pytest.mark.skipif(not HAS_PYTHONFORCE, reason="openmm.PythonForce needs OpenMM >= 8.5 (this is "
+                    f"{openmm.__version__}); the second environment (.ci/newer_env.sh) runs this test")
+def test_run_md_with_a_pt2_student_follows_the_torchscript_run(student64, student64_pt2, tmp_path):
+    """run_md picks PythonForce for a .pt2 by itself (default back end) and, from the same start, gives the
+    TorchScript student's energies along 40 NVE steps."""
+    options = MDOptions(steps=40, timestep_fs=0.5, temperature_K=300.0, report_interval=10, max_drift=None,
+                        max_deviation=None, seed=3)
+    atoms = molecule("CH3CH2OH")
+    runs = {p.suffix: run_md(p, atoms, tmp_path / p.suffix[1:], options, platform="Reference", analyze=False)
+            for p in (student64, student64_pt2)}
+    assert runs[".pt2"].extra["backend"] == "pythonforce" and not runs[".pt2"].stopped
+    a, b = (read_monitor_csv(runs[k].files["monitor_csv"]) for k in (".pt", ".pt2"))
+    assert len(a["step"]) == 5
+    for column in ("potential_eV", "total_eV"):
+        np.testing.assert_allclose(b[column], a[column], atol=1e-8)
 
 
 @pytest.mark.skipif(not HAS_OPENMMTORCH, reason="openmmtorch is not installed")

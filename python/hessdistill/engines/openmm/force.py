@@ -323,10 +323,7 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
         raise OpenMMBackendError(f"the OpenMM force's neighbor list needs vesin-torch ({VESIN_TORCH_ERROR}); "
                                  "pip install vesin-torch")
     compiled = file_format(model_path) == "pt2"
-    if compiled:
-        chosen = _pt2_backend(model_path, backend)
-    else:
-        chosen = available_backend(backend)
+    chosen = backend_for(model_path, backend)
     symbols = element_symbols(topology)
     n_total = len(symbols)
     if atoms is not None:
@@ -370,6 +367,12 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     force.setName(f"{STUDENT_FORCE_PREFIX} ({'TorchForce' if chosen == 'torchforce' else 'PythonForce'})")
     return force
+
+
+def backend_for(model_path, backend: str = "auto") -> str:
+    """The back end that runs the student file ``model_path`` here: ``available_backend(backend)`` for TorchScript;
+    ``pythonforce`` for a .pt2 package (TorchForce takes only TorchScript), or a one-line error why it cannot run."""
+    return _pt2_backend(model_path, backend) if file_format(model_path) == "pt2" else available_backend(backend)
 
 
 def _pt2_backend(model_path, backend: str) -> str:
@@ -474,6 +477,6 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
 __all__ = [
     "BACKENDS", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces", "VerletList",
     "add_student_force",
-    "available_backend", "create_system", "element_symbols", "only_students", "select_platform",
+    "available_backend", "backend_for", "create_system", "element_symbols", "only_students", "select_platform",
     "student_force",
 ]

@@ -33,7 +33,7 @@ from ..contract import degrees_of_freedom as contract_dof
 from ...errors import EnergyConservationError, InputError, ModelDeviationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
-from .force import _import_openmm, available_backend, create_system, select_platform
+from .force import _import_openmm, backend_for, create_system, select_platform
 
 log = logging.getLogger("hessdistill.engines.openmm")
 
@@ -257,7 +257,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     topology, positions, atoms = topology_from_atoms(atoms)
     from ..trust import TrustWatch
 
-    backend = available_backend(eo.backend)
+    backend = backend_for(model_path, eo.backend)  # a .pt2 runs through PythonForce, TorchScript through TorchForce
     system = create_system(topology, model_path, masses=atoms.get_masses(), backend=backend,
                            outputs_forces=eo.outputs_forces, device=eo.device)
     if o.committee and o.committee_drive == "mean":  # the student force is replaced by the committee's mean
