@@ -119,7 +119,8 @@ def _notes(res: dict) -> list[str]:
         "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
         "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
         "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS "
-        f"`run_md` (Si; {sz['engine_steps']} and twice as many steps).",
+        f"`run_md` (Si; {sz['engine_steps']} and twice as many steps); the main size also as a float32 `.pt2` "
+        "package (compiled on this machine) in ASE and in that engine (OpenMM takes a `.pt2` from 8.5 on).",
         f"- NVE: students {sz['nve_student_steps']} steps, teacher {sz['nve_teacher_steps']} steps (its steps cost "
         "more), 0.5 fs, same seeds; ethanol only (SevenNet-0 MD of the 64-atom Si cell costs "
         f"{_f(res['speed'].get('si', {}).get('teacher', {}).get('ms_per_step'), '{:.0f}')} ms per step here).",
@@ -141,12 +142,26 @@ def _speed(res: dict) -> list[str]:
         if "main_float64" in sp:
             f64 = sp["main_float64"]
             lines.append(f"| {sp['main_size']} float64 | | {f64['ms_per_step']:.2f} | {_r(f64['speedup'], '{:.1f}')} | |")
+        pt2 = sp.get("main_pt2", {})
+        if "speedup" in pt2:
+            lines.append(f"| {sp['main_size']} .pt2 | | {pt2['ms_per_step']:.2f} | {_r(pt2['speedup'], '{:.1f}')} | |")
         eng = sp.get("engine", {})
         if "speedup" in eng:
             lines.append(f"| {eng['student']} in {eng['name']} | | {eng['ms_per_step']:.2f} | "
                          f"{_r(eng['speedup'], '{:.1f}')} | |")
-        elif eng.get("error"):
-            lines.append(f"\n{eng['name']}: ERROR {eng['error']}")
+        if "speedup" in eng.get("pt2", {}):
+            lines.append(f"| {eng['student']} .pt2 in {eng['name']} | | {eng['pt2']['ms_per_step']:.2f} | "
+                         f"{_r(eng['pt2']['speedup'], '{:.1f}')} | |")
+        for where, part in ((eng.get("name"), eng), (f"{eng.get('name')} .pt2", eng.get("pt2", {})), ("ASE .pt2", pt2)):
+            if part.get("error"):
+                lines.append(f"\n{where}: ERROR {part['error']}")
+            elif part.get("skipped"):
+                lines.append(f"\n{where}: not run with this stack ({part['skipped']})")
+        over = {k: v["over_torchscript"] for k, v in (("ASE", pt2), (eng.get("name"), eng.get("pt2", {})))
+                if "over_torchscript" in v}
+        if over:
+            lines.append("\n.pt2 over TorchScript, same student and engine: "
+                         + ", ".join(f"{k} {_r(v)}" for k, v in over.items()))
         if "target_speedup" in sp:
             lines.append(f"\nTarget >= {sp['target_speedup']:g}x with force MAE no worse than undistilled: "
                          f"{'met' if sp['target_met'] else 'NOT met'} (main size {sp['main_size']}: "
@@ -618,9 +633,12 @@ def readme_table(res: dict) -> str:
         if _err(s):
             continue
         main = s["students"][s["main_size"]]
+        pt2 = [(where, x["speedup"]) for where, x in (("ASE", s.get("main_pt2", {})),
+                                                       (engine, s["engine"].get("pt2", {}))) if "speedup" in x]
+        pt2 = ("; as .pt2: " + ", ".join(f"{_r(v, '{:.1f}')} ({where})" for where, v in pt2)) if pt2 else ""
         rows.append((f"MD speed, {system} ({s['structure_atoms']} atoms), {teacher} teacher vs {s['main_size']} "
-                     f"student (ASE / {engine})",
-                     f"{_r(main['speedup'], '{:.1f}')} / {_r(s['engine'].get('speedup'), '{:.1f}')}; force MAE "
+                     f"student (float32; ASE / {engine})",
+                     f"{_r(main['speedup'], '{:.1f}')} / {_r(s['engine'].get('speedup'), '{:.1f}')}{pt2}; force MAE "
                      f"{_mev(main['force_mae_distilled'])} vs {_mev(main['force_mae_undistilled'])} meV/A undistilled",
                      target("speedup_si", ">=") if system == "si" else ""))
     ok = {k: a for k, a in acc.items() if not _err(a)}

@@ -3,7 +3,9 @@
 ASE VelocityVerlet (0.5 fs, 300 K) drives both. The teacher runs through two calculators, the package's
 ``TeacherCalculator`` and the teacher's own ASE calculator (torchani float32 / ``SevenNetCalculator``), and the
 faster of the two is the reference, so speed-ups are never inflated by a slow teacher wrapper. The main student also
-runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``; there the time per step is the difference of
+runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``, and as a float32 ``.pt2`` package (the compiled
+format) in ASE and in that engine (OpenMM runs a package only from 8.5 on: the row then records why it is missing);
+in the engines the time per step is the difference of
 a 2N-step and an N-step run (CPU time of this process, where both engines run), so engine start-up and TorchScript
 warm-up cancel. All models are timed by ``timing.interleaved`` (teacher, student 1, student 2, ..., teacher, ...);
 each speed-up is the median over rounds of the within-round ratio.
@@ -81,7 +83,7 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
     import systems
     from hessdistill.distill import model_from_checkpoint
     from hessdistill.engines.ase import StudentCalculator
-    from hessdistill.formats import export_student
+    from hessdistill.formats import export_student, save_student
 
     atoms = dataset.md_structure
     teacher = systems.teacher(systems.SYSTEMS[system]["teacher"])
@@ -96,23 +98,39 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
         calcs[f"student:{label}"] = StudentCalculator(rec["student_float32"], device="cpu")
     main = accuracy.student(records, system, accuracy.size_label(*size.students[0]))
     engine = "openmm" if system == "ethanol" else "lammps"
+    main_pt2 = None
     if main is not None:  # the main student exported in float64 as well
         model, _ = model_from_checkpoint(main["run_dir"])
         main_f64 = export_student(model, Path(main["run_dir"]) / "student_float64.pt", dtype="float64",
                                   teacher=teacher.name)
         calcs[f"student:{main['size']}:float64"] = StudentCalculator(main_f64, device="cpu")
+        main_pt2 = guarded(save_student, model, Path(main["run_dir"]) / "student_float32.pt2", dtype="float32",
+                           teacher=teacher.name)
+        if not isinstance(main_pt2, dict):  # an error (no compiler) leaves the TorchScript rows standing
+            calcs[f"student:{main['size']}:pt2"] = StudentCalculator(main_pt2, device="cpu")
     fns, units = {}, {}
     for name, calc in calcs.items():
         units[name] = size.teacher_md_steps[teacher.name] if name.startswith("teacher") else size.student_md_steps
         fns[name] = (lambda dyn=ase_md(atoms, calc), n=units[name]: dyn.run(n))
-    engine_key = engine_error = None
-    if main is not None:  # a short run first: an engine that fails leaves the other timings standing
-        probe = guarded(engine_step_time, engine, main["student_float32"], atoms, max(2, size.engine_steps // 10))
+    engine_keys, engine_errors = {}, {}
+    files = {} if main is None else {"torchscript": main["student_float32"]}
+    if main_pt2 is not None and not isinstance(main_pt2, dict):
+        files["pt2"] = main_pt2
+    skipped = {}
+    if engine == "openmm" and "pt2" in files:  # runs a .pt2 only through PythonForce (OpenMM >= 8.5)
+        from hessdistill.engines.openmm.force import backend_for
+
+        unable = guarded(backend_for, files["pt2"])
+        if isinstance(unable, dict):
+            skipped["pt2"] = unable["error"].replace(str(files["pt2"]), "the package")
+            del files["pt2"]
+    for fmt, path in files.items():  # a short run first: an engine that fails leaves the other timings standing
+        probe = guarded(engine_step_time, engine, path, atoms, max(2, size.engine_steps // 10))
         if isinstance(probe, dict):
-            engine_error = probe["error"]
+            engine_errors[fmt] = probe["error"]
         else:
-            engine_key = f"student:{main['size']}:{engine}"
-            fns[engine_key] = lambda: engine_step_time(engine, main["student_float32"], atoms, size.engine_steps)
+            key = engine_keys[fmt] = f"student:{main['size']}:{engine}" + (":pt2" if fmt == "pt2" else "")
+            fns[key] = lambda path=path: engine_step_time(engine, path, atoms, size.engine_steps)
     t = interleaved(fns, size.rounds, units=units, desc=f"speed [{system}]")
     teachers = [k for k in fns if k.startswith("teacher")]
     ref = t.fastest(teachers)
@@ -132,14 +150,28 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
         out["teacher"]["native_error"] = native["error"]
     if main is None:
         return out
-    f64 = f"student:{main['size']}:float64"
+    f64, pt2 = f"student:{main['size']}:float64", f"student:{main['size']}:pt2"
     out["main_float64"] = {"ms_per_step": ms[f64], "speedup": t.ratio(ref, f64)}
-    if engine_key:
-        out["engine"].update({"student": main["size"], "ms_per_step": ms[engine_key],
-                              "speedup": t.ratio(ref, engine_key),
-                              "vs_student_ase": t.ratio(f"student:{main['size']}", engine_key)})
+    if pt2 in ms:
+        out["main_pt2"] = {"ms_per_step": ms[pt2], "speedup": t.ratio(ref, pt2),
+                           "over_torchscript": t.ratio(f"student:{main['size']}", pt2)}
     else:
-        out["engine"]["error"] = engine_error
+        out["main_pt2"] = {"error": main_pt2["error"]}
+    out["engine"]["student"] = main["size"]
+    if "torchscript" in engine_keys:
+        key = engine_keys["torchscript"]
+        out["engine"].update({"ms_per_step": ms[key], "speedup": t.ratio(ref, key),
+                              "vs_student_ase": t.ratio(f"student:{main['size']}", key)})
+    else:
+        out["engine"]["error"] = engine_errors.get("torchscript")
+    if "pt2" in engine_keys:
+        key = engine_keys["pt2"]
+        out["engine"]["pt2"] = {"ms_per_step": ms[key], "speedup": t.ratio(ref, key),
+                                "over_torchscript": t.ratio(engine_keys.get("torchscript", key), key)}
+    elif "pt2" in files:
+        out["engine"]["pt2"] = {"error": engine_errors["pt2"]}
+    elif "pt2" in skipped:
+        out["engine"]["pt2"] = {"skipped": skipped["pt2"]}
     m = out["students"][main["size"]]
     out["main_size"] = main["size"]
     out["main_speedup"] = m["speedup"]["median"]

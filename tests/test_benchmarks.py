@@ -89,6 +89,10 @@ def test_quick_run_writes_every_field(quick_results):
             _ratio(e["speedup"], f"speed {system} {label}")
         _no_error(sp["engine"], f"speed {system} engine")
         _ratio(sp["engine"]["speedup"], f"speed {system} {sp['engine']['name']}")
+        _no_error(sp["main_pt2"], f"speed {system} .pt2")  # the compiled format beside TorchScript, in ASE
+        _ratio(sp["main_pt2"]["over_torchscript"], f"speed {system} .pt2 over TorchScript")
+        if sp["engine"]["name"] == "lammps":  # OpenMM runs a .pt2 only from 8.5 on (the newer stack)
+            _ratio(sp["engine"]["pt2"]["over_torchscript"], f"speed {system} lammps .pt2 over TorchScript")
         _timing(sp["timing"], ["teacher:hessdistill", f"student:{sp['main_size']}:{sp['engine']['name']}"],
                 f"speed {system}")
         acc = res["accuracy"][system]
