@@ -259,7 +259,7 @@ def cmd_export(a):
 def _add_md(sub):
     p = sub.add_parser("md", help="run MD of an exported student with energy-conservation monitoring")
     p.add_argument("--engine", default="ase", choices=["ase", "openmm", "lammps"])
-    p.add_argument("--model", required=True, help="student file (TorchScript)")
+    p.add_argument("--model", required=True, help="student file (TorchScript .pt or compiled .pt2)")
     p.add_argument("--structure", required=True, help="starting structure (file, g2 molecule name, bulk:Si[:n])")
     p.add_argument("--out", default="md_run")
     p.add_argument("--steps", type=int, default=1000)
