@@ -4,7 +4,8 @@ Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, n
 in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
 graph, such as the LAMMPS pair style, pays for the student).
 
-One PaiNN student of the default size (random weights: speed does not depend on them) is
+One PaiNN student of the size ``hessdistill distill`` trains by default (DistillConfig: 32 features, 2
+interactions; random weights: speed does not depend on them) is
 exported in both formats and both dtypes, then each structure is timed by timing.interleaved (TorchScript, pt2,
 TorchScript, pt2, ...) on the process's CPU clock at one torch thread; the reported speed-up is the median over
 rounds of the within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
@@ -45,11 +46,14 @@ def systems(names):
 def student():
     from ase.data import atomic_numbers
 
+    from hessdistill.distill import DistillConfig
     from hessdistill.students import build_student
 
     torch.manual_seed(0)
     names = ["H", "C", "O", "Si"]
-    return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names])
+    size = DistillConfig()  # the size `hessdistill distill` trains by default
+    return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names],
+                         features=size.features, num_interactions=size.num_interactions)
 
 
 def ase_call(calc, atoms, rng) -> None:
