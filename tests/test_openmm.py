@@ -8,6 +8,7 @@ import importlib.util
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -373,17 +374,21 @@ def test_pt2_student_needs_pythonforce(tmp_path):
                     f"{openmm.__version__}); the second environment (.ci/newer_env.sh) runs this test")
 def test_run_md_with_a_pt2_student_follows_the_torchscript_run(student64, student64_pt2, tmp_path):
     """run_md picks PythonForce for a .pt2 by itself (default back end) and, from the same start, gives the
-    TorchScript student's energies along 40 NVE steps."""
+    TorchScript student's energies along 40 NVE steps; so does a committee (mean drive) of the two files."""
     options = MDOptions(steps=40, timestep_fs=0.5, temperature_K=300.0, report_interval=10, max_drift=None,
                         max_deviation=None, seed=3)
     atoms = molecule("CH3CH2OH")
     runs = {p.suffix: run_md(p, atoms, tmp_path / p.suffix[1:], options, platform="Reference", analyze=False)
             for p in (student64, student64_pt2)}
     assert runs[".pt2"].extra["backend"] == "pythonforce" and not runs[".pt2"].stopped
-    a, b = (read_monitor_csv(runs[k].files["monitor_csv"]) for k in (".pt", ".pt2"))
+    # a committee mixing the formats (the same student twice): each member's file picks its back end
+    mixed = run_md(student64, atoms, tmp_path / "mixed", replace(options, committee=(student64_pt2,)),
+                   platform="Reference", analyze=False)
+    a, b, c = (read_monitor_csv(r.files["monitor_csv"]) for r in (runs[".pt"], runs[".pt2"], mixed))
     assert len(a["step"]) == 5
     for column in ("potential_eV", "total_eV"):
         np.testing.assert_allclose(b[column], a[column], atol=1e-8)
+        np.testing.assert_allclose(c[column], a[column], atol=1e-8)
 
 
 @pytest.mark.skipif(not HAS_OPENMMTORCH, reason="openmmtorch is not installed")

@@ -262,7 +262,8 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
                            outputs_forces=eo.outputs_forces, device=eo.device)
     if o.committee and o.committee_drive == "mean":  # the student force is replaced by the committee's mean
         system.removeForce(system.getNumForces() - 1)
-        system.addForce(committee_mean_force(topology, [model_path, *o.committee], backend=backend,
+        # each member's own file picks its back end (a committee may mix TorchScript and .pt2 students)
+        system.addForce(committee_mean_force(topology, [model_path, *o.committee], backend=eo.backend,
                                              outputs_forces=eo.outputs_forces, device=eo.device))
     watch = TrustWatch.from_options(model_path, o, files, device=eo.device)
     if watch is not None:
