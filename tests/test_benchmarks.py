@@ -212,3 +212,36 @@ def test_report_renders_lammps_scaling():
         assert f"{1e3 * st['force_mae']:.1f}" in text
     no_wall = {k: v for k, v in ls.items() if k != "wall"}
     assert "not measured yet" in "\n".join(report._lammps_scaling(no_wall))
+
+
+def test_targets_section_follows_its_runs():
+    """Section 10 comes from results/targets.json alone, and its figures follow the runs stored there: each system's
+    force error over the default student's seeds at the main set (median and range, recomputed here from the runs'
+    own fidelity reports), the capacity rows in the benchmark's arm order, every run started by hand with how it
+    ran."""
+    import numpy as np
+
+    import report
+    import targets
+
+    tg = json.loads((REPO / "benchmarks" / "results" / "targets.json").read_text())
+    text = "\n".join(report._targets(tg, "benchmarks/results"))
+    assert "## 10. Defaults on three new systems" in text and "ERROR" not in text
+    for name, s in tg["systems"].items():
+        main = [1e3 * r["label_errors"]["force_mae"] for r in s["runs"]
+                if r["arm"] == "distilled" and r["train"] == s["data"]["counts"]["train"]]
+        assert targets.summarize(name, s["data"], s["runs"])["force_mae_meV"]["median"] == pytest.approx(
+            np.median(main))
+        assert f"| {name} | {np.median(main):.1f} ({min(main):.1f}-{max(main):.1f}) |" in text
+        capacity = s.get("capacity") or {}
+        assert list(capacity) == [arm for arm in targets.ARMS if arm in capacity]
+        rows = [line.split(" | ")[1] for line in text.splitlines()
+                if line.startswith(f"| {name} | ") and line.count("|") == 7]  # the capacity table's 6 columns
+        assert rows == [{"distilled": "painn-32x2 (default)"}.get(arm, arm) for arm in capacity]
+        for arm, v in capacity.items():  # its error is the run's own
+            run = next(r for r in s["runs"] if r["arm"] == arm and r["seed"] == 0
+                       and r["train"] == s["data"]["counts"]["train"])
+            assert v["force_mae_relative"] == run["label_errors"]["force_mae_relative"]
+        for r in s["runs"]:
+            if r.get("run_by"):
+                assert f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}." in text
