@@ -71,6 +71,22 @@ QUICK = Size(
 )
 
 
+def default_student(type_names, atomic_numbers, seed: int = 0, **overrides):
+    """The student ``hessdistill distill`` trains by default (``DistillConfig()``'s architecture, cutoff, width,
+    layers and basis; ``overrides`` change any of them), with seeded random weights: speed does not depend on
+    them."""
+    import torch
+
+    from hessdistill.distill import DistillConfig
+    from hessdistill.students import build_student
+
+    d = DistillConfig()
+    hyper = dict(cutoff=d.cutoff, features=d.features, num_interactions=d.num_interactions, num_basis=d.num_basis)
+    hyper.update(overrides)
+    torch.manual_seed(seed)
+    return build_student(d.architecture, type_names=list(type_names), atomic_numbers=list(atomic_numbers), **hyper)
+
+
 def size_label(arch: str, features: int, layers: int) -> str:
     return f"{arch}-{features}x{layers}"
 

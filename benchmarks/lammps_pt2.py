@@ -4,9 +4,9 @@ Target (issue 11): >= 3x over TorchScript in LAMMPS on CPU.
     OMP_NUM_THREADS=1 python benchmarks/lammps_pt2.py [--rounds 5] [--cells 2 4 8] [--out results/lammps_pt2.json]
 
 One PaiNN student of the size ``hessdistill distill`` trains by default (DistillConfig: 32 features, 2
-interactions; random weights: speed does not depend on them) is exported as TorchScript and as .pt2, in float32 and float64. For each bulk Si cell (n^3
-conventional cells, rattled: 64, 512, 4096 atoms) two LAMMPS instances run NVE in this process (the lammps module),
-one per format, with ``pair_style hessdistill threads 1 memory cache`` on one rank. After warm-up steps they are
+interactions; random weights: speed does not depend on them) is exported as TorchScript and as .pt2, in float32
+and float64. For each bulk Si cell (n^3 conventional cells, rattled: 64, 512, 4096 atoms) two LAMMPS instances run
+NVE in this process (the lammps module), one per format, with ``pair_style hessdistill threads 1 memory cache`` on one rank. After warm-up steps they are
 timed in interleaved rounds (timing.interleaved: TorchScript, pt2, TorchScript, pt2, ...), each round ``run N``
 steps on the process's CPU clock, so other jobs on the machine slow both alike; the speed-up is the median over
 rounds of the within-round ratio (min and max kept). us per atom-step is the whole LAMMPS step (neighbor lists and
@@ -46,10 +46,9 @@ def steps(lmp, n: int) -> Seconds:
 
 
 def main(argv=None):
-    from hessdistill.distill import DistillConfig
+    from common import default_student
     from hessdistill.engines.lammps import build_plugin
     from hessdistill.formats import save_student
-    from hessdistill.students import build_student
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -60,10 +59,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     plugin = build_plugin()
-    torch.manual_seed(0)
-    size = DistillConfig()  # the size `hessdistill distill` trains by default
-    model = build_student("painn", type_names=["Si"], atomic_numbers=[14], features=size.features,
-                          num_interactions=size.num_interactions)
+    model = default_student(["Si"], [14])
     results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "ranks": 1,
                "student": {"architecture": "painn", **model.hyperparameters()}, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:

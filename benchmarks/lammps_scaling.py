@@ -76,17 +76,11 @@ def write_si(atoms, path: Path) -> Path:
 
 def random_student(layers: int, path: Path, dtype: str, features: int | None = None) -> Path:
     """PaiNN with the distillation defaults but ``layers`` interactions (and ``features``), seeded random weights."""
-    import torch
-
-    from hessdistill.distill import DistillConfig
+    from common import default_student
     from hessdistill.formats import export_student
-    from hessdistill.students import build_student
 
-    d = DistillConfig()
-    torch.manual_seed(0)
-    model = build_student(d.architecture, type_names=["Si"], atomic_numbers=[14], cutoff=d.cutoff,
-                          features=features or d.features, num_interactions=layers, num_basis=d.num_basis)
-    return export_student(model, path, dtype=dtype)
+    width = {"features": features} if features else {}
+    return export_student(default_student(["Si"], [14], num_interactions=layers, **width), path, dtype=dtype)
 
 
 def lmp(script: str, nprocs: int, workdir: Path, name: str) -> str:

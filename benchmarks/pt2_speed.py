@@ -46,14 +46,10 @@ def systems(names):
 def student():
     from ase.data import atomic_numbers
 
-    from hessdistill.distill import DistillConfig
-    from hessdistill.students import build_student
+    from common import default_student
 
-    torch.manual_seed(0)
     names = ["H", "C", "O", "Si"]
-    size = DistillConfig()  # the size `hessdistill distill` trains by default
-    return build_student("painn", type_names=names, atomic_numbers=[atomic_numbers[s] for s in names],
-                         features=size.features, num_interactions=size.num_interactions)
+    return default_student(names, [atomic_numbers[s] for s in names])
 
 
 def ase_call(calc, atoms, rng) -> None:
