@@ -110,7 +110,17 @@ def test_local_mask_and_shift_forces_as_lammps_uses_them(model, loaded):
     assert abs(out.energy.item() - energy.item()) < 1e-12
     np.testing.assert_allclose(out.energies.numpy(), atomic.detach().numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(out.forces.numpy(), -gx.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(out.shift_forces.numpy(), -gs.numpy(), rtol=0, atol=1e-12)
+    # the package reads each pair once: an edge's shift force is its pair's (-dE/ds_e + dE/ds_reverse) on the
+    # kept edge and 0 on the reverse
+    reverse = {(int(a), int(b), *np.round(s, 6)): e for e, (a, b, s) in enumerate(zip(ei[0], ei[1], sh))}
+    rev = np.array([reverse[(int(b), int(a), *np.round(-s, 6))] for a, b, s in zip(ei[0], ei[1], sh)])
+    kept = out.shift_forces.abs().sum(1).numpy() > 0
+    assert kept.sum() * 2 == len(kept) and not (kept & kept[rev]).any()
+    pair = (-gs + gs[rev]).numpy()
+    np.testing.assert_allclose(out.shift_forces.numpy()[kept], pair[kept], rtol=0, atol=1e-12)
+    # a list without every reverse (here one edge short) cannot be made into pair records: one line, not a number
+    with pytest.raises(EngineError, match="every edge and its reverse"):
+        pt2.evaluate(pos.detach(), species, torch.tensor(ei)[:, 1:], shifts.detach()[1:], local)
     assert np.abs(gx[3:].numpy()).max() > 1e-3  # non-local nodes feel the local energy
     virial = pos.detach().T @ -gx + shifts.detach().T @ -gs
     np.testing.assert_allclose(out.virial.numpy(), virial.numpy(), rtol=0, atol=1e-12)

@@ -179,3 +179,36 @@ def test_energy_is_smooth_at_a_perfect_lattice(arch):
     scale = np.abs(exact[:6]).max()
     for h in (1e-3, 1e-5):
         np.testing.assert_allclose(fd(h), exact[:6], atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_pairs_gives_the_full_lists_energies(arch, ethanol):
+    """Each pair once (pair_records: the compiled format's input) gives the per-atom energies and forces of the
+    full list, in a molecule and in a cell small enough that atoms see their own images (i == j pairs)."""
+    from hessdistill.formats.evaluate import pair_records
+
+    model = make_student(arch)
+    small = bulk("Si", "sc", a=2.9) * (1, 1, 2)  # 2 atoms, a 2.9 A cell edge: within the 3.5 A cutoff
+    small.rattle(0.05, seed=3)
+    for atoms in (ethanol, small):
+        species, ei, sh = graph_inputs(model, atoms)
+        kept = pair_records(ei, sh)
+        assert 2 * len(kept) == ei.shape[1]
+        assert atoms is ethanol or bool((ei[0, kept] == ei[1, kept]).any())
+        x = torch.tensor(atoms.positions, requires_grad=True)
+        full = model(x, species, ei, sh)
+        pairs = model.forward_pairs(x, species, ei[:, kept], sh[kept], torch.ones(len(kept), dtype=torch.float64))
+        np.testing.assert_allclose(pairs.detach().numpy(), full.detach().numpy(), rtol=0, atol=1e-12)
+        g_full, = torch.autograd.grad(full.sum(), x)
+        g_pairs, = torch.autograd.grad(pairs.sum(), x)
+        np.testing.assert_allclose(g_pairs.numpy(), g_full.numpy(), rtol=0, atol=1e-12)
+        assert float(g_full.abs().max()) > 1e-5
+        # an orientation-blind reader would not pass: dropping the kept half's reverse differs from the full list
+        assert float((model(x, species, ei[:, kept], sh[kept]) - full).abs().max()) > 1e-6
+        # one-way records (both = 0) are single edges: records of the kept half one way, the rest both ways
+        one_way = torch.arange(len(kept)) % 3 == 0
+        both = (~one_way).to(torch.float64)
+        edges = torch.cat([ei[:, kept], ei[:, kept][:, ~one_way].flip(0)], 1)
+        shifts = torch.cat([sh[kept], -sh[kept][~one_way]])
+        np.testing.assert_allclose(model.forward_pairs(x, species, ei[:, kept], sh[kept], both).detach().numpy(),
+                                   model(x, species, edges, shifts).detach().numpy(), rtol=0, atol=1e-12)

@@ -46,18 +46,35 @@ class StudentOutputs(NamedTuple):
 
 
 def student_outputs(model, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                    shifts: torch.Tensor, local: Optional[torch.Tensor] = None) -> StudentOutputs:
+                    shifts: torch.Tensor, local: Optional[torch.Tensor] = None, both: Optional[torch.Tensor] = None
+                    ) -> StudentOutputs:
     """Energy, per-atom energies, forces, shift forces and virial of ``model`` (a student's forward) by autograd.
 
-    ``local`` defaults to every node. Results carry no autograd graph.
+    ``local`` defaults to every node. With ``both``, ``edge_index`` and ``shifts`` are pair records and the
+    student's ``forward_pairs`` reads them (``StudentBase.forward_pairs``); shift forces are then per record.
+    Results carry no autograd graph.
     """
     pos = positions.detach().requires_grad_(True)
     sh = shifts.detach().requires_grad_(True)
     with torch.enable_grad():
-        energies = model(pos, species, edge_index, sh)
+        if both is None:
+            energies = model(pos, species, edge_index, sh)
+        else:
+            energies = model.forward_pairs(pos, species, edge_index, sh, both)
         counted = energies if local is None else torch.where(local, energies, torch.zeros_like(energies))
         energy = counted.sum()
         grad_x, grad_s = torch.autograd.grad([energy], [pos, sh])
     forces, shift_forces = -grad_x, -grad_s
     virial = pos.detach().t().mm(forces) + sh.detach().t().mm(shift_forces)
     return StudentOutputs(energy.detach(), energies.detach(), forces, shift_forces, virial)
+
+
+def pair_records(edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Indices of the edges of a full (symmetric) list that give each pair once: centre < neighbour and, between an
+    atom and its own periodic image, the edge whose shift's first nonzero component (beyond 1e-6 A) is positive.
+    With ``both`` = 1 these are the compiled format's pair records."""
+    i, j = edge_index[0], edge_index[1]
+    tol = 1e-6
+    s0, s1, s2 = shifts[:, 0], shifts[:, 1], shifts[:, 2]
+    positive = (s0 > tol) | ((s0.abs() <= tol) & ((s1 > tol) | ((s1.abs() <= tol) & (s2 > tol))))
+    return torch.nonzero((i < j) | ((i == j) & positive)).squeeze(1)

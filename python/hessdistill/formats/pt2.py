@@ -12,8 +12,11 @@ Metadata: the TorchScript file's keys (:data:`.torchscript.METADATA_KEYS`, same 
 key                value
 =================  ==========================================================================================
 ``package``        ``pt2``
-``pt2_signature``  ``1``: inputs ``positions species edge_index shifts local``, outputs ``energy energies
-                   forces shift_forces virial`` (:mod:`.evaluate`)
+``pt2_signature``  ``2``: inputs ``positions species pairs shifts both local``, outputs ``energy
+                   energies forces shift_forces virial`` (:mod:`.evaluate`); pair records as
+                   ``StudentBase.forward_pairs`` reads them (a full list gives each pair once, ``both`` = 1:
+                   :func:`.evaluate.pair_records`), shift forces per record. (``1``, before Dec 2026: the
+                   full edge list; such packages are refused: export again)
 ``inputs``         the input names, space separated
 ``outputs``        the output names, space separated
 ``torch_version``  torch that compiled it; another torch version refuses to load it (the build tag, ``+cpu`` or
@@ -55,10 +58,11 @@ import torch
 from ..dtypes import parse_dtype
 from ..errors import ConfigError, EngineError, ModelFileError
 from ..students import StudentBase
-from .evaluate import INPUTS, OUTPUTS, StudentOutputs, student_outputs
+from .evaluate import OUTPUTS, StudentOutputs, pair_records, student_outputs
 from .torchscript import DTYPES, METADATA_KEYS, _clone, _species, base_metadata
 
-SIGNATURE = "1"
+SIGNATURE = "2"
+PT2_INPUTS = ("positions", "species", "pairs", "shifts", "both", "local")
 PT2_KEYS = ("package", "pt2_signature", "inputs", "outputs", "torch_version", "device", "cpu_isa")
 FALLBACK = "export TorchScript instead (hessdistill export --format torchscript), which needs no compiler"
 
@@ -87,7 +91,7 @@ def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float6
     if int(threads) < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     metadata = base_metadata(model, dtype, teacher)
-    metadata.update(package="pt2", pt2_signature=SIGNATURE, inputs=" ".join(INPUTS), outputs=" ".join(OUTPUTS),
+    metadata.update(package="pt2", pt2_signature=SIGNATURE, inputs=" ".join(PT2_INPUTS), outputs=" ".join(OUTPUTS),
                     torch_version=torch.__version__, device=device.type, cpu_isa=_cpu_isa(),
                     compile_threads=str(int(threads)))
     _check_compiler()
@@ -144,7 +148,7 @@ def _export_program(model: StudentBase, dtype: torch.dtype, device: torch.device
 
     from ..tracing import trace_autograd
 
-    # distinct sizes >= 2 (7 atoms, 11 edges), so no size is specialized into the graph
+    # distinct sizes >= 2 (7 atoms, 11 pair records), so no size is specialized into the graph
     n_atoms, n_edges = 7, 11
     gen = torch.Generator().manual_seed(0)
     src = torch.arange(n_edges) % n_atoms
@@ -153,12 +157,13 @@ def _export_program(model: StudentBase, dtype: torch.dtype, device: torch.device
         (torch.arange(n_atoms) % len(model.type_names)).to(device),
         torch.stack([src, (src + 1 + torch.arange(n_edges) // n_atoms) % n_atoms]).to(device),
         torch.zeros(n_edges, 3, dtype=dtype, device=device),
+        (torch.arange(n_edges) % 2).to(device, dtype),
         torch.ones(n_atoms, dtype=torch.bool, device=device),
     )
     graph = trace_autograd(partial(_outputs_tuple, model), example)
     transpose_narrow_matmuls(graph, rows=_edge_count(graph))
     atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)
-    shapes = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
+    shapes = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: edges}, {0: atoms})
     return torch.export.export(graph, example, dynamic_shapes=shapes)
 
 
@@ -200,13 +205,15 @@ def transpose_narrow_matmuls(graph: torch.fx.GraphModule, rows=None, max_columns
 
 
 def _edge_count(graph: torch.fx.GraphModule):
-    """The symbolic edge count of a traced student_outputs graph (edge_index, its third input, is 2 x E)."""
+    """The symbolic edge (pair) count of a traced student_outputs graph: its third input is 2 x E."""
     placeholders = [node for node in graph.graph.nodes if node.op == "placeholder"]
-    return placeholders[INPUTS.index("edge_index")].meta["val"].shape[1]
+    return placeholders[PT2_INPUTS.index("pairs")].meta["val"].shape[1]
 
 
 def _outputs_tuple(model, *inputs) -> tuple:
-    return tuple(student_outputs(model, *inputs))  # a plain tuple: the packager cannot serialize a NamedTuple
+    positions, species, pairs, shifts, both, local = inputs
+    # a plain tuple: the packager cannot serialize a NamedTuple
+    return tuple(student_outputs(model, positions, species, pairs, shifts, local, both))
 
 
 def _check_compiler() -> None:
@@ -322,8 +329,23 @@ class Pt2StudentFile:
 
     def evaluate(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                  shifts: torch.Tensor, local: torch.Tensor | None = None) -> StudentOutputs:
-        """Energy, per-atom energies, forces, shift forces and virial (:mod:`.evaluate`); ``local`` defaults to
-        every atom. Inputs must be on ``device``, positions and shifts in ``dtype``."""
+        """Energy, per-atom energies, forces, shift forces and virial (:mod:`.evaluate`) from the full edge list,
+        as the TorchScript file takes it; ``local`` defaults to every atom. Inputs must be on ``device``,
+        positions and shifts in ``dtype``.
+
+        The package reads each pair once (:func:`.evaluate.pair_records`): shift forces are -dE/dshifts of the
+        energy it computes, on the kept edge of each pair and zero on its reverse (sums, hence the virial, are
+        the TorchScript file's).
+        """
         if local is None:
             local = torch.ones(positions.shape[0], dtype=torch.bool, device=positions.device)
-        return StudentOutputs(*self.runner(positions, species, edge_index, shifts, local))
+        kept = pair_records(edge_index, shifts)
+        if 2 * kept.numel() != edge_index.shape[1]:
+            raise EngineError(f"{self.path.name}: the edge list must hold every edge and its reverse (a full "
+                              f"neighbour list); {edge_index.shape[1]} edges give {kept.numel()} pairs")
+        pair_shifts = shifts.index_select(0, kept)
+        both = torch.ones(kept.shape[0], dtype=shifts.dtype, device=shifts.device)
+        out = self.runner(positions, species, edge_index.index_select(1, kept), pair_shifts, both, local)
+        energy, energies, forces, pair_shift_forces, virial = out
+        shift_forces = torch.zeros_like(shifts).index_copy(0, kept, pair_shift_forces)
+        return StudentOutputs(energy, energies, forces, shift_forces, virial)

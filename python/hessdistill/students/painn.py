@@ -5,7 +5,7 @@ Energies are invariant by construction; forces come from autograd of the energy.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -20,16 +20,24 @@ class _Message(nn.Module):
         self.phi = mlp([features, features, 3 * features])
         self.filter = nn.Linear(num_basis, 3 * features)
 
-    def forward(self, s, v, edge_index, rbf, env, unit, first: bool):
+    def forward(self, s, v, edge_index, rbf, env, unit, first: bool, both: Optional[torch.Tensor]):
+        """Messages into centre i from neighbour j along each edge; with ``both`` (pair records) also into j from
+        i, weighted by ``both``, sharing the radial filter, which is symmetric in i and j."""
         i, j = edge_index[0], edge_index[1]
-        x = self.phi(s).index_select(0, j) * self.filter(rbf) * env.unsqueeze(-1)
+        phi = self.phi(s)
+        w = self.filter(rbf) * env.unsqueeze(-1)
+        s_new, v_new = self._into(s, v, phi, w, v, i, j, unit, first)
+        if both is not None:
+            s_new, v_new = self._into(s_new, v_new, phi, w * both.unsqueeze(-1), v, j, i, -unit, first)
+        return s_new, v_new
+
+    def _into(self, s_out, v_out, phi, w, v, centre, neighbour, unit, first: bool):
+        x = phi.index_select(0, neighbour) * w
         ds, dvv, dvs = torch.split(x, self.features, dim=-1)
         dv = dvs.unsqueeze(1) * unit.unsqueeze(-1)
         if not first:  # v is zero before the first message: skipping v_j * dvv there changes no number
-            dv = dv + v.index_select(0, j) * dvv.unsqueeze(1)
-        s = s.index_add(0, i, ds)
-        v = v.index_add(0, i, dv)
-        return s, v
+            dv = dv + v.index_select(0, neighbour) * dvv.unsqueeze(1)
+        return s_out.index_add(0, centre, ds), v_out.index_add(0, centre, dv)
 
 
 class _Update(nn.Module):
@@ -82,14 +90,25 @@ class PaiNN(StudentBase):
         self.messages = nn.ModuleList([_Message(features, num_basis) for _ in range(num_interactions)])
         self.updates = nn.ModuleList([_Update(features) for _ in range(num_interactions)])
 
-    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
-        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts)
+    def forward_pairs(self, positions: torch.Tensor, species: torch.Tensor, pairs: torch.Tensor,
+                      shifts: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
+        # half the edge geometry and radial filters of the full list, the rest fused per record: the compiled
+        # package 1.7-2x faster (Si64-4096, float32 and float64)
+        return self._pass(positions, species, pairs, shifts, None, both)
+
+    def energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                 shifts: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> torch.Tensor:
+        return self._pass(positions, species, edge_index, shifts, edge_weight, None)
+
+    def _pass(self, positions, species, edge_index, shifts, edge_weight: Optional[torch.Tensor],
+              both: Optional[torch.Tensor]):
+        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts, edge_weight)
         unit = r / d.unsqueeze(-1)
         s = self.embedding(species)
         v = torch.zeros(s.shape[0], 3, self.features, dtype=s.dtype, device=s.device)
         first = True
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, edge_index, rbf, env, unit, first)
+            s, v = message(s, v, edge_index, rbf, env, unit, first, both)
             s, v = update(s, v)
             first = False
         return self.finish(self.readout(s).squeeze(-1), species)

@@ -418,12 +418,29 @@ void PairHessdistill::build_graph()
   edge_src.clear();
   edge_dst.clear();
   edge_shift.clear();
+  edge_role.clear();
+  // a shift's first component beyond 1e-6 A is positive: of an atom's two edges to its own image +-s, one is
+  // (formats/evaluate.py pair_records, same rule)
+  auto positive = [](const double *s) {
+    for (int d = 0; d < 3; d++)
+      if (std::fabs(s[d]) > 1e-6) return s[d] > 0;
+    return false;
+  };
   for (size_t e = 0; e < cand_i.size(); e++) {
     const int i = cand_i[e], j = cand_j[e], rj = rep(j);
     if (hop[i] >= num_interactions) continue;
-    edge_src.push_back(node(i));
-    edge_dst.push_back(node(rj));
-    for (int d = 0; d < 3; d++) edge_shift.push_back(x[j][d] - x[rj][d]);
+    const int64_t a = node(i), b = node(rj);
+    edge_src.push_back(a);
+    edge_dst.push_back(b);
+    double s[3];
+    for (int d = 0; d < 3; d++) edge_shift.push_back(s[d] = x[j][d] - x[rj][d]);
+    // the reverse edge is in the graph when rj is a centre, except from a remote ghost to a folded image of a
+    // local atom (the reverse, from that atom, leads to another ghost of the remote one: another node)
+    const bool remote_centre = i >= nlocal && owner[i] < 0;
+    const bool reverse = hop[rj] < num_interactions && !(remote_centre && j != rj);
+    edge_role.push_back(!reverse ? hessdistill::ONE_WAY
+                        : (a < b || (a == b && positive(s))) ? hessdistill::BOTH_WAYS
+                                                              : hessdistill::COVERED);
   }
 }
 
@@ -459,7 +476,8 @@ void PairHessdistill::compute(int eflag, int vflag)
                                            torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
                                  .to(device);
   torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal).to(device);
-  inputs = {x_nodes, species.to(device), edge_index, shifts_host, local};
+  torch::Tensor role = torch::from_blob(edge_role.data(), {nedges}, host_i64).to(device);
+  inputs = {x_nodes, species.to(device), edge_index, shifts_host, role, local};
 
   // the five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first;
   // the others wait for deviation()), or the mean of all members (drive mean; every output is linear in them)
@@ -545,18 +563,19 @@ hessdistill::StudentOutputs PairHessdistill::run_member(int k, bool need_virial)
   if (nnodes == 0)    // a rank without atoms has nothing to ask for
     return {torch::zeros({}, host_f64), torch::zeros({0}, host_f64), torch::zeros({0, 3}, host_f64),
             torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
-  torch::Tensor edge_index = inputs.edge_index, shifts_host = inputs.shifts_host, kept;
+  torch::Tensor edge_index = inputs.edge_index, shifts_host = inputs.shifts_host, role = inputs.role, kept;
   if (m.cutoff < cutoff) {
     torch::Tensor ei = edge_index.cpu();
     torch::Tensor r = inputs.x_host.index_select(0, ei[1]) - inputs.x_host.index_select(0, ei[0]) + shifts_host;
     kept = r.mul(r).sum(1).lt(m.cutoff * m.cutoff).nonzero().squeeze(1);
     edge_index = ei.index_select(1, kept).to(device);
+    role = role.index_select(0, kept.to(role.device()));    // the cutoff keeps or drops an edge with its reverse
     shifts_host = shifts_host.index_select(0, kept);
   }
   hessdistill::StudentOutputs out;
   try {
     out = m.runner->run(inputs.x_host.to(device, m.dtype, false, true), inputs.species, edge_index,
-                        shifts_host.to(device, m.dtype, false, true), inputs.local, need_virial);
+                        shifts_host.to(device, m.dtype, false, true), role, inputs.local, need_virial);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair hessdistill: student {} evaluation failed: {}", m.path, first_line(e.what()));
   }

@@ -87,7 +87,7 @@ class PairHessdistill : public Pair {
   };
   // this step's graph as the students take it (host float64 positions and shifts, the rest on the device)
   struct GraphInputs {
-    torch::Tensor x_host, species, edge_index, shifts_host, local;
+    torch::Tensor x_host, species, edge_index, shifts_host, role, local;
   };
 
   void allocate();
@@ -125,6 +125,7 @@ class PairHessdistill : public Pair {
   std::vector<int> node_atom;                   // node -> LAMMPS atom index (local atoms first, same index)
   std::vector<int64_t> edge_src, edge_dst;      // node indices: centre, neighbour
   std::vector<double> edge_shift;               // 3 per edge: image shift of the neighbour (0 unless folded)
+  std::vector<int64_t> edge_role;               // hessdistill::EdgeRole per edge
   std::vector<int> owner, hop, node_of;         // per LAMMPS atom (scratch)
   std::vector<int> cand_i, cand_j;              // candidate edges, LAMMPS atom indices (scratch)
   std::unordered_map<tagint, int> local_of_tag;    // scratch

@@ -21,11 +21,11 @@ namespace {
 // the keys of formats/torchscript.py METADATA_KEYS that the pair style reads
 const char *const METADATA_KEYS[] = {"format", "architecture", "cutoff", "num_interactions", "interaction_range",
                                      "type_names", "energy_unit", "length_unit", "dtype"};
-// formats/pt2.py: PT2_KEYS and SIGNATURE ("1": these inputs, outputs named by the `outputs` key)
+// formats/pt2.py: PT2_KEYS and SIGNATURE ("2": these inputs, outputs named by the `outputs` key)
 const char *const PT2_KEYS[] = {"package", "pt2_signature", "inputs", "outputs", "torch_version", "device",
                                 "cpu_isa"};
-const char *const PT2_SIGNATURE = "1";
-const char *const PT2_INPUTS = "positions species edge_index shifts local";
+const char *const PT2_SIGNATURE = "2";
+const char *const PT2_INPUTS = "positions species pairs shifts both local";
 const char *const OUTPUTS[] = {"energy", "energies", "forces", "shift_forces", "virial"};
 
 std::string first_line(const std::string &text)
@@ -103,7 +103,8 @@ class TorchScriptRunner : public StudentRunner {
   const char *format() const override { return "TorchScript"; }
 
   StudentOutputs run(const torch::Tensor &positions, const torch::Tensor &species, const torch::Tensor &edge_index,
-                     const torch::Tensor &shifts, const torch::Tensor &local, bool need_virial) override
+                     const torch::Tensor &shifts, const torch::Tensor &, const torch::Tensor &local,
+                     bool need_virial) override
   {
     torch::Tensor pos = positions.detach().requires_grad_(true);
     torch::Tensor sh = shifts.detach().requires_grad_(need_virial);
@@ -188,13 +189,19 @@ class Pt2Runner : public StudentRunner {
   const char *format() const override { return ".pt2 package"; }
 
   StudentOutputs run(const torch::Tensor &positions, const torch::Tensor &species, const torch::Tensor &edge_index,
-                     const torch::Tensor &shifts, const torch::Tensor &local, bool) override
+                     const torch::Tensor &shifts, const torch::Tensor &role, const torch::Tensor &local,
+                     bool) override
   {
-    std::vector<torch::Tensor> out = loader->run({positions, species, edge_index, shifts, local});
+    torch::Tensor kept = role.ne(COVERED).nonzero().squeeze(1);
+    torch::Tensor both = role.index_select(0, kept).eq(BOTH_WAYS).to(shifts.scalar_type());
+    std::vector<torch::Tensor> out =
+        loader->run({positions, species, edge_index.index_select(1, kept), shifts.index_select(0, kept), both, local});
     if (out.size() != noutputs)
       throw std::runtime_error("the package returned " + std::to_string(out.size()) + " outputs, its metadata names " +
                                std::to_string(noutputs));
-    return {out[position[0]], out[position[1]], out[position[2]], out[position[3]], out[position[4]]};
+    // per-record shift forces back on the graph's edges (zero on a covered edge: the energy reads its shift once)
+    torch::Tensor shift_forces = torch::zeros_like(shifts).index_copy_(0, kept, out[position[3]]);
+    return {out[position[0]], out[position[1]], out[position[2]], shift_forces, out[position[4]]};
   }
 
  private:

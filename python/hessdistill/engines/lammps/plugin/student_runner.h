@@ -4,7 +4,8 @@
    outputs the same way for either format; only run() differs:
 
    - TorchScriptRunner: the scripted student's forward, then autograd (what student_outputs does in Python);
-   - Pt2Runner: torch::inductor::AOTIModelPackageLoader::run, the same function compiled with its autograd.
+   - Pt2Runner: torch::inductor::AOTIModelPackageLoader::run, the same function compiled with its autograd, on the
+     graph's pair records (each edge's EdgeRole, which the pair style marks).
 
    open_student() picks the runner from the file's content (a zip entry <root>/archive_format holding "pt2", the
    test hessdistill.formats.file_format makes), never from the suffix alone. Problems with a file are thrown as
@@ -33,13 +34,19 @@ struct StudentOutputs {
   torch::Tensor energy, energies, forces, shift_forces, virial;
 };
 
+// A .pt2 package reads pair records (formats/pt2.py, StudentBase.forward_pairs): an edge whose reverse is in the
+// graph is a record for both (the pair's one edge marked BOTH_WAYS, the other COVERED); an edge without its reverse
+// in the graph (into nodes that pass no messages on, or a remote ghost's edge to a folded image) is ONE_WAY.
+enum EdgeRole : int64_t { COVERED = 0, BOTH_WAYS = 1, ONE_WAY = 2 };
+
 class StudentRunner {
  public:
   virtual ~StudentRunner() = default;
-  // local: bool (N,), the nodes whose energy counts. need_virial false lets a runner skip shift_forces and virial.
+  // local: bool (N,), the nodes whose energy counts. role: int64 (E,), how the edge enters a .pt2 package's pair
+  // records (EdgeRole; TorchScript reads every edge). need_virial false lets a runner skip shift_forces and virial.
   virtual StudentOutputs run(const torch::Tensor &positions, const torch::Tensor &species,
-                             const torch::Tensor &edge_index, const torch::Tensor &shifts, const torch::Tensor &local,
-                             bool need_virial) = 0;
+                             const torch::Tensor &edge_index, const torch::Tensor &shifts, const torch::Tensor &role,
+                             const torch::Tensor &local, bool need_virial) = 0;
   virtual const char *format() const = 0;    // "TorchScript" or ".pt2 package", for messages
 
   std::unordered_map<std::string, std::string> metadata;    // formats/torchscript.py METADATA_KEYS (+ pt2 keys)
