@@ -242,3 +242,33 @@ def test_cli_exports_float32_pt2_by_suffix(model, tmp_path):
         np.testing.assert_allclose(a.get_forces(), ref["forces"], rtol=0, atol=2e-5)
         np.testing.assert_allclose(a.get_stress(), ref["stress"], rtol=0, atol=2e-6)
         assert abs(a.get_potential_energy() - ref["energy"]) < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["schnet", "tensornet"])
+def test_pt2_of_students_without_their_own_pair_pass(arch, tmp_path):
+    """SchNet and TensorNet read pair records through StudentBase.forward_pairs (both edges of a record; a one-way
+    record's reverse moved beyond the cutoff): compiled, they equal their TorchScript file on a cell whose atoms
+    see their own images, and one-way records equal the eager student's (inductor once compiled another form of
+    this, the envelope scaled by `both`, into heap-corrupting code for TensorNet)."""
+    from hessdistill.formats.evaluate import pair_records, student_outputs
+
+    m = make_student(arch, type_names=("Si", "C"))
+    pt2 = Pt2StudentFile(save_student(m, tmp_path / "s.pt2"))
+    ts = load_student(export_student(m, tmp_path / "s.pt"))
+    atoms = bulk("SiC", "zincblende", a=4.36)
+    atoms.rattle(0.05, seed=4)
+    ei, sh = (torch.as_tensor(a) for a in neighbor_list(atoms, m.cutoff))
+    pos, species = torch.tensor(atoms.positions), pt2.species(atoms.get_chemical_symbols())
+    assert bool((ei[0] == ei[1]).any())  # self-image pairs
+    got, want = pt2.evaluate(pos, species, ei, sh), ts.evaluate(pos, species, ei, sh)
+    for key in ("energy", "energies", "forces", "virial"):
+        np.testing.assert_allclose(getattr(got, key).numpy(), getattr(want, key).numpy(), rtol=0, atol=1e-12)
+    kept = pair_records(ei, sh)
+    both = (torch.arange(len(kept)) % 3 != 0).to(torch.float64)
+    local = torch.ones(len(atoms), dtype=torch.bool)
+    records = (pos, species, ei[:, kept], sh[kept], both)
+    out = pt2.runner(*records, local)
+    ref = student_outputs(m, *records[:4], local, both)
+    for k, key in enumerate(("energy", "energies", "forces", "shift_forces", "virial")):
+        np.testing.assert_allclose(out[k].numpy(), getattr(ref, key).numpy(), rtol=0, atol=1e-12)
+    assert abs(float(ref.energy - want.energy)) > 1e-6  # the one-way records make another graph

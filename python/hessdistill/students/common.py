@@ -4,15 +4,13 @@ A student maps (positions (N, 3) A, species (N,) type indices, edge_index (2, E)
 energies (N,) in eV. Edge e points from centre i = edge_index[0, e] to neighbour j = edge_index[1, e] with vector
 x[j] - x[i] + shifts[e]. Forces are always -dE/dx by autograd: no student has a force head.
 
-Each architecture defines ``energies`` (``forward`` with optional per-edge weights on the cutoff envelope, which
-every message carries); ``forward_pairs`` reads pair records, one per pair of a full list, as the compiled format
-does.
+``forward_pairs`` reads pair records, one per pair of a full list, as the compiled format does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -98,17 +96,12 @@ class StudentBase(nn.Module):
     def edge_vectors(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         return positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
 
-    def edge_geometry(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor,
-                      edge_weight: Optional[torch.Tensor] = None
+    def edge_geometry(self, positions: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Edge vectors, their lengths, radial basis and cutoff envelope: what every student starts from.
-        ``edge_weight`` scales the envelope, which every message carries as a factor: weight 0 is an absent edge."""
+        """Edge vectors, their lengths, radial basis and cutoff envelope: what every student starts from."""
         r = self.edge_vectors(positions, edge_index, shifts)
         d = torch.linalg.norm(r, dim=-1)
-        env = self.envelope(d)
-        if edge_weight is not None:
-            env = env * edge_weight
-        return r, d, self.rbf(d), env
+        return r, d, self.rbf(d), self.envelope(d)
 
     def forward_pairs(self, positions: torch.Tensor, species: torch.Tensor, pairs: torch.Tensor,
                       shifts: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
@@ -116,21 +109,16 @@ class StudentBase(nn.Module):
         record p stands for the edge into ``pairs[0, p]`` from ``pairs[1, p]`` (vector x[pairs[1, p]] -
         x[pairs[0, p]] + shifts[p]) and, where ``both[p]`` is 1 (not 0), for its reverse too. A full list given as
         one record per pair (:func:`~hessdistill.formats.evaluate.pair_records`) gives ``forward``'s energies.
-        This default lists the edges; a student that passes messages both ways from one record overrides it."""
+
+        This default lists both edges of every record and moves the reverse of a one-way record four cutoffs
+        away, where the envelope, which every message carries, and its derivatives are zero: the energies of
+        leaving it out. (Scaling the envelope by ``both`` instead is the same function, but inductor compiled
+        TensorNet's graph of it into code that corrupted the heap, torch 2.9.1.) A student that passes messages
+        both ways from one record overrides it.
+        """
         edge_index = torch.cat([pairs, pairs.flip(0)], dim=1)
-        weight = torch.cat([torch.ones_like(both), both])
-        return self.energies(positions, species, edge_index, torch.cat([shifts, -shifts]), weight)
-
-    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                shifts: torch.Tensor) -> torch.Tensor:
-        """Per-atom energies (N,), eV, from the full edge list (the contract in this module's docstring)."""
-        return self.energies(positions, species, edge_index, shifts, None)
-
-    def energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> torch.Tensor:
-        """``forward`` with each edge's messages scaled by ``edge_weight`` (E,) when given (0: no edge); each
-        architecture defines it."""
-        raise NotImplementedError
+        away = nn.functional.pad(((1.0 - both) * (4.0 * self.cutoff)).unsqueeze(-1), (0, 2))  # along x
+        return self.forward(positions, species, edge_index, torch.cat([shifts, -shifts - away]))
 
     def finish(self, out: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         return self.scale * out + self.shift.index_select(0, species)

@@ -94,15 +94,13 @@ class PaiNN(StudentBase):
                       shifts: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
         # half the edge geometry and radial filters of the full list, the rest fused per record: the compiled
         # package 1.7-2x faster (Si64-4096, float32 and float64)
-        return self._pass(positions, species, pairs, shifts, None, both)
+        return self._pass(positions, species, pairs, shifts, both)
 
-    def energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> torch.Tensor:
-        return self._pass(positions, species, edge_index, shifts, edge_weight, None)
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
+        return self._pass(positions, species, edge_index, shifts, None)
 
-    def _pass(self, positions, species, edge_index, shifts, edge_weight: Optional[torch.Tensor],
-              both: Optional[torch.Tensor]):
-        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts, edge_weight)
+    def _pass(self, positions, species, edge_index, shifts, both: Optional[torch.Tensor]):
+        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         unit = r / d.unsqueeze(-1)
         s = self.embedding(species)
         v = torch.zeros(s.shape[0], 3, self.features, dtype=s.dtype, device=s.device)

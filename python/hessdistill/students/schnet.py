@@ -5,7 +5,7 @@ Cheaper than PaiNN (no vector features) for the same width; the fast option when
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import nn
@@ -44,9 +44,8 @@ class SchNetLite(StudentBase):
         super().__init__(type_names, atomic_numbers, cutoff, features, num_interactions, num_basis)
         self.interactions = nn.ModuleList([_Interaction(features, num_basis) for _ in range(num_interactions)])
 
-    def energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> torch.Tensor:
-        _, _, rbf, env = self.edge_geometry(positions, edge_index, shifts, edge_weight)
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
+        _, _, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         s = self.embedding(species)
         for interaction in self.interactions:
             s = interaction(s, edge_index, rbf, env)

@@ -17,7 +17,7 @@ Storage is channels-last, so ``nn.Linear`` mixes channels without moving data: t
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -167,9 +167,8 @@ class TensorNet(StudentBase):
         # keeps these norms of order one
         self.head = nn.Sequential(nn.Linear(3 * features, features), nn.SiLU())
 
-    def energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor, edge_weight: Optional[torch.Tensor]) -> torch.Tensor:
-        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts, edge_weight)
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):
+        r, d, rbf, env = self.edge_geometry(positions, edge_index, shifts)
         unit = r / d.unsqueeze(-1)
         t, a, s = self.embed(self.embedding(species), edge_index, rbf, env, unit)
         for interaction in self.interactions:
