@@ -690,6 +690,37 @@ def test_pt2_two_ranks_equal_one_rank(tmp_path, plugin, pt2_files, kind):
             close(two[size][key], one[size][key], rtol=1e-12)
 
 
+
+@pytest.fixture(scope="module")
+def deep_pt2_files(tmp_path_factory):
+    """A three-interaction PaiNN as TorchScript and .pt2: ghosts three hops deep."""
+    from hessdistill.formats import save_student
+
+    d = tmp_path_factory.mktemp("pt2deep")
+    model = make_student("painn", type_names=ELEMENTS, features=8, layers=3)
+    return export_student(model, d / "student.pt"), save_student(model, d / "student.pt2")
+
+
+@pytest.mark.parametrize("kind", list(GRIDS))
+def test_pt2_deep_student_on_ranks_equals_torchscript(tmp_path, plugin, deep_pt2_files, kind):
+    """Pair records of a three-interaction student on 1-4 ranks = its TorchScript file on 1 rank, to 1e-12: the
+    pair style's one-way edges (into the outermost ghosts; from remote ghosts to folded images of local atoms, on
+    grids that leave a direction to one rank) and everything else two-way."""
+    ts, pt2 = deep_pt2_files
+    if kind == "molecule":
+        molecule_with_far_dimer(tmp_path / "s.data")
+        pre = "boundary s s s"
+    else:
+        write_data(si_o(3, seed=2), tmp_path / "s.data")
+        pre = ""
+    want = evaluate(tmp_path, plugin, ts, tmp_path / "s.data", pre=pre, name="ts")
+    for nprocs, grid in [(1, None)] + GRIDS[kind]:
+        got = evaluate(tmp_path, plugin, pt2, tmp_path / "s.data", nprocs=nprocs,
+                       pre=pre if grid is None else f"{pre}\nprocessors {grid}", name=f"pt2n{nprocs}")
+        for key in ("pe", "energies", "forces", "vatom", "pressure"):
+            close(got[key], want[key], rtol=1e-12)
+
+
 BAD_PT2 = {
     "other torch": (lambda m: {**m, "torch_version": "2.8.0"}, "was compiled by torch 2.8.0; this plugin is built "
                     f"with torch {torch.__version__.split('+')[0]}"),
