@@ -43,7 +43,7 @@ HELP = {
     "ema_decay": "decay of the exponential moving average of weights used for validation and export (0: off)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "patience": "epochs without a better validation force MAE before the plateau schedule halves the LR (at the "
-                "smallest LR: before training stops; other schedules: stop); 0: epochs of about 1000 steps, >= 5; "
+                "smallest LR: before training stops; other schedules: stop); 0: epochs of about 1000 steps, >= 20; "
                 "counted in validations (rounded up) when val_every > 1",
     "val_every": "epochs between validations (and checkpoints, metrics rows); 0: about every 50 optimizer steps, "
                  "i.e. every epoch from 100 training structures at batch size 4",
