@@ -19,7 +19,8 @@ import numpy as np
 
 from hessdistill.distill import DistillConfig, load_config, write_config
 from hessdistill.distill.config import parse_duration
-from hessdistill.distill.trainer import VAL_EVERY_STEPS, VAL_HESSIAN_EVERY
+from hessdistill.distill.trainer import (AUTO_PATIENCE_EPOCHS, AUTO_PATIENCE_STEPS, VAL_EVERY_STEPS,
+                                        VAL_HESSIAN_EVERY, auto_patience)
 from hessdistill.errors import ConfigError, InputError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
@@ -77,6 +78,18 @@ def test_run_ends_at_a_plateau_or_the_step_cap(morse_labels, tmp_path):
     capped = Trainer(tiny(epochs=0, max_steps=7, lr_schedule="plateau"), morse_labels, tmp_path / "cap", progress=False)
     capped.fit()
     assert capped.max_epochs == 4 and capped.epoch == 4 and capped.stop_reason == "epochs"
+
+
+def test_automatic_patience_grows_with_the_training_set(morse_labels, tmp_path):
+    """patience = 0: about AUTO_PATIENCE_STEPS optimizer steps on small sets, and at least AUTO_PATIENCE_EPOCHS
+    passes over a large one (a fixed step count is ever fewer passes as the set grows)."""
+    for steps_per_epoch in (2, 45, 50, 51, 135, 1000):
+        epochs = auto_patience(steps_per_epoch)
+        assert epochs >= AUTO_PATIENCE_EPOCHS and epochs * steps_per_epoch >= AUTO_PATIENCE_STEPS
+        assert epochs == AUTO_PATIENCE_EPOCHS or (epochs - 1) * steps_per_epoch < AUTO_PATIENCE_STEPS
+    assert auto_patience(135) * 135 > 2 * AUTO_PATIENCE_STEPS  # 540 structures at batch 4
+    trainer = Trainer(tiny(epochs=10, batch_size=1, val_every=1, patience=0), morse_labels, tmp_path / "auto", progress=False)
+    assert trainer.steps_per_epoch == 8 and trainer.patience == math.ceil(AUTO_PATIENCE_STEPS / 8)
 
 
 def test_small_training_sets_validate_every_few_epochs(morse_labels, tmp_path):

@@ -58,6 +58,11 @@ VAL_HESSIAN_EVERY = 10
 VAL_EVERY_STEPS = 50
 
 
+def auto_patience(steps_per_epoch: int) -> int:
+    """The plateau patience (epochs) of patience = 0: ~AUTO_PATIENCE_STEPS steps, at least AUTO_PATIENCE_EPOCHS."""
+    return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -111,9 +116,7 @@ class Trainer:
             None if self.time_budget else math.ceil(config.max_steps / self.steps_per_epoch))
         self.val_every = config.val_every or max(1, VAL_EVERY_STEPS // self.steps_per_epoch)
         # in validations: the plateau rule can only look at validated epochs
-        self.patience = math.ceil(
-            (config.patience or max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / self.steps_per_epoch)))
-            / self.val_every)
+        self.patience = math.ceil((config.patience or auto_patience(self.steps_per_epoch)) / self.val_every)
         self.scheduler = self._make_scheduler()
         self.elapsed = 0.0  # seconds of training (fit), over all resumes: what time_budget counts
         self.compiled: bool | None = None  # the step mode once chosen; kept in the checkpoint

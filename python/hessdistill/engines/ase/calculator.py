@@ -37,11 +37,14 @@ DEVIATION_PROPERTIES = ["max_devi_f", "min_devi_f", "mean_devi_f", "devi_f", "co
 DRIVES = ("mean", "first")
 
 
-def evaluate_student(sf, atoms, stress: bool = False, graphs: dict | None = None) -> dict:
+def evaluate_student(sf, atoms, stress: bool = False, graphs: dict | None = None,
+                     species: dict | None = None) -> dict:
     """Energy, free_energy, energies, forces (and stress when asked and fully periodic) of one loaded student
-    (:func:`~hessdistill.formats.load_student`) on ``atoms``. ``graphs`` caches neighbor lists by cutoff, so
-    committee members with the same cutoff share one search."""
+    (:func:`~hessdistill.formats.load_student`) on ``atoms``. ``graphs`` caches neighbor lists by cutoff for one
+    call, so committee members with the same cutoff share one search; ``species``, kept by the caller across
+    calls, caches the student's type indices by atomic numbers (MD asks for them every step)."""
     graphs = {} if graphs is None else graphs
+    species = {} if species is None else species
     cutoff = max(sf.cutoff, MIN_DISTANCE)
     if cutoff not in graphs:
         edge_index, shifts = neighbor_list(atoms, cutoff)
@@ -51,7 +54,10 @@ def evaluate_student(sf, atoms, stress: bool = False, graphs: dict | None = None
     if sf.cutoff < MIN_DISTANCE:
         edge_index, shifts = neighbor_list(atoms, sf.cutoff)
     dev, dt = sf.device, sf.dtype
-    out = sf.evaluate(torch.tensor(atoms.positions, dtype=dt, device=dev), sf.species(atoms.get_chemical_symbols()),
+    key = (id(sf), atoms.numbers.tobytes())
+    if key not in species:
+        species[key] = sf.species(atoms.get_chemical_symbols())
+    out = sf.evaluate(torch.tensor(atoms.positions, dtype=dt, device=dev), species[key],
                       torch.tensor(edge_index, dtype=torch.long, device=dev), torch.tensor(shifts, dtype=dt, device=dev))
     energy = float(out.energy)
     results = {"energy": energy, "free_energy": energy, "energies": out.energies.cpu().double().numpy(),
@@ -79,11 +85,13 @@ class StudentCalculator(Calculator):
     def __init__(self, model_path, device: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.student = load_student(model_path, device=device)
+        self._species: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         check_coordinates(self.atoms)
-        self.results = evaluate_student(self.student, self.atoms, stress="stress" in properties)
+        self.results = evaluate_student(self.student, self.atoms, stress="stress" in properties,
+                                        species=self._species)
 
 
 class CommitteeCalculator(Calculator):
@@ -108,6 +116,7 @@ class CommitteeCalculator(Calculator):
             raise ConfigError(f"a committee needs at least 2 student files, got {len(paths)}")
         self.drive = drive
         self.students = [load_student(p, device=device) for p in paths]
+        self._species: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         from ...monitor.deviation import force_deviation
@@ -118,7 +127,8 @@ class CommitteeCalculator(Calculator):
         want_all = self.drive == "mean" or any(p in DEVIATION_PROPERTIES for p in properties)
         members = self.students if want_all else self.students[:1]
         graphs: dict = {}
-        outs = [evaluate_student(sf, self.atoms, stress=stress, graphs=graphs) for sf in members]
+        outs = [evaluate_student(sf, self.atoms, stress=stress, graphs=graphs, species=self._species)
+                for sf in members]
         if self.drive == "first":
             self.results = dict(outs[0])
         else:
