@@ -134,6 +134,26 @@ def test_time_budget_ends_the_run_and_survives_resume(morse_labels, tmp_path):
     assert torch.load(run / "checkpoint.pt", weights_only=False)["elapsed"] == longer.elapsed
 
 
+def test_a_failed_export_keeps_the_training_for_a_rerun(morse_labels, tmp_path):
+    """An export that fails after training (TorchScript re-reads the package's source files, e.g. changed by an
+    upgrade during training) says so in one line, and the same call again exports the trained weights without
+    training again."""
+    from unittest import mock
+
+    from hessdistill.errors import HessdistillError
+    from hessdistill.formats import load_student
+
+    config = tiny(epochs=3)
+    with mock.patch("torch.jit.script", side_effect=OSError("could not get source code")):
+        with pytest.raises(HessdistillError, match="could not get source code.*run the same command again"):
+            distill(config, morse_labels, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "student.pt").exists()
+    kept = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"]
+    summary = distill(config, morse_labels, tmp_path / "run", progress=False)
+    assert kept == 3 and summary["epochs"] == 3 and summary["resumed_from_epoch"] == 3
+    assert load_student(summary["student"]).cutoff == config.cutoff
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["schnet", "tensornet"])
 def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path, architecture):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import HessdistillError
 from .config import DistillConfig
 from .evaluation import evaluate
 from .trainer import Trainer
@@ -26,7 +27,15 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
     model = trainer.fit()
     test = trainer.graphs["test"] or trainer.graphs["val"]
     metrics = evaluate(model, test, config.val_hessian_rows)
-    path = export_student(model, Path(run_dir) / "student.pt", dtype=config.export_dtype, teacher=trainer.teacher_name)
+    try:
+        path = export_student(model, Path(run_dir) / "student.pt", dtype=config.export_dtype,
+                              teacher=trainer.teacher_name)
+    except Exception as exc:  # TorchScript raises many types; the trained weights must not look lost
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HessdistillError(
+            f"exporting the trained student failed ({first}); the training is kept in {trainer.checkpoint_path}: "
+            f"run the same command again to export it (TorchScript compiles the student from hessdistill's "
+            f"source files, so an upgrade or edit of the package during training fails this step)") from exc
     summary = {
         "student": str(path),
         "epochs": trainer.epoch,
