@@ -7,7 +7,7 @@ graph, such as the LAMMPS pair style, pays for the student).
 One PaiNN student of the size ``hessdistill distill`` trains by default (DistillConfig: 32 features, 2
 interactions; random weights: speed does not depend on them) is
 exported in both formats and both dtypes, then each structure is timed by timing.interleaved (TorchScript, pt2,
-TorchScript, pt2, ...) on the process's CPU clock at one torch thread; the reported speed-up is the median over
+TorchScript, pt2, ...) on the process's CPU clock at one torch thread, with ``heap.keep_freed_memory()``; the reported speed-up is the median over
 rounds of the within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
 
     OMP_NUM_THREADS=1 python benchmarks/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
@@ -78,7 +78,12 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--out", help="write the results as JSON here")
     a = p.parse_args(argv)
+    from hessdistill.heap import keep_freed_memory
+
     torch.set_num_threads(1)
+    # the heap setting the CLI applies and a user's MD script is told to (heap.py): without it TorchScript's
+    # per-call page faults made its times vary 1.5x between runs of this benchmark, the package's hardly
+    keep_freed_memory()
     model = student()
     results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
