@@ -316,8 +316,8 @@ class Pt2StudentFile:
             self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
         except Exception as exc:  # the loader raises bare RuntimeErrors
             raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {_first_line(exc)}") from None
-        # the runner's __call__ parses its JSON call spec and (un)flattens pytrees on every call, ~1/4 of a
-        # 9-atom molecule's call: evaluate goes to the loader's flat entry point (what the C++ loader's run is)
+        # the runner's __call__ parses its JSON call spec and (un)flattens pytrees on every call (~0.1 of a 0.45 ms
+        # 9-atom call, measured under load): evaluate goes to the loader's flat entry point (the C++ loader's run)
         self._run = self.runner.loader.boxed_run
         self.metadata = meta
         self.cutoff = float(meta["cutoff"])
