@@ -103,6 +103,24 @@ def test_bad_model_files(tmp_path):
         "dtype"] == "float32"
 
 
+def test_calculator_follows_changed_elements(ethanol, tmp_path):
+    """The calculator keeps the species between calls (MD asks every step): a structure whose elements change,
+    same length, in place or as another Atoms, gets the energy of a fresh calculator, and an element the student
+    lacks is still refused after a call that succeeded."""
+    path = export_student(make_student("painn", type_names=("H", "C", "O")), tmp_path / "s.pt", dtype="float64")
+    calc = StudentCalculator(path)
+    ethanol.calc = calc
+    before = ethanol.get_potential_energy()
+    ethanol.numbers[ethanol.numbers == 8] = 6  # O -> C
+    changed = ethanol.get_potential_energy()
+    fresh = ethanol.copy()
+    fresh.calc = StudentCalculator(path)
+    assert changed == pytest.approx(fresh.get_potential_energy(), abs=1e-12) and abs(changed - before) > 1e-6
+    ethanol.numbers[0] = 14
+    with pytest.raises(UnsupportedElementError, match="Si"):
+        ethanol.get_potential_energy()
+
+
 def test_calculator_rejects_bad_structures(ethanol, tmp_path):
     path = export_student(make_student("schnet", type_names=("H", "C")), tmp_path / "s.pt")
     ethanol.calc = StudentCalculator(path)
