@@ -88,7 +88,8 @@ def test_automatic_patience_grows_with_the_training_set(morse_labels, tmp_path):
         assert epochs >= AUTO_PATIENCE_EPOCHS and epochs * steps_per_epoch >= AUTO_PATIENCE_STEPS
         assert epochs == AUTO_PATIENCE_EPOCHS or (epochs - 1) * steps_per_epoch < AUTO_PATIENCE_STEPS
     assert auto_patience(135) * 135 > 2 * AUTO_PATIENCE_STEPS  # 540 structures at batch 4
-    trainer = Trainer(tiny(epochs=10, batch_size=1, val_every=1, patience=0), morse_labels, tmp_path / "auto", progress=False)
+    trainer = Trainer(tiny(epochs=10, batch_size=1, val_every=1, patience=0), morse_labels, tmp_path / "auto",
+                      progress=False)
     assert trainer.steps_per_epoch == 8 and trainer.patience == math.ceil(AUTO_PATIENCE_STEPS / 8)
 
 
