@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import HessdistillError
 from .config import DistillConfig
 from .evaluation import evaluate
-from .trainer import Trainer
+from .trainer import Trainer, _first_line
 
 
 def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
@@ -31,11 +31,11 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
         path = export_student(model, Path(run_dir) / "student.pt", dtype=config.export_dtype,
                               teacher=trainer.teacher_name)
     except Exception as exc:  # TorchScript raises many types; the trained weights must not look lost
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise HessdistillError(
-            f"exporting the trained student failed ({first}); the training is kept in {trainer.checkpoint_path}: "
-            f"run the same command again to export it (TorchScript compiles the student from hessdistill's "
-            f"source files, so an upgrade or edit of the package during training fails this step)") from exc
+            f"exporting the trained student failed ({_first_line(exc)}); the training is kept in "
+            f"{trainer.checkpoint_path}: run the same command again to export it (TorchScript compiles the student "
+            f"from hessdistill's source files, so an upgrade or edit of the package during training fails this "
+            f"step)") from exc
     summary = {
         "student": str(path),
         "epochs": trainer.epoch,
