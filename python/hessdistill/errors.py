@@ -52,3 +52,12 @@ class LammpsError(EngineError):
 
 class OpenMMBackendError(EngineError, ImportError):
     """No way to put a student into OpenMM here: OpenMM, or both openmmtorch and openmm.PythonForce, missing."""
+
+
+def first_line(exc: BaseException, *, named: bool = False) -> str:
+    """The first line of an exception's message (its type's name when empty), for one-line errors built on
+    library exceptions whose messages run to pages (TorchScript, AOTInductor, compilers); ``named`` puts the
+    type's name in front. At most 300 characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return (f"{type(exc).__name__}: {line}" if named and text else line)[:300]

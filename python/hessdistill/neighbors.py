@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from .errors import first_line
+
 try:  # vesin-torch: vesin's cell list as a TorchScript class (one compiled library per torch version)
     from vesin_torch import NeighborList as VesinNeighborList
     VESIN_TORCH_ERROR = ""
 except Exception as exc:  # ImportError, or a library built for another torch
     VesinNeighborList = None
-    VESIN_TORCH_ERROR = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    VESIN_TORCH_ERROR = first_line(exc)
 
 
 def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:

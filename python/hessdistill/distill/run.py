@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import HessdistillError
+from ..errors import HessdistillError, first_line
 from .config import DistillConfig
 from .evaluation import evaluate
-from .trainer import Trainer, _first_line
+from .trainer import Trainer
 
 
 def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
@@ -32,7 +32,7 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
                               teacher=trainer.teacher_name)
     except Exception as exc:  # TorchScript raises many types; the trained weights must not look lost
         raise HessdistillError(
-            f"exporting the trained student failed ({_first_line(exc)}); the training is kept in "
+            f"exporting the trained student failed ({first_line(exc, named=True)}); the training is kept in "
             f"{trainer.checkpoint_path}: run the same command again to export it (TorchScript compiles the student "
             f"from hessdistill's source files, so an upgrade or edit of the package during training fails this "
             f"step)") from exc

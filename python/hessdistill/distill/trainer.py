@@ -37,7 +37,7 @@ from .data import build_graphs, check_hessian_rows, collate, element_types, load
 from .evaluation import evaluate
 from .loss import batch_loss, fit_shift_and_scale, normalizers, slots_loss
 from .metrics import plot_learning_curve, write_metrics
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..label.store import store_teacher
 from ..students import StudentBase, build_student
 
@@ -223,9 +223,9 @@ class Trainer:
         except Exception as exc:  # tracing and compiler failures arrive as many exception types
             self.step_fn = None
             if c.compile == "on":
-                raise ConfigError(f"compiled training failed ({_first_line(exc)}); use --compile off") from None
+                raise ConfigError(f"compiled training failed ({first_line(exc, named=True)}); use --compile off") from None
             self.compiled = False
-            log.warning("compiled training failed (%s); training eagerly", _first_line(exc))
+            log.warning("compiled training failed (%s); training eagerly", first_line(exc, named=True))
             return
         log.info("compiled the training step in %.0f s", time.perf_counter() - t0)
 
@@ -311,8 +311,3 @@ class Trainer:
         model = build_student(self.model.architecture, **self.model.hyperparameters()).to(self.device, self.dtype)
         model.load_state_dict(self.best_state if self.best_state is not None else self._eval_model().state_dict())
         return model.eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..dtypes import parse_dtype
-from ..errors import EngineError, ModelFileError
+from ..errors import EngineError, ModelFileError, first_line
 from ..students import StudentBase
 from .torchscript import _clone, base_metadata
 
@@ -173,4 +173,4 @@ def read_metatomic_metadata(path: str | os.PathLike) -> dict:
     try:
         return dict(read_model_metadata(str(path)).extra)
     except Exception as exc:  # metatomic raises RuntimeErrors for files that are not its models
-        raise ModelFileError(f"cannot read {path} as a metatomic model: {str(exc).splitlines()[0]}") from None
+        raise ModelFileError(f"cannot read {path} as a metatomic model: {first_line(exc)}") from None

@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 
 from ..dtypes import parse_dtype
-from ..errors import ConfigError, EngineError, ModelFileError
+from ..errors import ConfigError, EngineError, ModelFileError, first_line
 from ..students import StudentBase
 from .evaluate import OUTPUTS, StudentOutputs, pair_records, student_outputs
 from .torchscript import DTYPES, METADATA_KEYS, _clone, _species, base_metadata
@@ -109,7 +109,7 @@ def export_pt2(model: StudentBase, path: str | os.PathLike, dtype: str = "float6
             inductor_configs={"aot_inductor.metadata": metadata, "cpp.threads": int(threads)})
     except Exception as exc:  # compiler and linker failures arrive as many exception types
         tmp.unlink(missing_ok=True)
-        raise EngineError(f"compiling {path.name} failed: {_first_line(exc)}; {FALLBACK}") from None
+        raise EngineError(f"compiling {path.name} failed: {first_line(exc)}; {FALLBACK}") from None
     try:
         _check_package(model, tmp, device, path.name)
     except EngineError:
@@ -250,11 +250,6 @@ def _missing_cpu_features(cpu_isa: str) -> list[str]:
             if f not in _CPU_FEATURES.values() or not getattr(torch.cpu, f"_is_{f}_supported")()]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_pt2_metadata(path: str | os.PathLike) -> dict:
     """Metadata of a .pt2 package, read from the archive without loading its library."""
     path = Path(path)
@@ -315,7 +310,7 @@ class Pt2StudentFile:
             index = self.device.index if self.device.index is not None else -1
             self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
         except Exception as exc:  # the loader raises bare RuntimeErrors
-            raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {_first_line(exc)}") from None
+            raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {first_line(exc)}") from None
         # the runner's __call__ parses its JSON call spec and (un)flattens pytrees on every call (~0.1 of a 0.45 ms
         # 9-atom call, measured under load): evaluate goes to the loader's flat entry point (the C++ loader's run)
         self._run = self.runner.loader.boxed_run

@@ -32,7 +32,7 @@ import torch
 
 from .. import __version__
 from ..dtypes import DTYPES, parse_dtype
-from ..errors import ModelFileError
+from ..errors import ModelFileError, first_line
 from ..students import StudentBase
 from .evaluate import StudentOutputs, student_outputs
 
@@ -112,7 +112,7 @@ class StudentFile:
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         except Exception as exc:  # torch raises bare RuntimeErrors of many kinds for bad archives
-            raise ModelFileError(f"cannot load {self.path} as TorchScript: {str(exc).splitlines()[0]}") from None
+            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from None
         extra = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
         if extra["format"] != FORMAT:
             raise ModelFileError(

@@ -39,7 +39,7 @@ finally:
         os.environ[_NO_WEIGHTS_ONLY] = _env_before
 
 from ..dtypes import parse_dtype
-from ..errors import ConfigError, ModelFileError, StructureError
+from ..errors import ConfigError, ModelFileError, StructureError, first_line
 from ..structures import check_elements
 from .base import AutogradTeacher, EnergyFn
 
@@ -61,7 +61,7 @@ def load_mace_model(path: str | os.PathLike, device: torch.device | str = "cpu")
             warnings.simplefilter("ignore")
             model = torch.load(str(path), map_location=device, weights_only=False)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a readable model file"
-        raise ModelFileError(f"cannot load {path} as a MACE model: {str(exc).splitlines()[0]}") from None
+        raise ModelFileError(f"cannot load {path} as a MACE model: {first_line(exc)}") from None
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "atomic_numbers") or not hasattr(model, "r_max"):
         found = type(model).__name__
         hint = " (a training checkpoint or state dict? save the module: torch.save(model, 'x.model'))" \

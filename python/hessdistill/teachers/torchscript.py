@@ -13,7 +13,7 @@ import torch
 from ase import Atoms
 
 from ..dtypes import parse_dtype
-from ..errors import ModelFileError
+from ..errors import ModelFileError, first_line
 from .base import AutogradTeacher
 
 
@@ -30,7 +30,7 @@ class TorchScriptTeacher(AutogradTeacher):
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as exc:
-            raise ModelFileError(f"cannot load {self.path} as TorchScript: {str(exc).splitlines()[0]}") from None
+            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from None
         self.dtype = parse_dtype(dtype, "teacher torchscript dtype")
         self.module.to(self.dtype)
         self.elements = frozenset(elements) if elements else None

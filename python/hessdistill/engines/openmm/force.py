@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError, OpenMMBackendError
+from ...errors import InputError, OpenMMBackendError, first_line
 from ...formats import file_format, load_student
 from ...formats.torchscript import StudentFile
 from ...neighbors import VESIN_TORCH_ERROR, VesinNeighborList, cell_list_edges, edges_within
@@ -171,13 +171,13 @@ def _load_openmmtorch():
         finally:
             root.setLevel(level)
     except Exception as exc:  # ImportError, or an undefined symbol from a libtorch/ABI mismatch
-        return None, f"openmmtorch cannot be imported ({str(exc).splitlines()[0]})"
+        return None, f"openmmtorch cannot be imported ({first_line(exc)})"
     if any("OpenMMTorchReference" in f for f in openmm.Platform.getPluginLoadFailures()):
         lib = os.path.join(openmm.version.openmm_library_path, "plugins", "libOpenMMTorchReference.so")
         try:
             openmm.Platform.loadPluginLibrary(lib)
         except Exception as exc:
-            return None, f"openmmtorch's plugin does not load ({str(exc).splitlines()[0]})"
+            return None, f"openmmtorch's plugin does not load ({first_line(exc)})"
         log.info("reloaded %s (openmm was imported before torch)", lib)
     return openmmtorch, ""
 
