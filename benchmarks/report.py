@@ -531,7 +531,11 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
              f"targets) and {3 * size['train']} structures (nested; the last adds {2 * size['train']} from a second "
              f"sample, seed 1, same mix), {size['val']} validation structures. Wall times are on a shared 2-core "
              "machine (other jobs ran beside it), so they are upper bounds. The systems (how each start structure "
-             "is made, why these sampling settings) are described in the docstring of `benchmarks/targets.py`.", ""]
+             "is made, why these sampling settings) are described in the docstring of `benchmarks/targets.py`. "
+             "Frequencies: the target is judged, as the issue states it, on every mode above the report's 50 cm^-1 "
+             "floor; the next column splits them at 200 cm^-1 (kT/hc is 208 cm^-1 at 300 K): the stiff modes' rms "
+             "relative error, and the softer ones' (torsions, librations, whose small curvatures make relative "
+             "errors large) mean absolute error in cm^-1.", ""]
     for name, s in tg["systems"].items():
         d = s["data"]
         lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "
@@ -541,8 +545,9 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
                         f"{d['more']['sample_wall_s']:.0f} s, labelling {d['more']['label_wall_s']:.0f} s."
                         if d.get("more") else ""))
     lines += ["", "| system | force MAE (meV/A) | / teacher mean abs F (target <= 2%) | frequencies rms rel. "
-              "(<= 2%) | pressure max rel. error over +-2% strain (<= 5%) | minimum RMSD (A) | labels -> student "
-              "(min, <= 60) | seeds |", "|---|---|---|---|---|---|---|---|"]
+              "(<= 2%) | of them: modes above 200 cm^-1, rms rel. / softer modes, MAE (cm^-1) | pressure max rel. "
+              "error over +-2% strain (<= 5%) | minimum RMSD (A) | labels -> student (min, <= 60) | seeds |",
+              "|---|---|---|---|---|---|---|---|---|"]
 
     def cell(x, scale=1.0, fmt="{:.2f}"):
         if not x:
@@ -555,6 +560,8 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
         lines.append(f"| {name} | {cell(s.get('force_mae_meV'), fmt='{:.1f}')} | "
                      f"{cell(s.get('force_mae_relative'), 100, '{:.2f}%')} | "
                      f"{cell(s.get('frequency_rms_relative'), 100, '{:.2f}%')} | "
+                     f"{cell(s.get('stiff_frequency_rms_relative'), 100, '{:.2f}%')} / "
+                     f"{cell(s.get('soft_frequency_mae_cm'), fmt='{:.0f}')} | "
                      f"{cell(s.get('pressure_error_relative'), 100, '{:.1f}%')} | "
                      f"{cell(s.get('minimum_rmsd'), fmt='{:.4f}')} | {cell(s.get('distill_minutes'), fmt='{:.1f}')} | "
                      f"{s.get('force_mae_relative', {}).get('n', 0)} |")

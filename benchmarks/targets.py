@@ -332,8 +332,9 @@ def summarize(system: str, info: dict, runs: list[dict]) -> dict:
         out["force_mae_relative"] = spread([r["label_errors"]["force_mae_relative"] for r in main])
         out["force_mae_meV"] = spread([1e3 * r["label_errors"]["force_mae"] for r in main])
         out["distill_minutes"] = spread([r["distill_wall_s"] / 60 for r in main])
-        for key in ("frequency_rms_relative", "pressure_error_relative", "minimum_rmsd"):
-            vals = [r["physics"][key] for r in main if key in r["physics"]]
+        for key in ("frequency_rms_relative", "stiff_frequency_rms_relative", "soft_frequency_mae_cm",
+                    "pressure_error_relative", "minimum_rmsd"):
+            vals = [r["physics"][key] for r in main if r["physics"].get(key) is not None]
             if vals:
                 out[key] = spread(vals)
     curve: dict = {}

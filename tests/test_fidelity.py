@@ -16,8 +16,8 @@ from scipy.spatial.transform import Rotation
 from conftest import cluster
 from hessdistill.distill import distill
 from hessdistill.distill.config import DistillConfig
-from hessdistill.fidelity import (crystal_physics, fidelity_report, kabsch_rmsd, molecule_physics,
-                                  student_hessian)
+from hessdistill.fidelity import (crystal_physics, fidelity_report, frequency_errors, kabsch_rmsd,
+                                  molecule_physics, student_hessian, summary_lines)
 from hessdistill.errors import InputError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
@@ -72,6 +72,25 @@ def test_molecule_physics_of_the_teacher_itself_is_exact():
     assert p["minimum_rmsd"] < 1e-4
     assert p["frequency_rms_relative"] < 1e-5
     assert len(p["teacher_frequencies_cm"]) == 3 * 5 - 6
+
+
+def test_frequency_errors_split_soft_and_stiff_modes():
+    # a near-zero mode (below the floor), a torsion-like soft mode and two stiff ones, each error by hand
+    teacher = np.array([10.0, 52.0, 434.0, 1000.0])
+    student = np.array([30.0, 68.0, 440.0, 990.0])
+    p = frequency_errors(teacher, student, floor_cm=50.0, soft_cm=200.0)
+    assert p["frequency_rms_relative"] == pytest.approx(np.sqrt(((16 / 52) ** 2 + (6 / 434) ** 2 + 0.01 ** 2) / 3))
+    assert p["frequency_mae_cm"] == pytest.approx((16 + 6 + 10) / 3)
+    assert p["stiff_frequency_rms_relative"] == pytest.approx(np.sqrt(((6 / 434) ** 2 + 0.01 ** 2) / 2))
+    assert p["soft_modes"] == 1 and p["soft_frequency_mae_cm"] == pytest.approx(16.0)
+    report = {"split": "test", "physics": {"kind": "molecule", "minimum_rmsd": 0.0, **p},
+              "label_errors": {"structures": 1, "force_mae": 0.0, "force_mae_relative": 0.0,
+                               "energy_mae_per_atom": 0.0, "energy_offset_per_atom": 0.0}}
+    assert "modes above 200 cm^-1: rms relative error 1.21%; 1 softer mode(s): MAE 16.0 cm^-1" in \
+        "\n".join(summary_lines(report))
+    none_soft = frequency_errors(teacher[2:], student[2:])
+    assert none_soft["soft_modes"] == 0 and none_soft["soft_frequency_mae_cm"] is None
+    assert none_soft["stiff_frequency_rms_relative"] == pytest.approx(none_soft["frequency_rms_relative"])
 
 
 def test_crystal_physics_of_the_teacher_itself_is_exact():
