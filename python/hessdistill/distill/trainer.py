@@ -223,7 +223,8 @@ class Trainer:
         except Exception as exc:  # tracing and compiler failures arrive as many exception types
             self.step_fn = None
             if c.compile == "on":
-                raise ConfigError(f"compiled training failed ({first_line(exc, named=True)}); use --compile off") from None
+                raise ConfigError(
+                    f"compiled training failed ({first_line(exc, named=True)}); use --compile off") from None
             self.compiled = False
             log.warning("compiled training failed (%s); training eagerly", first_line(exc, named=True))
             return
