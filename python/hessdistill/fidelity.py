@@ -313,7 +313,12 @@ def plot_report(report: dict, values: dict, png) -> None:
         ax.plot(t, 100 * (s - t) / np.where(np.abs(t) > 1e-9, t, np.nan), "o", ms=4)
         ax.set_xlabel("teacher frequency (cm$^{-1}$)")
         ax.set_ylabel("student - teacher (%)")
-        ax.set_title(f"frequencies: rms {100 * physics['frequency_rms_relative']:.2f}%", fontsize=9)
+        title = f"frequencies: rms {100 * physics['frequency_rms_relative']:.2f}%"
+        if physics.get("soft_modes") and physics.get("stiff_frequency_rms_relative") is not None:
+            ax.axvline(physics["soft_mode_cm"], color="0.6", lw=1, ls="--")
+            stiff = physics["stiff_frequency_rms_relative"]
+            title += f" (above {physics['soft_mode_cm']:.0f} cm$^{{-1}}$: {100 * stiff:.2f}%)"
+        ax.set_title(title, fontsize=9)
     if "pressure" in extra:
         ax = rest[1]
         strain = 100 * np.array(physics["strains"])
