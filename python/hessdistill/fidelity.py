@@ -143,11 +143,12 @@ def frequency_errors(teacher_cm: np.ndarray, student_cm: np.ndarray, floor_cm: f
     ones (between the two, in cm^-1)."""
     teacher_cm, student_cm = np.asarray(teacher_cm, float), np.asarray(student_cm, float)
     use = teacher_cm > floor_cm
-    rel = (student_cm[use] - teacher_cm[use]) / teacher_cm[use]
+    error = student_cm[use] - teacher_cm[use]
+    rel = error / teacher_cm[use]
     stiff = teacher_cm[use] >= soft_cm
-    soft_errors = np.abs(student_cm[use] - teacher_cm[use])[~stiff]
+    soft_errors = np.abs(error[~stiff])
     return {"teacher_frequencies_cm": teacher_cm.tolist(), "student_frequencies_cm": student_cm.tolist(),
-            "frequency_mae_cm": float(np.mean(np.abs(student_cm[use] - teacher_cm[use]))),
+            "frequency_mae_cm": float(np.mean(np.abs(error))),
             "frequency_rms_relative": float(np.sqrt(np.mean(rel**2))), "frequency_floor_cm": floor_cm,
             "stiff_frequency_rms_relative": float(np.sqrt(np.mean(rel[stiff]**2))) if stiff.any() else None,
             "soft_modes": int(soft_errors.size), "soft_frequency_mae_cm": float(np.mean(soft_errors))
@@ -263,7 +264,7 @@ def summary_lines(report: dict) -> list[str]:
     elif p:
         line = (f"harmonic frequencies: rms relative error {100 * p['frequency_rms_relative']:.2f}%, MAE "
                 f"{p['frequency_mae_cm']:.1f} cm^-1")
-        if p.get("soft_modes"):  # reports written before the split lack these keys
+        if p.get("soft_modes"):  # without soft modes (or in a report older than the split) the split says nothing new
             stiff = p["stiff_frequency_rms_relative"]
             line += (f"; modes above {p['soft_mode_cm']:.0f} cm^-1: " +
                      (f"rms relative error {100 * stiff:.2f}%" if stiff is not None else "none") +
