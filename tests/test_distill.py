@@ -185,7 +185,7 @@ def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path, architectur
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "hessdistill.cli", *map(str, args)]
+    return [sys.executable, "-m", "hessdistill", *map(str, args)]
 
 
 def test_training_resumes_exactly_after_sigkill(morse_labels, tmp_path):

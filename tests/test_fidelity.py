@@ -1,4 +1,4 @@
-"""The fidelity report (hessdistill.fidelity, ``hessdistill report``, written by ``distill``).
+"""The fidelity report (hessdistill.report, ``hessdistill report``, written by ``distill``).
 
 References: the trainer's own evaluation of the same student (autograd Hessian rows, training graphs) for the
 held-out errors; the teacher standing in for the student (its own forces; ASE's FiniteDifferenceCalculator for
@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from conftest import cluster
 from hessdistill.distill import distill
 from hessdistill.distill.config import DistillConfig
-from hessdistill.fidelity import (crystal_physics, fidelity_report, frequency_errors, kabsch_rmsd,
+from hessdistill.report import (crystal_physics, fidelity_report, frequency_errors, kabsch_rmsd,
                                   molecule_physics, student_hessian, summary_lines)
 from hessdistill.errors import InputError
 from hessdistill.label import label_structures

@@ -76,12 +76,12 @@ def test_row_subsets_are_rows_of_the_full_hessian(structures, tmp_path):
 def test_cli_shards_then_merge_equal_one_process(structures, tmp_path):
     write_structures(structures, tmp_path / "s.extxyz")
     for shard in ("0/2", "1/2"):
-        subprocess.run([sys.executable, "-m", "hessdistill.cli", "label", str(tmp_path / "s.extxyz"), "--teacher",
+        subprocess.run([sys.executable, "-m", "hessdistill", "label", str(tmp_path / "s.extxyz"), "--teacher",
                         "morse", "-o", str(tmp_path / "sharded.h5"), "--shard", shard], check=True,
                        capture_output=True)
     assert (tmp_path / "sharded.h5").exists()  # the last shard to finish merges
     os.remove(tmp_path / "sharded.h5")
-    subprocess.run([sys.executable, "-m", "hessdistill.cli", "merge", str(tmp_path / "sharded.h5")], check=True,
+    subprocess.run([sys.executable, "-m", "hessdistill", "merge", str(tmp_path / "sharded.h5")], check=True,
                    capture_output=True)
     label_structures(read_structures(tmp_path / "s.extxyz"), MorseTeacher(), tmp_path / "one.h5", progress=False)
     for a, b in zip(load_labels(tmp_path / "sharded.h5"), load_labels(tmp_path / "one.h5"), strict=True):

@@ -1,4 +1,4 @@
-"""Normal modes from a teacher's Hessian and normal-mode sampling (hessdistill.modes, ``sample --normal-modes``).
+"""Normal modes from a teacher's Hessian and normal-mode sampling (hessdistill.sample.modes, ``sample --normal-modes``).
 
 References: the closed-form Morse diatomic frequency, ASE's own finite-difference vibrational analysis of the
 teacher's calculator, exact conservation of the centre of mass and zero angular displacement, equipartition
@@ -12,7 +12,7 @@ from ase import Atoms, units
 from ase.build import molecule
 
 from hessdistill.errors import InputError
-from hessdistill.modes import normal_mode_samples, normal_modes, relax
+from hessdistill.sample.modes import normal_mode_samples, normal_modes, relax
 from hessdistill.sample import read_structures, share_out
 from hessdistill.teachers import load_teacher
 from hessdistill.teachers.analytic import pair_hessian

@@ -492,7 +492,7 @@ def test_run_md_stable_run_not_flagged(tmp_path):
         path = Path(result.files[key])
         assert path.parent == (tmp_path / "run").resolve() and path.stat().st_size > 0
 
-    from hessdistill.analysis import load_trajectory, radial_distributions
+    from hessdistill.monitor.analysis import load_trajectory, radial_distributions
 
     traj = load_trajectory(result.files["trajectory"], result.files["topology"])
     assert traj.n_frames == 31 and traj.n_atoms == 8 and traj.unitcell_vectors is not None
@@ -510,7 +510,7 @@ def test_run_md_exploded_run_flagged(tmp_path):
 
 
 def test_bond_deviation_from_engine_agnostic_frames():
-    from hessdistill.analysis import bond_deviation, guess_bonds, trajectory_from_frames
+    from hessdistill.monitor.analysis import bond_deviation, guess_bonds, trajectory_from_frames
 
     mol = molecule("CH3CH2OH")
     bonds = guess_bonds(mol.get_chemical_symbols(), mol.positions)

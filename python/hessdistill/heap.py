@@ -20,7 +20,7 @@ free (putting them on the heap too fragmented it into an out-of-memory at 32k at
 is the peak of its smaller blocks: the cost is memory that other programs cannot use until the process ends.
 The same can be had without Python by setting ``MALLOC_MMAP_THRESHOLD_=33554432`` and
 ``MALLOC_TRIM_THRESHOLD_=1073741824`` in the environment. The LAMMPS pair style has its own opt-in for large
-systems, ``pair_style hessdistill memory cache`` (engines/lammps/plugin/block_cache.h).
+systems, ``pair_style hessdistill memory cache`` (lammps_plugin/block_cache.h).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from .committee import committee_students, distill_committee  # noqa: F401
 from .config import DistillConfig, load_config, write_config  # noqa: F401
 from .evaluation import evaluate  # noqa: F401
 from .loss import predict  # noqa: F401
-from .run import distill  # noqa: F401
+from .run import distill, distill_compare, export_run  # noqa: F401
 from .trainer import Trainer  # noqa: F401
 
-__all__ = ["DistillConfig", "Trainer", "committee_students", "distill", "distill_committee", "evaluate", "load_config", "model_from_checkpoint", "predict",
+__all__ = ["DistillConfig", "Trainer", "committee_students", "distill", "distill_committee", "distill_compare", "evaluate", "export_run", "load_config", "model_from_checkpoint", "predict",
            "write_config"]

@@ -50,3 +50,24 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
     }
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def distill_compare(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
+    """Train the distilled student (``config``) into ``run_dir/distilled`` and the undistilled baseline (the same
+    with ``hessian_weight`` 0) into ``run_dir/baseline``; returns both summaries and the ratio of their test force
+    MAEs (distilled / baseline)."""
+    runs = {"distilled": config, "baseline": config.replace(hessian_weight=0.0)}
+    out = {name: distill(cfg, labels, Path(run_dir) / name, resume=resume, progress=progress)
+           for name, cfg in runs.items()}
+    out["force_mae_ratio"] = out["distilled"]["test"]["force_mae"] / out["baseline"]["test"]["force_mae"]
+    return out
+
+
+def export_run(checkpoint, output, dtype: str = "float64", format: str | None = None, device: str = "cpu") -> Path:
+    """Export the best student of a run (its folder or ``checkpoint.pt``) to ``output`` in ``format`` (see
+    :func:`hessdistill.formats.save_student`); what ``hessdistill export`` runs."""
+    from ..formats import save_student
+    from .checkpoint import model_from_checkpoint
+
+    model, state = model_from_checkpoint(checkpoint)
+    return save_student(model, output, dtype=dtype, teacher=state.get("teacher", ""), format=format, device=device)

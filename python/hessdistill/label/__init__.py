@@ -11,6 +11,7 @@ from .store import (  # noqa: F401
     parts_dir,
     write_store,
 )
+from .run import label_file  # noqa: F401
 
-__all__ = ["SPLITS", "LabeledStructure", "choose_rows", "label_structures", "load_labels", "merge", "parse_shard",
+__all__ = ["SPLITS", "LabeledStructure", "choose_rows", "label_file", "label_structures", "load_labels", "merge", "parse_shard",
            "parts_dir", "write_store"]

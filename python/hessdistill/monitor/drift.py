@@ -1,7 +1,7 @@
 """The drift formula of the energy monitor: a least-squares slope kept from running sums, O(1) per sample.
 
 This is the one definition of drift in hessdistill, mirrored operation for operation by the LAMMPS
-``fix hessdistill/monitor`` (``engines/lammps/plugin/fix_hessdistill_monitor.cpp``, which must change with it):
+``fix hessdistill/monitor`` (``lammps_plugin/fix_hessdistill_monitor.cpp``, which must change with it):
 
 - every sample is shifted by the first one, ``t = time - t0`` and ``e = E/atom - e0`` (the shift keeps the sums
   small, so the variance below does not cancel; it does not change the slope);

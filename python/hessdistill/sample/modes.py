@@ -34,9 +34,9 @@ from typing import Callable, Optional
 import numpy as np
 from ase import Atoms, units
 
-from .errors import InputError
+from ..errors import InputError
 
-log = logging.getLogger("hessdistill.modes")
+log = logging.getLogger("hessdistill.sample.modes")
 
 #: eV of hbar * omega for a mass-weighted eigenvalue of 1 eV/A^2/amu (as ase.vibrations)
 _HBAR_OMEGA_EV = units._hbar * 1e10 / np.sqrt(units._e * units._amu)

@@ -9,7 +9,7 @@
 
 Example
 -------
->>> from hessdistill.analysis import load_trajectory, analyze
+>>> from hessdistill.monitor.analysis import load_trajectory, analyze
 >>> traj = load_trajectory("run/trajectory.dcd", "run/topology.pdb")
 >>> report = analyze(traj, monitor_csv="run/monitor.csv", png="run/analysis.png")
 >>> report["unstable"], report["max_bond_deviation_A"]
@@ -23,10 +23,10 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
+from ..errors import InputError
+from ..units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
 
-log = logging.getLogger("hessdistill.analysis")
+log = logging.getLogger("hessdistill.monitor.analysis")
 
 #: Largest bond-length deviation (A) a stable run may show (Fu et al. 2023).
 BOND_DEVIATION_THRESHOLD = 0.5
@@ -168,7 +168,7 @@ def plot_analysis(traj, bonds: dict, rdfs: dict, monitor_csv, png, title: str = 
     against the threshold, RDFs."""
     from matplotlib.figure import Figure  # no pyplot: the process's backend stays the caller's
 
-    from .monitor.energy import drift_slope, read_monitor_csv
+    from .energy import drift_slope, read_monitor_csv
 
     panels = (["energy"] if monitor_csv is not None else []) + ["bonds"] + (["rdf"] if rdfs else [])
     fig = Figure(figsize=(6, 2.6 * len(panels)))

@@ -1,7 +1,7 @@
 """The built-in example: distil ANI-1x into a PaiNN student for ethanol, end to end, in minutes on 2 CPU cores.
 
 sample (teacher Langevin MD at 600 K) -> label (energy, forces, full Hessians) -> distill (Hessian-row loss,
-s = 1) -> export (TorchScript) -> short ASE NVE run of the student -> fidelity report (:mod:`hessdistill.fidelity`) ->
+s = 1) -> export (TorchScript) -> short ASE NVE run of the student -> fidelity report (:mod:`hessdistill.report`) ->
 summary (held-out force MAE against the teacher, speed ratio student/teacher measured side by side, energy drift,
 minimum RMSD and frequency error against the teacher).
 
@@ -31,14 +31,14 @@ def _time_forces(calc, atoms, repeats: int) -> float:
 
 
 def main(out: str = "example_run", quick: bool = False) -> dict:
-    from .engines.ase.calculator import StudentCalculator
-    from .distill.config import DistillConfig
-    from .engines import MDOptions, run_md
-    from .label.store import label_structures
-    from .sample import split, starting_structure, teacher_md, write_structures
-    from .teachers import load_teacher
-    from .distill import distill
-    from .fidelity import fidelity_report, summary_lines
+    from ..engines.ase.calculator import StudentCalculator
+    from ..distill.config import DistillConfig
+    from ..engines import MDOptions, run_md
+    from ..label.store import label_structures
+    from ..sample import split, starting_structure, teacher_md, write_structures
+    from ..teachers import load_teacher
+    from ..distill import distill
+    from ..report import fidelity_report, summary_lines
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .distill.committee import committee_students
-from .engines.contract import MDOptions
-from .errors import ConfigError, InputError
+from ..distill.committee import committee_students
+from ..engines.contract import MDOptions
+from ..errors import ConfigError, InputError
 
 COLUMNS = ("round", "n_train", "md_steps_done", "md_stopped", "n_reports", "n_flagged", "mean_max_devi_f",
            "max_devi_f", "n_labelled", "teacher_calls", "test_force_mae", "test_force_mae_mean")
@@ -83,8 +83,8 @@ class RefineSettings:
 
 def held_out_force_mae(students: Sequence, items) -> tuple[float, float]:
     """Force MAE (eV/A) on labelled structures ``items`` of the first student and of the committee's mean."""
-    from .engines.ase.calculator import evaluate_student
-    from .formats import load_student
+    from ..engines.ase.calculator import evaluate_student
+    from ..formats import load_student
 
     loaded = [load_student(p, device="cpu") for p in students]
     first, mean = [], []
@@ -108,8 +108,8 @@ def continue_training(labels, run_dir, previous_run, epochs: int, progress: bool
     """Train a student on ``labels`` in ``run_dir`` for ``epochs`` epochs with the settings of ``previous_run``
     (a run folder), starting from its best weights; resumes ``run_dir`` if it has a checkpoint. Exports and
     returns ``run_dir/student.pt``."""
-    from .distill import Trainer, load_config, model_from_checkpoint
-    from .formats.torchscript import export_student
+    from ..distill import Trainer, load_config, model_from_checkpoint
+    from ..formats.torchscript import export_student
 
     config = load_config(Path(previous_run) / "config.yaml", epochs=epochs)
 
@@ -132,10 +132,10 @@ def refine(labels, run_dir, committee_dir, atoms, settings: RefineSettings, test
     gives held-out force errors per round. Returns the rows of ``refine.csv``."""
     from ase.io import read
 
-    from .engines import run_md
-    from .engines.trust import resolve_teacher
-    from .label.store import label_structures, load_labels, write_store
-    from .progress import progress_bar
+    from ..engines import run_md
+    from ..engines.trust import resolve_teacher
+    from ..label.store import label_structures, load_labels, write_store
+    from ..progress import progress_bar
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,77 @@
+"""``hessdistill distill``: train a student on the labels (:func:`hessdistill.distill.distill`; ``--compare``:
+:func:`~hessdistill.distill.distill_compare`; ``--committee K``: :func:`~hessdistill.distill.distill_committee`),
+then write its fidelity report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    from ..distill.config import HELP, DistillConfig
+
+    p = sub.add_parser("distill", help="train a student on the labels (Hessian-row loss) and export it")
+    p.add_argument("labels", nargs="?", help="label store from `hessdistill label`")
+    p.add_argument("--out", default="run", help="run folder (checkpoint, metrics, student.pt)")
+    p.add_argument("--config", help="YAML file of settings (see --write-config)")
+    p.add_argument("--write-config", metavar="FILE", help="write the documented defaults to FILE and exit")
+    p.add_argument("--baseline", action="store_true", help="train the undistilled baseline (hessian_weight 0)")
+    p.add_argument("--compare", action="store_true", help="train distilled and baseline students and compare")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in the run folder")
+    p.add_argument("--no-report", action="store_true", help="skip the fidelity report (OUT/report/: errors on the "
+                   "test split, and minima, frequencies, pressure against the teacher)")
+    p.add_argument("--committee", type=int, default=None, metavar="K",
+                   help="train K students that differ in seed (seed, seed+1, ...) into OUT/member{k}/, listed in "
+                        "OUT/committee.json: their force deviation tells where the student is not to be trusted")
+    for name, default in DistillConfig().to_dict().items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=None, help=HELP[name])
+    p.set_defaults(func=run)
+
+
+def run(a) -> None:
+    from ..distill import DistillConfig, distill, distill_committee, distill_compare, load_config, write_config
+    from ..errors import InputError
+    from .report import print_report
+
+    if a.write_config:
+        write_config(a.write_config)
+        print(f"wrote {a.write_config}")
+        return
+    if not a.labels:
+        raise InputError("give the label store: hessdistill distill LABELS.h5")
+    if a.committee is not None and a.compare:
+        raise InputError("--committee and --compare do not go together")
+    config = load_config(a.config, **{k: getattr(a, k) for k in DistillConfig().to_dict()})
+    if a.baseline:
+        config = config.replace(hessian_weight=0.0)
+    resume = not a.no_resume
+    if a.committee is not None:
+        result = distill_committee(config, a.labels, a.out, a.committee, resume=resume)
+        for m in result["members"]:
+            print(f"seed {m['seed']}: {m['student']}  test force MAE {m['test']['force_mae'] * 1000:.2f} meV/A")
+        print(f"committee of {result['k']}: {Path(a.out) / 'committee.json'}")
+        return
+    if a.compare:
+        results = distill_compare(config, a.labels, a.out, resume=resume)
+        runs = {name: Path(a.out) / name for name in ("distilled", "baseline")}
+    else:
+        name = "baseline" if a.baseline else "distilled"
+        results = {name: distill(config, a.labels, a.out, resume=resume)}
+        runs = {name: Path(a.out)}
+    for name, out in runs.items():
+        summary = results[name]
+        print(f"{name}: {summary['student']}  {_test_errors(summary['test'])}")
+        if not a.no_report:
+            print_report(summary["student"], a.labels, out / "report")
+    if a.compare:
+        print(f"force MAE distilled / baseline = {results['force_mae_ratio']:.3f}")
+
+
+def _test_errors(t: dict) -> str:
+    from ..units import EV_PER_A3_TO_GPA
+
+    text = (f"test force MAE {t['force_mae'] * 1000:.2f} meV/A, energy MAE {t['energy_mae_per_atom'] * 1000:.2f} "
+            f"meV/atom, Hessian MAE {t['hessian_mae']:.4f} eV/A^2")
+    if t["stress_mae"] >= 0:  # NaN (so not >= 0) without stress labels
+        text += f", stress MAE {t['stress_mae'] * EV_PER_A3_TO_GPA:.3f} GPa"
+    return text

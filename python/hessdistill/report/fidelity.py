@@ -1,0 +1,114 @@
+"""The fidelity report of a student: how closely it follows its teacher, in numbers and in plots.
+
+``fidelity_report(student, labels, out_dir)`` (``hessdistill report STUDENT LABELS``; ``hessdistill distill``
+writes one into its run folder) has two parts.
+
+1. **Held-out labels** (the ``test`` split): energy per atom, force and Hessian-row errors, absolute and relative to
+   the teacher's own scale (mean absolute force component, mean absolute Hessian entry), and the stress error where
+   the labels store the teacher's stress; parity plots.
+2. **Physics against the teacher** (the teacher named in the store is loaded; skipped, with the reason, where it
+   cannot be): for a molecule, the teacher's minimum near the lowest-energy labelled structure, the student's
+   minimum reached from there (RMSD after optimal superposition) and the harmonic frequencies of both at the
+   teacher's minimum; for a periodic cell, the energy-volume curve and the pressure over volumetric strains of
+   +-``strain`` around the teacher's relaxed cell (lattice constant and bulk modulus from ASE's Birch-Murnaghan
+   fit) and the Gamma-point frequencies of the cell.
+
+The student is evaluated through its exported file (:class:`~hessdistill.engines.ase.StudentCalculator`), so a
+TorchScript, ``.pt2`` or metatomic file are checked alike: its Hessian is taken by central differences of its
+forces (a ``.pt2`` package has no autograd), the teacher's by its own autograd.
+
+Example
+-------
+>>> report = fidelity_report("run/student.pt", "labels.h5", "run/report")
+>>> report["labels"]["force_mae_relative"], report["physics"]["frequency_rms_relative"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+from ..label.store import load_labels, store_teacher
+from .labels import label_errors
+from .physics import crystal_physics, molecule_physics
+from .plots import plot_report
+
+log = logging.getLogger("hessdistill.report")
+
+
+
+def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test", physics: bool = True,
+                    strain: float = 0.02, progress: bool = True) -> dict:
+    """Write ``report.json`` and ``report.png`` into ``out_dir``; returns the report (see module docstring).
+
+    ``teacher``: a teacher object or name; default the one named in the label store. ``physics=False`` skips the
+    part that calls the teacher.
+    """
+    from ..engines.ase import StudentCalculator
+    from ..teachers import load_teacher
+
+    items = load_labels(labels)
+    chosen = [it for it in items if it.split == split]
+    if not chosen:
+        raise InputError(f"label store {labels} has no '{split}' structures to report on")
+    calculator = StudentCalculator(student)
+    errors, values = label_errors(chosen, calculator, progress=progress)
+    report: dict = {"student": str(student), "labels": str(labels), "split": split, "label_errors": errors}
+    if physics:
+        name = teacher if teacher is not None else store_teacher(labels)
+        try:
+            if not name:
+                raise InputError("the label store names no teacher; pass one")
+            t = load_teacher(name) if isinstance(name, str) else name
+            start = min(items, key=lambda it: it.energy / len(it.numbers)).atoms()
+            if start.pbc.all():
+                report["physics"] = crystal_physics(start, t, calculator, strain=strain)
+            elif not start.pbc.any():
+                report["physics"] = molecule_physics(start, t, calculator)
+            else:
+                report["physics"] = {"skipped": "partly periodic structures: neither molecule nor crystal"}
+        except Exception as exc:  # the label part stands on its own; say why the physics part is missing
+            log.warning("fidelity report: physics part skipped: %s", exc)
+            report["physics"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    plot_report(report, values, out / "report.png")
+    return report
+
+
+def summary_lines(report: dict) -> list[str]:
+    """A few lines a person reads first."""
+    e = report["label_errors"]
+    lines = [f"held-out {report['split']} ({e['structures']} structures): force MAE {1e3 * e['force_mae']:.2f} meV/A "
+             f"= {100 * e['force_mae_relative']:.2f}% of the teacher's mean |F| component; energy MAE "
+             f"{1e3 * e['energy_mae_per_atom']:.2f} meV/atom after removing the mean offset "
+             f"({1e3 * e['energy_offset_per_atom']:+.2f} meV/atom)"]
+    if "hessian_mae" in e:
+        lines.append(f"Hessian MAE {e['hessian_mae']:.4f} eV/A^2 = {100 * e['hessian_mae_relative']:.1f}% of the "
+                     "teacher's mean |H| entry")
+    if "stress_mae" in e:
+        lines.append(f"stress MAE {1e3 * e['stress_mae']:.3f} meV/A^3 = {100 * e['stress_mae_relative']:.1f}%")
+    p: Optional[dict] = report.get("physics")
+    if p and "skipped" in p:
+        lines.append(f"physics checks skipped: {p['skipped']}")
+    elif p:
+        line = (f"harmonic frequencies: rms relative error {100 * p['frequency_rms_relative']:.2f}%, MAE "
+                f"{p['frequency_mae_cm']:.1f} cm^-1")
+        if p.get("soft_modes"):  # without soft modes (or in a report older than the split) the split says nothing new
+            stiff = p["stiff_frequency_rms_relative"]
+            line += (f"; modes above {p['soft_mode_cm']:.0f} cm^-1: " +
+                     (f"rms relative error {100 * stiff:.2f}%" if stiff is not None else "none") +
+                     f"; {p['soft_modes']} softer mode(s): MAE {p['soft_frequency_mae_cm']:.1f} cm^-1")
+        lines.append(line)
+        if p["kind"] == "molecule":
+            lines.append(f"student minimum vs teacher minimum: RMSD {p['minimum_rmsd']:.4f} A")
+        else:
+            lines.append(f"pressure over +-{100 * max(p['strains']):.0f}% strain: max error "
+                         f"{p['pressure_max_error_GPa']:.3f} GPa = {100 * p['pressure_error_relative']:.1f}% of the "
+                         f"teacher's largest; lattice constant {100 * p['lattice_constant_error_relative']:+.2f}%, "
+                         f"bulk modulus {100 * p['bulk_modulus_error_relative']:+.1f}%")
+    return lines

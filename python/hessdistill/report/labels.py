@@ -1,0 +1,79 @@
+"""The student's errors on labelled (held-out) structures: energy per atom, forces, Hessian rows, stress.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+
+#: coordinates of each structure's stored Hessian rows compared (each costs two student force calls)
+HESSIAN_ROWS = 6
+#: central-difference step of the student's Hessian, A
+FD_STEP = 1e-3
+
+
+def student_hessian(atoms: Atoms, calculator, rows=None, step: float = FD_STEP) -> np.ndarray:
+    """Rows (all when None) of the Hessian of ``calculator``'s energy at ``atoms``, by central differences of the
+    forces: row k = -(F(x + h e_k) - F(x - h e_k)) / 2h."""
+    n3 = 3 * len(atoms)
+    rows = np.arange(n3) if rows is None else np.asarray(rows, dtype=int)
+    probe = atoms.copy()
+    probe.calc = calculator
+    x0 = atoms.positions.reshape(-1)
+    out = np.empty((len(rows), n3))
+    for r, k in enumerate(rows):
+        forces = []
+        for sign in (1.0, -1.0):
+            x = x0.copy()
+            x[k] += sign * step
+            probe.positions = x.reshape(-1, 3)
+            forces.append(probe.get_forces().reshape(-1))
+        out[r] = -(forces[0] - forces[1]) / (2.0 * step)
+    return out
+
+
+def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: bool = True) -> tuple[dict, dict]:
+    """Errors of the student on labelled structures, and the paired values for parity plots."""
+    from ..progress import progress_bar
+
+    pairs = {"energy_per_atom": ([], []), "forces": ([], []), "hessian": ([], []), "stress": ([], [])}
+    bar = progress_bar(len(items), "report: held-out labels", unit="structure", enabled=progress)
+    for item in items:
+        bar.update(1)
+        atoms = item.atoms()
+        atoms.calc = calculator
+        n = len(atoms)
+        pairs["energy_per_atom"][0].append(item.energy / n)
+        pairs["energy_per_atom"][1].append(atoms.get_potential_energy() / n)
+        pairs["forces"][0].append(item.forces.reshape(-1))
+        pairs["forces"][1].append(atoms.get_forces().reshape(-1))
+        teacher_stress = getattr(item, "stress", None)
+        if teacher_stress is not None and atoms.pbc.all():
+            pairs["stress"][0].append(np.asarray(teacher_stress).reshape(-1))
+            pairs["stress"][1].append(atoms.get_stress(voigt=True))
+        k = min(hessian_rows, len(item.hessian_rows))
+        if k:
+            pairs["hessian"][0].append(item.hessian[:k].reshape(-1))
+            pairs["hessian"][1].append(student_hessian(atoms, calculator, item.hessian_rows[:k]).reshape(-1))
+    bar.close()
+    values = {key: tuple(np.concatenate([np.atleast_1d(x) for x in side]) if side else np.zeros(0) for side in v)
+              for key, v in pairs.items()}
+    e_t, e_s = values["energy_per_atom"]
+    # energies up to a constant: the student's zero is its own; compare after removing the mean offset
+    offset = float(np.mean(e_s - e_t))
+    errors = {"structures": len(items), "energy_offset_per_atom": offset,
+              "energy_mae_per_atom": float(np.mean(np.abs(e_s - e_t - offset))),
+              "energy_mae_per_atom_raw": float(np.mean(np.abs(e_s - e_t)))}
+    for key, scale_name in (("forces", "force"), ("hessian", "hessian"), ("stress", "stress")):
+        t, s = values[key]
+        if not len(t):
+            continue
+        scale = float(np.mean(np.abs(t)))
+        mae = float(np.mean(np.abs(s - t)))
+        errors[f"{scale_name}_mae"] = mae
+        errors[f"{scale_name}_rmse"] = float(np.sqrt(np.mean((s - t) ** 2)))
+        errors[f"teacher_mean_abs_{scale_name}"] = scale
+        errors[f"{scale_name}_mae_relative"] = mae / scale if scale > 0 else float("nan")
+    values["energy_per_atom"] = (e_t, e_s - offset)
+    return errors, values
