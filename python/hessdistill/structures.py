@@ -67,3 +67,18 @@ def check_overlaps(atoms: Atoms, edge_index: np.ndarray, shifts: np.ndarray,
         k = int(np.argmin(d))
         a, b = sorted((int(i[k]), int(j[k])))
         raise StructureError(f"atoms {a} and {b} overlap: distance {d[k]:.3f} A < {min_distance} A")
+
+
+#: two atoms closer than this x the sum of their covalent radii are taken as bonded (the usual guess of
+#: topology builders; the same criterion as the MD stability analysis)
+BOND_SCALE = 1.2
+
+
+def covalent_bonds(atoms: Atoms, scale: float = BOND_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Covalent bonds guessed from distances: ``(i, j, d)`` with every bond in both directions and ``d`` the bond
+    vector from i to j (minimum image where periodic), for atoms closer than ``scale`` x (sum of covalent radii)."""
+    from ase.data import covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijD", atoms, scale * covalent_radii[atoms.numbers], self_interaction=False)
+    return i, j, d

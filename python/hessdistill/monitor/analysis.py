@@ -46,13 +46,12 @@ def guess_bonds(symbols: Sequence[str], positions, cell=None, pbc=False, scale: 
     ``positions`` and ``cell`` in Angstrom.
     """
     from ase import Atoms
-    from ase.data import atomic_numbers, covalent_radii
-    from ase.neighborlist import neighbor_list
+
+    from ..structures import covalent_bonds
 
     atoms = Atoms(symbols=list(symbols), positions=np.asarray(positions, dtype=float),
                   cell=cell if cell is not None else np.zeros((3, 3)), pbc=pbc)
-    radii = scale * covalent_radii[[atomic_numbers[s] for s in atoms.get_chemical_symbols()]]
-    i, j = neighbor_list("ij", atoms, radii, self_interaction=False)
+    i, j, _ = covalent_bonds(atoms, scale)
     keep = i < j
     return np.unique(np.stack([i[keep], j[keep]], axis=1), axis=0).astype(np.int64).reshape(-1, 2)
 

@@ -90,6 +90,11 @@ def summary_lines(report: dict) -> list[str]:
     if "hessian_mae" in e:
         lines.append(f"Hessian MAE {e['hessian_mae']:.4f} eV/A^2 = {100 * e['hessian_mae_relative']:.1f}% of the "
                      "teacher's mean |H| entry")
+    if "net_force_mae" in e:
+        lines.append(f"intermolecular ({e['most_molecules']} molecules): net force per molecule MAE "
+                     f"{1e3 * e['net_force_mae']:.2f} meV/A = {100 * e['net_force_mae_relative']:.1f}%, net torque "
+                     f"MAE {1e3 * e['net_torque_mae']:.2f} meV = {100 * e['net_torque_mae_relative']:.1f}% of the "
+                     "teacher's mean |component|")
     if "stress_mae" in e:
         lines.append(f"stress MAE {1e3 * e['stress_mae']:.3f} meV/A^3 = {100 * e['stress_mae_relative']:.1f}%")
     p: Optional[dict] = report.get("physics")

@@ -36,8 +36,11 @@ def student_hessian(atoms: Atoms, calculator, rows=None, step: float = FD_STEP) 
 def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: bool = True) -> tuple[dict, dict]:
     """Errors of the student on labelled structures, and the paired values for parity plots."""
     from ..progress import progress_bar
+    from .molecules import molecules, net_force_torque
 
-    pairs = {"energy_per_atom": ([], []), "forces": ([], []), "hessian": ([], []), "stress": ([], [])}
+    pairs = {"energy_per_atom": ([], []), "forces": ([], []), "hessian": ([], []), "stress": ([], []),
+             "net_force": ([], []), "net_torque": ([], [])}
+    most_molecules = 1
     bar = progress_bar(len(items), "report: held-out labels", unit="structure", enabled=progress)
     for item in items:
         bar.update(1)
@@ -46,8 +49,17 @@ def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: 
         n = len(atoms)
         pairs["energy_per_atom"][0].append(item.energy / n)
         pairs["energy_per_atom"][1].append(atoms.get_potential_energy() / n)
+        student_forces = atoms.get_forces()
         pairs["forces"][0].append(item.forces.reshape(-1))
-        pairs["forces"][1].append(atoms.get_forces().reshape(-1))
+        pairs["forces"][1].append(student_forces.reshape(-1))
+        groups, whole = molecules(atoms)
+        if len(groups) > 1:  # the intermolecular part: each molecule's net force and torque
+            most_molecules = max(most_molecules, len(groups))
+            masses = atoms.get_masses()
+            for side, f in enumerate((item.forces, student_forces)):
+                force, torque = net_force_torque(masses, whole, f, groups)
+                pairs["net_force"][side].append(force.reshape(-1))
+                pairs["net_torque"][side].append(torque.reshape(-1))
         teacher_stress = getattr(item, "stress", None)
         if teacher_stress is not None and atoms.pbc.all():
             pairs["stress"][0].append(np.asarray(teacher_stress).reshape(-1))
@@ -64,8 +76,9 @@ def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: 
     offset = float(np.mean(e_s - e_t))
     errors = {"structures": len(items), "energy_offset_per_atom": offset,
               "energy_mae_per_atom": float(np.mean(np.abs(e_s - e_t - offset))),
-              "energy_mae_per_atom_raw": float(np.mean(np.abs(e_s - e_t)))}
-    for key, scale_name in (("forces", "force"), ("hessian", "hessian"), ("stress", "stress")):
+              "energy_mae_per_atom_raw": float(np.mean(np.abs(e_s - e_t))), "most_molecules": most_molecules}
+    for key, scale_name in (("forces", "force"), ("hessian", "hessian"), ("stress", "stress"),
+                            ("net_force", "net_force"), ("net_torque", "net_torque")):
         t, s = values[key]
         if not len(t):
             continue

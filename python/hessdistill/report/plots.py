@@ -14,7 +14,8 @@ def plot_report(report: dict, values: dict, png) -> None:
     from matplotlib.figure import Figure  # not pyplot: no backend switch or global figure state for the caller
 
     panels = [("energy_per_atom", "energy per atom (eV)"), ("forces", "force components (eV/A)"),
-              ("hessian", "Hessian entries (eV/A$^2$)"), ("stress", "stress (eV/A$^3$)")]
+              ("hessian", "Hessian entries (eV/A$^2$)"), ("stress", "stress (eV/A$^3$)"),
+              ("net_force", "molecules' net force (eV/A)"), ("net_torque", "molecules' net torque (eV)")]
     panels = [(k, label) for k, label in panels if len(values[k][0])]
     physics = report.get("physics") or {}
     extra = [] if "skipped" in physics or not physics else (["frequencies"] +
