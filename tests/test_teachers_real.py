@@ -360,3 +360,28 @@ def test_ase_teacher_step_and_elements():
     teacher = ASECalculatorTeacher(EMT(), delta=5e-4, elements=["Cu", "Al"])
     with pytest.raises(UnsupportedElementError, match="Fe"):
         teacher.label(bulk("Fe"))
+
+
+def test_ani_stress_equals_finite_differences_of_the_energy(ani):
+    """ANI-1x stress of a periodic water box (autograd strain derivative) against ASE's central differences of the
+    teacher's energy under strain; the teacher's labels of the box carry it."""
+    atoms = water_box()
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.02, 0.0], [0.0, 1.0, 0.03], [0.0, 0.0, 1.0]]),
+                   scale_atoms=True)  # a sheared cell: every Voigt component matters
+    stress = ani.stress(atoms)
+
+    def strained_energy(a, b, h):
+        eps = np.zeros((3, 3))
+        eps[a, b] += h / 2
+        eps[b, a] += h / 2  # symmetric strain; h on the diagonal
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        return ani.energy_forces(strained)[0]
+
+    h = 1e-5
+    reference = [(strained_energy(a, b, h) - strained_energy(a, b, -h)) / (2 * h) / atoms.get_volume()
+                 for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))]  # ASE's Voigt order
+    assert np.abs(stress).max() > 1e-3  # a real stress, not zeros on both sides
+    np.testing.assert_allclose(stress, reference, atol=1e-7)
+    label = ani.label(atoms, rows=[0])
+    np.testing.assert_allclose(label.stress, stress, atol=1e-12)

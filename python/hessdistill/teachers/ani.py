@@ -54,7 +54,8 @@ class ANI1xTeacher(AutogradTeacher):
     """ANI-1x (wB97X/6-31G(d), H C N O) as a teacher; energies converted from Hartree to eV.
 
     Periodic and partly periodic boxes work (atoms are wrapped into the cell inside the energy function, which
-    does not change the energy or its derivatives). Caveat: ANI's CELU activations make the Hessian slightly
+    does not change the energy or its derivatives); a box periodic in all three directions has a stress, the
+    strain derivative of the same energy. Caveat: ANI's CELU activations make the Hessian slightly
     non-smooth, so finite-difference checks need float64 and small steps (~1e-5 A).
 
     Parameters
@@ -73,6 +74,7 @@ class ANI1xTeacher(AutogradTeacher):
 
     name = "ani1x"
     elements = frozenset("HCNO")
+    has_stress = True  # periodic boxes (molecular liquids) get stress labels: the strain derivative below
 
     def __init__(self, dtype: str = "float64", hessian_mode: str = "auto", chunk_size: int = 64,
                  device: str | None = None):
@@ -106,3 +108,21 @@ class ANI1xTeacher(AutogradTeacher):
             return model((species, xc), cell=cell, pbc=pbc).energies[0] * HARTREE_TO_EV
 
         return energy_fn_pbc, pos
+
+    def strain_energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:
+        # cell and positions strained together: fractional coordinates, so the wrap into the cell, stay the same
+        check_elements(atoms, self.elements, f"teacher {self.name}")
+        species = torch.tensor([[self._index[s] for s in atoms.get_chemical_symbols()]], dtype=torch.long,
+                               device=self.device)
+        pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device)
+        cell = torch.tensor(atoms.cell.array, dtype=self.dtype, device=self.device)
+        pbc = torch.tensor(atoms.pbc, dtype=torch.bool, device=self.device)
+        eye = torch.eye(3, dtype=self.dtype, device=self.device)
+        model = self.model
+
+        def strained_energy(eps: torch.Tensor) -> torch.Tensor:
+            deformed = cell @ (eye + eps)
+            xc = map2central(deformed, (pos @ (eye + eps)).unsqueeze(0), pbc)
+            return model((species, xc), cell=deformed, pbc=pbc).energies[0] * HARTREE_TO_EV
+
+        return strained_energy, torch.zeros(3, 3, dtype=self.dtype, device=self.device)
