@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from hessdistill.label import label_structures, load_labels
 from hessdistill.report import label_errors, summary_lines
-from hessdistill.report.molecules import molecules, net_force_torque
+from hessdistill.molecules import molecules, net_force_torque
 from hessdistill.teachers.analytic import LennardJonesTeacher, MorseTeacher
 
 

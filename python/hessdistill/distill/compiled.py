@@ -9,7 +9,8 @@ that graph like any other. The optimizer update, clipping and EMA stay eager (fu
 differs from an eager one only by the rounding of the reordered arithmetic.
 
 With a stress term (``loss.uses_stress``) the batch's stress labels, their mask and the cell volumes are inputs
-too, and the student's stress (its strain derivative, ``loss.predict``) is part of the traced graph.
+too, and the student's stress (its strain derivative, ``loss.predict``) is part of the traced graph; with the
+molecule terms (``loss.uses_molecules``) each atom's molecule and lever arm and the molecules' mask.
 
 Sizes: the graph is traced on a synthetic batch whose sizes (structures, atoms, edges) are distinct from each
 other and from the fixed sizes (3 axes, 2 edge ends, s rows), so none is specialized or merged with another;
@@ -32,14 +33,15 @@ import torch
 
 from .config import DistillConfig
 from .data import Batch
-from .loss import slots_loss, uses_stress
+from .loss import slots_loss, uses_molecules, uses_stress
 
 #: The batch tensors the traced graph takes, in order (then the stress labels when the loss has a stress term).
 _BATCH = ("positions", "species", "edge_index", "shifts", "batch", "n_atoms", "energy", "forces")
 _STRESS = ("stress", "stress_mask", "volume")
+_MOLECULES = ("molecule", "lever", "molecule_mask")
 #: The dimension of each that changes from batch to batch (atoms, edges or structures).
 _DYNAMIC = {"positions": 0, "species": 0, "edge_index": 1, "shifts": 0, "batch": 0, "n_atoms": 0, "energy": 0,
-            "forces": 0, "stress": 0, "stress_mask": 0, "volume": 0}
+            "forces": 0, "stress": 0, "stress_mask": 0, "volume": 0, "molecule": 0, "lever": 0, "molecule_mask": 0}
 
 
 class CompiledStep:
@@ -57,7 +59,8 @@ class CompiledStep:
         self.parameters = [p for _, p in named]
         self.buffer_names = [n for n, _ in model.named_buffers()]
         self.rows = config.hessian_rows if config.hessian_weight > 0 else 0
-        self.fields = _BATCH + (_STRESS if uses_stress(config, norm) else ())
+        self.fields = (_BATCH + (_STRESS if uses_stress(config, norm) else ())
+                       + (_MOLECULES if uses_molecules(config, norm) else ()))
         self._compiled = None
         self._used: list[bool] = []
 
@@ -146,7 +149,8 @@ def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
         edges += [(off + i, off + (i + 1) % size) for i in range(size)]
         edges += [(off + (i + 1) % size, off + i) for i in range(size)]
     edges.append((0, 2))
-    assert len({n_structures, n, len(edges), 3 * n}) == 4 and not {n_structures, n} & {1, 2, 3, 6, 9, rows}
+    assert len({n_structures, 2 * n_structures, n, len(edges), 3 * n}) == 5
+    assert not {n_structures, 2 * n_structures, n} & {1, 2, 3, 6, 9, rows}
     gen = torch.Generator().manual_seed(0)
     n_types = int(like.species.max()) + 1
     batch = Batch(
@@ -163,6 +167,12 @@ def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
         stress=torch.zeros(n_structures, 6, dtype=dtype, device=device),
         stress_mask=(torch.arange(n_structures) % 2).to(device, dtype),  # both values: no branch is specialized
         volume=torch.full((n_structures,), 100.0, dtype=dtype, device=device),
+        # two molecules per structure (its first two atoms, the rest): 2 x structures, a size of its own
+        molecule=(2 * torch.repeat_interleave(torch.arange(n_structures), torch.tensor(sizes))
+                  + (torch.arange(n) - torch.repeat_interleave(torch.tensor(offsets), torch.tensor(sizes)) >= 2)
+                  ).to(device),
+        lever=(torch.rand(n, 3, generator=gen) - 0.5).to(device, dtype),
+        molecule_mask=(torch.arange(2 * n_structures) // 2 % 2).to(device, dtype),  # both values, as stress_mask
     )
     if not rows:
         return batch, None

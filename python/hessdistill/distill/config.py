@@ -29,6 +29,10 @@ HELP = {
     "hessian_weight": "wH: weight of the Hessian-row MSE; 0 trains the undistilled baseline",
     "stress_weight": "wS: weight of the stress MSE (Voigt components, eV/A^3) over structures with a stress label "
                      "(periodic cells of teachers with stress); the student's stress is its strain derivative; 0: off",
+    "net_force_weight": "wNF: weight of the MSE of each molecule's net force (the intermolecular part of the "
+                        "forces; molecules from the covalent bond graph) over structures of several molecules; 0: off",
+    "net_torque_weight": "wNT: weight of the MSE of each molecule's net torque about its centre of mass, as "
+                         "net_force_weight; 0: off",
     "hessian_rows": "s: Hessian rows sampled per structure per step (uniform, without replacement over 3N)",
     "batch_size": "structures per optimizer step",
     "epochs": "maximum epochs; 0: from max_steps (none with a time_budget: the plateau rule or the budget ends it)",
@@ -74,6 +78,8 @@ class DistillConfig:
     # pressure over +-2% volume fell from 12.6% (wS 0) to 2.7% on Si (SevenNet-0) and 1.6% to 0.6% on an LJ crystal
     # with the force MAE within 5% of wS 0; 100 gave 2.0% / 0.4% but a 6% higher force MAE on Si
     stress_weight: float = 10.0
+    net_force_weight: float = 0.0
+    net_torque_weight: float = 0.0
     hessian_rows: int = 1
     batch_size: int = 4
     # Run length. A fixed epoch count stopped every learning curve while it was still falling, and an epoch is 2
@@ -119,7 +125,8 @@ class DistillConfig:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: automatic), got {getattr(self, name)}")
         parse_duration(self.time_budget)
-        for name in ("energy_weight", "force_weight", "hessian_weight", "stress_weight", "weight_decay", "grad_clip"):
+        for name in ("energy_weight", "force_weight", "hessian_weight", "stress_weight", "net_force_weight",
+                     "net_torque_weight", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cutoff <= 0 or self.lr <= 0:

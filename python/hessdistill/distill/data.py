@@ -10,6 +10,7 @@ import torch
 
 from ..errors import InputError
 from ..label.store import SPLITS, LabeledStructure, load_labels
+from ..molecules import lever_arms, molecules
 from ..neighbors import neighbor_list
 from ..structures import check_elements
 
@@ -57,6 +58,15 @@ class Graph:
     hessian: torch.Tensor  # (R, 3N)
     stress: torch.Tensor | None = None  # (6,) eV/A^3, Voigt, ASE's sign; None: no stress label
     volume: float = 0.0  # cell volume, A^3 (periodic cells; 0 otherwise)
+    molecule: torch.Tensor | None = None  # (N,) each atom's molecule (covalent bond graph), 0..n_molecules-1
+    lever: torch.Tensor | None = None  # (N, 3) position relative to its molecule's centre of mass, A
+    n_molecules: int = 1
+
+    def __post_init__(self):
+        if self.molecule is None:  # a graph made without its bond graph: one molecule, nothing intermolecular
+            self.molecule = torch.zeros(self.n_atoms, dtype=torch.long, device=self.positions.device)
+            self.lever = torch.zeros_like(self.positions)
+            self.n_molecules = 1
 
     @property
     def n_atoms(self) -> int:
@@ -71,9 +81,12 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
     for it in items:
         symbols = [chemical_symbols[z] for z in it.numbers]
         check_elements(symbols, type_names, f"the student (structure #{it.index})")
-        ei, sh = neighbor_list(it.atoms(), cutoff)
+        atoms = it.atoms()
+        ei, sh = neighbor_list(atoms, cutoff)
         kw = dict(dtype=dtype, device=device)
         periodic = bool(np.all(it.pbc))
+        groups, whole = molecules(atoms)
+        molecule, lever = lever_arms(atoms.get_masses(), whole, groups)
         graphs.append(
             Graph(
                 species=torch.tensor([index[s] for s in symbols], dtype=torch.long, device=device),
@@ -86,6 +99,9 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
                 hessian=torch.tensor(it.hessian, **kw),
                 stress=None if it.stress is None else torch.tensor(it.stress, **kw),
                 volume=abs(float(np.linalg.det(it.cell))) if periodic else 0.0,
+                molecule=torch.tensor(molecule, dtype=torch.long, device=device),
+                lever=torch.tensor(lever, **kw),
+                n_molecules=len(groups),
             )
         )
     return graphs
@@ -106,14 +122,19 @@ class Batch:
     stress: torch.Tensor | None = None  # (B, 6) teacher stress, zeros where a structure has none
     stress_mask: torch.Tensor | None = None  # (B,) 1 where the structure has a stress label, else 0
     volume: torch.Tensor | None = None  # (B,) cell volumes, 1 where a structure has no stress label
+    molecule: torch.Tensor | None = None  # (N_total,) molecule index of each atom, over the whole batch
+    lever: torch.Tensor | None = None  # (N_total, 3) atom position relative to its molecule's centre of mass
+    molecule_mask: torch.Tensor | None = None  # (M,) 1 for molecules of structures of several molecules, else 0
 
 
 def collate(graphs: Sequence[Graph]) -> Batch:
-    """One disjoint graph from several structures (atom indices offset per structure)."""
-    offsets, total = [], 0
+    """One disjoint graph from several structures (atom and molecule indices offset per structure)."""
+    offsets, total, molecule_offsets, molecules_total = [], 0, [], 0
     for g in graphs:
         offsets.append(total)
         total += g.n_atoms
+        molecule_offsets.append(molecules_total)
+        molecules_total += g.n_molecules
     device = graphs[0].positions.device
     dtype = graphs[0].positions.dtype
     has_stress = [g.stress is not None for g in graphs]
@@ -132,6 +153,11 @@ def collate(graphs: Sequence[Graph]) -> Batch:
                             for g, h in zip(graphs, has_stress)]),
         stress_mask=torch.tensor(has_stress, dtype=dtype, device=device),
         volume=torch.tensor([g.volume if h else 1.0 for g, h in zip(graphs, has_stress)], dtype=dtype, device=device),
+        molecule=torch.cat([g.molecule + o for g, o in zip(graphs, molecule_offsets)]),
+        lever=torch.cat([g.lever for g in graphs]),
+        # one molecule alone has zero net force and torque from any conservative, invariant energy: nothing to fit
+        molecule_mask=torch.cat([torch.full((g.n_molecules,), float(g.n_molecules > 1), dtype=dtype, device=device)
+                                 for g in graphs]),
     )
 
 

@@ -1,12 +1,17 @@
 """The distillation loss and the training-set statistics that normalise it.
 
-loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H rows) / <H^2> + wS * MSE(stress) / <S^2>,
+loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H rows) / <H^2> + wS * MSE(stress) / <S^2>
+       + wNF * MSE(net force per molecule) / <NF^2> + wNT * MSE(net torque per molecule) / <NT^2>,
 with ``s`` Hessian rows per structure and step drawn uniformly without replacement from the stored rows, the
 student's rows coming from vector-Jacobian products of its forces (``hessian.hessian_rows``). wH = 0 is the
 undistilled baseline. The stress term counts only structures with a stress label (periodic cells of teachers that
 give one; mean over their six Voigt components); the student's stress is (1/V) dE/d(strain), the derivative of its
 energy with the batch's cells and positions deformed by a zero strain per structure, taken in the same backward
 pass as the forces (so it can be differentiated again, for the parameter gradients).
+The molecule terms count only structures of several molecules (a molecule alone has zero net force and torque
+for teacher and student alike): a molecule's net force and its net torque about its centre of mass are carried by
+the intermolecular forces alone (:mod:`hessdistill.molecules`), a small part of each atom's force that the force
+MSE barely sees.
 Energies are fitted after per-element reference energies (``fit_shift_and_scale``), so var(E/N) is the variance
 left after that fit.
 
@@ -82,6 +87,11 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
     h = [g.hessian.reshape(-1) for g in graphs if g.hessian.numel()]
     h2 = float(torch.mean(torch.cat(h) ** 2)) if h else 1.0
     norm = {"energy": max(var_e, 1e-8), "forces": max(f2, 1e-8), "hessian": max(h2, 1e-8)}
+    several = [g for g in graphs if g.n_molecules > 1]
+    if several:
+        net = [molecule_sums(g.forces, g.lever, g.molecule, g.n_molecules) for g in several]
+        norm["net_force"] = max(float(torch.mean(torch.cat([f for f, _ in net]) ** 2)), 1e-10)
+        norm["net_torque"] = max(float(torch.mean(torch.cat([t for _, t in net]) ** 2)), 1e-10)
     stresses = [g.stress for g in graphs if g.stress is not None]
     if stresses:
         # <S^2>, not the variance about the mean: a set at one volume has a large mean (pressure) and tiny spread
@@ -92,6 +102,28 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
 def uses_stress(config: DistillConfig, norm: dict) -> bool:
     """Whether the loss has the stress term: wS > 0 and some training structure has a stress label."""
     return config.stress_weight > 0 and "stress" in norm
+
+
+def uses_molecules(config: DistillConfig, norm: dict) -> bool:
+    """Whether the loss has the molecule terms: wNF or wNT > 0 and some training structure holds several
+    molecules."""
+    return (config.net_force_weight > 0 or config.net_torque_weight > 0) and "net_force" in norm
+
+
+def molecule_sums(forces, lever, molecule, n_molecules: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each molecule's net force and net torque (lever x force summed over its atoms), (M, 3) each."""
+    zero = torch.zeros(n_molecules, 3, dtype=forces.dtype, device=forces.device)
+    return zero.index_add(0, molecule, forces), zero.index_add(0, molecule, torch.linalg.cross(lever, forces))
+
+
+def molecule_loss(grad, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
+    """wNF * MSE(net force) / <NF^2> + wNT * MSE(net torque) / <NT^2> over the batch's molecules in structures of
+    several molecules (``grad`` is dE/dx; both sums are linear in the forces, so the error's sums are taken)."""
+    mask = batch.molecule_mask
+    force, torque = molecule_sums(-grad - batch.forces, batch.lever, batch.molecule, mask.shape[0])
+    count = 3.0 * mask.sum().clamp(min=1.0)
+    loss = config.net_force_weight * ((force**2).sum(dim=1) * mask).sum() / count / norm["net_force"]
+    return loss + config.net_torque_weight * ((torque**2).sum(dim=1) * mask).sum() / count / norm["net_torque"]
 
 
 def energy_force_loss(energy, grad, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
@@ -128,6 +160,8 @@ def slots_loss(model, batch: Batch, config: DistillConfig, norm: dict, slots, ba
     with_stress = uses_stress(config, norm)
     energy, grad, pos, stress = predict(model, batch, create_graph=True, stress=with_stress)
     loss = energy_force_loss(energy, grad, batch, config, norm)
+    if uses_molecules(config, norm):
+        loss = loss + molecule_loss(grad, batch, config, norm)
     if with_stress:
         loss = loss + stress_loss(stress, batch, config, norm)
     if slots is not None:

@@ -36,7 +36,7 @@ def student_hessian(atoms: Atoms, calculator, rows=None, step: float = FD_STEP) 
 def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: bool = True) -> tuple[dict, dict]:
     """Errors of the student on labelled structures, and the paired values for parity plots."""
     from ..progress import progress_bar
-    from .molecules import molecules, net_force_torque
+    from ..molecules import molecules, net_force_torque
 
     pairs = {"energy_per_atom": ([], []), "forces": ([], []), "hessian": ([], []), "stress": ([], []),
              "net_force": ([], []), "net_torque": ([], [])}

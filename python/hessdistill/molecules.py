@@ -1,4 +1,5 @@
-"""The intermolecular part of the forces: each molecule's net force and net torque.
+"""The intermolecular part of the forces: each molecule's net force and net torque (reported by the fidelity
+report, and terms of the distillation loss).
 
 Intramolecular forces cancel in both sums (Newton's third law for pair terms, and for any many-body term whose
 energy is invariant to translating or rotating the molecule alone), so a molecule's net force and its net torque
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from ..structures import covalent_bonds
+from .structures import covalent_bonds
 
 
 def molecules(atoms: Atoms) -> tuple[list[np.ndarray], np.ndarray]:
@@ -55,13 +56,24 @@ def molecules(atoms: Atoms) -> tuple[list[np.ndarray], np.ndarray]:
     return groups, positions
 
 
+def lever_arms(masses: np.ndarray, positions: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each atom's molecule index (N,) and its position relative to its molecule's centre of mass (N, 3), from
+    whole-molecule ``positions``: a molecule's net torque is the sum over its atoms of lever x force."""
+    molecule = np.empty(len(positions), dtype=np.int64)
+    lever = np.empty_like(positions)
+    for m, g in enumerate(groups):
+        molecule[g] = m
+        lever[g] = positions[g] - np.average(positions[g], axis=0, weights=masses[g])
+    return molecule, lever
+
+
 def net_force_torque(masses: np.ndarray, positions: np.ndarray, forces: np.ndarray,
                      groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each molecule's net force (M, 3) and net torque about its centre of mass (M, 3), from whole-molecule
     ``positions`` (see :func:`molecules`)."""
-    force = np.stack([forces[g].sum(axis=0) for g in groups])
-    torque = np.empty_like(force)
-    for m, g in enumerate(groups):
-        r = positions[g] - np.average(positions[g], axis=0, weights=masses[g])
-        torque[m] = np.cross(r, forces[g]).sum(axis=0)
+    molecule, lever = lever_arms(masses, positions, groups)
+    force = np.zeros((len(groups), 3))
+    torque = np.zeros((len(groups), 3))
+    np.add.at(force, molecule, forces)
+    np.add.at(torque, molecule, np.cross(lever, forces))
     return force, torque
