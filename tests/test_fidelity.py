@@ -18,7 +18,7 @@ from hessdistill.distill import distill
 from hessdistill.distill.config import DistillConfig
 from hessdistill.report import (crystal_physics, fidelity_report, frequency_errors, kabsch_rmsd,
                                   molecule_physics, student_hessian, summary_lines)
-from hessdistill.errors import InputError
+from hessdistill.errors import InputError, StructureError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
 from hessdistill.teachers import load_teacher
@@ -130,7 +130,36 @@ def test_report_needs_the_split(trained, tmp_path):
         fidelity_report(summary["student"], labels, tmp_path, split="holdout")
 
 
-def test_physics_part_says_why_it_is_skipped(trained, tmp_path):
+@pytest.mark.parametrize("teacher, reason", [("no-such-teacher", "unknown teacher"),
+                                             ("torchscript:{tmp}/missing.pt", "does not exist")])
+def test_physics_part_says_why_it_is_skipped(trained, tmp_path, caplog, teacher, reason):
     summary, labels, _ = trained
-    report = fidelity_report(summary["student"], labels, tmp_path, teacher="no-such-teacher", progress=False)
-    assert "unknown teacher" in report["physics"]["skipped"]
+    with caplog.at_level("WARNING", logger="hessdistill.report"):
+        report = fidelity_report(summary["student"], labels, tmp_path, teacher=teacher.format(tmp=tmp_path),
+                                 progress=False)
+    assert reason in report["physics"]["skipped"]
+    assert "physics part skipped" in caplog.text
+
+
+class _FailingMorse(MorseTeacher):
+    """A Morse teacher whose Hessian raises ``error``: a user-caused condition or a bug inside the physics part."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def hessian(self, atoms, rows=None):
+        raise self.error
+
+
+def test_physics_part_skips_user_errors_but_not_bugs(trained, tmp_path):
+    summary, labels, _ = trained
+    report = fidelity_report(summary["student"], labels, tmp_path,
+                             teacher=_FailingMorse(StructureError("atoms overlap")), progress=False)
+    assert report["physics"] == {"skipped": "StructureError: atoms overlap"}
+    assert "label_errors" in report
+    with pytest.raises(TypeError, match="a bug"):
+        fidelity_report(summary["student"], labels, tmp_path, teacher=_FailingMorse(TypeError("a bug")),
+                        progress=False)
+
+

@@ -58,6 +58,20 @@ def test_ani_hessian_symmetric_sum_rule_and_finite_differences(ani, ethanol_r):
     np.testing.assert_allclose(h, fd, atol=1e-5)
 
 
+def test_ani_hessian_of_a_planar_molecule_with_rounding_noise(ani):
+    """Heavy atoms on z = 0 up to ~1e-17 A of noise (as a relaxation leaves them) and no exact zeros in plane:
+    torchani's angular terms, differentiated twice in the input frame, gave out-of-plane entries off by ~10."""
+    atoms = molecule("CH3CH2OH")
+    rng = np.random.default_rng(4)
+    planar = np.abs(atoms.positions[:, 2]) < 1e-12
+    assert planar.sum() == 5
+    atoms.positions[:, :2] += 0.02 * rng.standard_normal((len(atoms), 2))
+    atoms.positions[planar, 2] = 1e-17 * rng.standard_normal(planar.sum())
+    n = len(atoms)
+    # h = 1e-6: at this structure a CELU kink lies within 1e-5 A (h = 1e-5 is off by 0.016; 1e-6 by ~1e-7)
+    np.testing.assert_allclose(ani.hessian(atoms), fd_rows(ani, atoms, range(3 * n), 1e-6), atol=1e-5)
+
+
 def test_ani_forces_are_minus_energy_gradient(ani, ethanol_r):
     energy, forces = ani.energy_forces(ethanol_r)
     assert forces.shape == (len(ethanol_r), 3)

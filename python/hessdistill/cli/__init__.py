@@ -57,4 +57,4 @@ def main(argv=None) -> None:
         if args.debug:
             raise
         print(f"hessdistill: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(2) from exc

@@ -36,8 +36,8 @@ def run(a) -> None:
 
     try:
         temperatures = [float(t) for t in str(a.temperature).split(",")]
-    except ValueError:
-        raise InputError(f"--temperature takes K or a comma list of K, got {a.temperature!r}") from None
+    except ValueError as exc:
+        raise InputError(f"--temperature takes K or a comma list of K, got {a.temperature!r}") from exc
     structures = sample_structures(
         a.start, teacher=a.teacher, md=a.md, normal_modes=a.normal_modes, rattle=a.rattle, temperatures=temperatures,
         interval=a.interval, timestep_fs=a.timestep, relax_fmax=a.relax_fmax, rattle_stdev=a.rattle_stdev,

@@ -66,7 +66,7 @@ def restore_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
     try:
         state = torch.load(path, map_location=trainer.device, weights_only=False)
     except Exception as exc:
-        raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
+        raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from exc
     old = ADDED_OPTIONS | state["config"]
     diff = sorted(k for k, v in trainer.config.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
     if diff:
@@ -97,7 +97,7 @@ def model_from_checkpoint(path) -> tuple[StudentBase, dict]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise InputError(f"cannot read checkpoint {p}: {exc}") from None
+        raise InputError(f"cannot read checkpoint {p}: {exc}") from exc
     model = build_student(state["architecture"], **state["hyperparameters"])
     weights = state["best_state"] or state["model"]
     model = model.to(next(iter(weights.values())).dtype)

@@ -172,7 +172,7 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
         if not isinstance(values, dict):
             raise ConfigError(f"config file {p} must hold a mapping of option: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -185,8 +185,8 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
         kind = type(known[k].default)
         try:
             typed[k] = kind(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"option {k} must be {kind.__name__}, got {v!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"option {k} must be {kind.__name__}, got {v!r}") from exc
     return DistillConfig(**typed).validate()
 
 

@@ -224,7 +224,7 @@ class Trainer:
             self.step_fn = None
             if c.compile == "on":
                 raise ConfigError(
-                    f"compiled training failed ({first_line(exc, named=True)}); use --compile off") from None
+                    f"compiled training failed ({first_line(exc, named=True)}); use --compile off") from exc
             self.compiled = False
             log.warning("compiled training failed (%s); training eagerly", first_line(exc, named=True))
             return

@@ -173,4 +173,4 @@ def read_metatomic_metadata(path: str | os.PathLike) -> dict:
     try:
         return dict(read_model_metadata(str(path)).extra)
     except Exception as exc:  # metatomic raises RuntimeErrors for files that are not its models
-        raise ModelFileError(f"cannot read {path} as a metatomic model: {first_line(exc)}") from None
+        raise ModelFileError(f"cannot read {path} as a metatomic model: {first_line(exc)}") from exc

@@ -112,7 +112,7 @@ class StudentFile:
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         except Exception as exc:  # torch raises bare RuntimeErrors of many kinds for bad archives
-            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from None
+            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from exc
         extra = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
         if extra["format"] != FORMAT:
             raise ModelFileError(

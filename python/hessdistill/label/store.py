@@ -62,8 +62,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     """'i/n' -> (i, n) with 0 <= i < n."""
     try:
         i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    except ValueError as exc:
+        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from exc
     if n < 1 or not 0 <= i < n:
         raise InputError(f"--shard {text}: need 0 <= i < n")
     return i, n
@@ -253,7 +253,7 @@ def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
                 raise LabelStoreError(f"{path} is not a hessdistill label store")
             items = [_read_group(f["structures"][k]) for k in sorted(f["structures"])]
     except OSError as exc:
-        raise LabelStoreError(f"cannot read label store {path}: {exc}") from None
+        raise LabelStoreError(f"cannot read label store {path}: {exc}") from exc
     if not items:
         raise LabelStoreError(f"label store {path} holds no structures")
     return items
@@ -265,4 +265,4 @@ def store_teacher(store: str | os.PathLike) -> str:
         with h5py.File(store, "r") as f:
             return str(f.attrs.get("teacher", ""))
     except OSError as exc:
-        raise LabelStoreError(f"cannot read label store {store}: {exc}") from None
+        raise LabelStoreError(f"cannot read label store {store}: {exc}") from exc

@@ -36,7 +36,7 @@ def _mdtraj():
     try:
         import mdtraj
     except ImportError as exc:
-        raise ImportError(f"trajectory analysis needs mdtraj ({exc}); pip install mdtraj") from None
+        raise ImportError(f"trajectory analysis needs mdtraj ({exc}); pip install mdtraj") from exc
     return mdtraj
 
 

@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InputError
+from ..errors import HessdistillError, InputError
 from ..label.store import load_labels, store_teacher
 from .labels import label_errors
 from .physics import crystal_physics, molecule_physics
@@ -70,7 +70,7 @@ def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test",
                 report["physics"] = molecule_physics(start, t, calculator)
             else:
                 report["physics"] = {"skipped": "partly periodic structures: neither molecule nor crystal"}
-        except Exception as exc:  # the label part stands on its own; say why the physics part is missing
+        except HessdistillError as exc:  # the label part stands on its own; say why the physics part is missing
             log.warning("fidelity report: physics part skipped: %s", exc)
             report["physics"] = {"skipped": f"{type(exc).__name__}: {exc}"}
     out = Path(out_dir)

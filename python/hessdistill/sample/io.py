@@ -48,14 +48,14 @@ def read_structures(path: str | os.PathLike) -> list[Atoms]:
     try:
         frames = read(path, index=":")
     except Exception as exc:
-        raise InputError(f"cannot read structures from {path}: {exc}") from None
+        raise InputError(f"cannot read structures from {path}: {exc}") from exc
     if not frames:
         raise InputError(f"{path} holds no structures")
     for k, a in enumerate(frames):
         try:
             check_structure(a)
         except InputError as exc:
-            raise type(exc)(f"{path} frame {k}: {exc}") from None
+            raise type(exc)(f"{path} frame {k}: {exc}") from exc
     return frames
 
 

@@ -15,10 +15,10 @@ def build_student(architecture: str, **hyperparameters) -> StudentBase:
     """Make a student by architecture name (a key of ``ARCHITECTURES``)."""
     try:
         cls = ARCHITECTURES[architecture]
-    except KeyError:
+    except KeyError as exc:
         raise ConfigError(
             f"unknown student architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
-        ) from None
+        ) from exc
     return cls(**hyperparameters)
 
 

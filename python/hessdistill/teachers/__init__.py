@@ -36,7 +36,7 @@ def load_teacher(spec: str, **kwargs) -> Teacher:
         try:
             from .mace import MACETeacher
         except ImportError as exc:
-            raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {_MACE_HINT}") from None
+            raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {_MACE_HINT}") from exc
         return MACETeacher(path, **kwargs)
     if spec.startswith("ase:"):
         from .ase_fd import ASECalculatorTeacher
@@ -48,15 +48,15 @@ def load_teacher(spec: str, **kwargs) -> Teacher:
         return ASECalculatorTeacher(cls(), **kwargs)
     try:
         module, name, hint = _REGISTRY[spec]
-    except KeyError:
+    except KeyError as exc:
         raise ConfigError(
             f"unknown teacher {spec!r}; choose one of {', '.join(_REGISTRY)}, torchscript:PATH, mace:PATH or "
             "ase:MODULE:CLASS"
-        ) from None
+        ) from exc
     try:
         mod = importlib.import_module(f".{module}", __name__)
     except ImportError as exc:
-        raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {hint}") from None
+        raise ConfigError(f"teacher {spec} needs a package that is not installed ({exc}); {hint}") from exc
     return getattr(mod, name)(**kwargs)
 
 

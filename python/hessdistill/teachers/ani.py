@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 import torch
 from ase import Atoms
 
@@ -29,6 +30,24 @@ _RESOURCE_DIR = os.path.join(os.path.dirname(torchani.__file__), "resources", "a
 _CONSTANTS = "rHCNO-5.2R_16-3.5A_a4-8.params"
 _SELF_ENERGIES = "sae_linfit.dat"
 _ENSEMBLE_SIZE = 8
+
+
+def _generic_rotation() -> np.ndarray:
+    """A fixed rotation about an axis and by an angle unrelated to the coordinate axes (Rodrigues' formula)."""
+    axis = np.array([1.0, np.sqrt(2.0), np.sqrt(5.0)])
+    axis /= np.linalg.norm(axis)
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    angle = 1.0
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * k @ k
+
+
+#: torchani's angular terms multiply the components of neighbour vectors with ``torch.prod``, whose double
+#: backward (when no factor is exactly zero) subtracts two terms of size b / a; with a component a ~ 1e-17 (a
+#: planar molecule on the xy plane, with rounding noise) next to an O(1) partner b, the out-of-plane Hessian is off
+#: by up to ~10 eV/A^2, and whether any factor is exactly zero depends on the last bits of the input. The energy
+#: is rotation invariant, so it is evaluated in this generically rotated frame, where no component is tiny unless
+#: the structure is chance-aligned with it; autograd takes the rotation back into the derivatives.
+_FRAME = _generic_rotation()
 
 
 def build_ani1x(resource_dir: str = _RESOURCE_DIR) -> tuple[torch.nn.Module, list[str]]:
@@ -92,19 +111,20 @@ class ANI1xTeacher(AutogradTeacher):
         species = torch.tensor([[self._index[s] for s in atoms.get_chemical_symbols()]], dtype=torch.long, **kw)
         pos = torch.tensor(atoms.get_positions(), dtype=self.dtype, **kw)
         model = self.model
+        frame = torch.tensor(_FRAME, dtype=self.dtype, **kw)
         if not atoms.pbc.any():
 
             def energy_fn(x: torch.Tensor) -> torch.Tensor:
-                return model((species, x.unsqueeze(0))).energies[0] * HARTREE_TO_EV
+                return model((species, (x @ frame).unsqueeze(0))).energies[0] * HARTREE_TO_EV
 
             return energy_fn, pos
         # complete(): unit vectors in non-periodic directions, so the cell stays invertible.
-        cell = torch.tensor(atoms.cell.complete().array, dtype=self.dtype, **kw)
+        cell = torch.tensor(atoms.cell.complete().array, dtype=self.dtype, **kw) @ frame
         pbc = torch.tensor(atoms.pbc, dtype=torch.bool, **kw)
 
         def energy_fn_pbc(x: torch.Tensor) -> torch.Tensor:
             # torchani's periodic neighbour search needs atoms inside the cell; wrapping has unit Jacobian.
-            xc = map2central(cell, x.unsqueeze(0), pbc)
+            xc = map2central(cell, (x @ frame).unsqueeze(0), pbc)
             return model((species, xc), cell=cell, pbc=pbc).energies[0] * HARTREE_TO_EV
 
         return energy_fn_pbc, pos

@@ -62,7 +62,7 @@ class CHGNetTeacher(AutogradTeacher):
             with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its parameter count on load
                 model = CHGNet.load(model_name=model_name, use_device=str(self.device), verbose=False)
         except ValueError as exc:
-            raise ConfigError(f"teacher chgnet: {exc}; known versions: 0.3.0, 0.2.0, r2scan") from None
+            raise ConfigError(f"teacher chgnet: {exc}; known versions: 0.3.0, 0.2.0, r2scan") from exc
         if model_name != "0.3.0":
             self.name = f"chgnet:{model_name}"
         model = model.to(self.dtype).eval()

@@ -61,7 +61,7 @@ def load_mace_model(path: str | os.PathLike, device: torch.device | str = "cpu")
             warnings.simplefilter("ignore")
             model = torch.load(str(path), map_location=device, weights_only=False)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a readable model file"
-        raise ModelFileError(f"cannot load {path} as a MACE model: {first_line(exc)}") from None
+        raise ModelFileError(f"cannot load {path} as a MACE model: {first_line(exc)}") from exc
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "atomic_numbers") or not hasattr(model, "r_max"):
         found = type(model).__name__
         hint = " (a training checkpoint or state dict? save the module: torch.save(model, 'x.model'))" \

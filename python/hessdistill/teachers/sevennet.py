@@ -60,7 +60,7 @@ class SevenNetTeacher(AutogradTeacher):
         try:
             cp = load_checkpoint(checkpoint)
         except (OSError, ValueError) as exc:
-            raise ModelFileError(f"cannot load SevenNet checkpoint {checkpoint!r}: {exc}") from None
+            raise ModelFileError(f"cannot load SevenNet checkpoint {checkpoint!r}: {exc}") from exc
         if checkpoint != "7net-0":
             self.name = f"sevennet:{checkpoint}"
         with warnings.catch_warnings():

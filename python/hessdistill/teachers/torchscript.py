@@ -30,7 +30,7 @@ class TorchScriptTeacher(AutogradTeacher):
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as exc:
-            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from None
+            raise ModelFileError(f"cannot load {self.path} as TorchScript: {first_line(exc)}") from exc
         self.dtype = parse_dtype(dtype, "teacher torchscript dtype")
         self.module.to(self.dtype)
         self.elements = frozenset(elements) if elements else None

@@ -155,7 +155,7 @@ def _import_openmm():
     try:
         import openmm
     except ImportError as exc:
-        raise OpenMMBackendError(f"OpenMM is not installed ({exc}); pip install openmm") from None
+        raise OpenMMBackendError(f"OpenMM is not installed ({exc}); pip install openmm") from exc
     return openmm
 
 
