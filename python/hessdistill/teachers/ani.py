@@ -138,11 +138,12 @@ class ANI1xTeacher(AutogradTeacher):
         cell = torch.tensor(atoms.cell.array, dtype=self.dtype, device=self.device)
         pbc = torch.tensor(atoms.pbc, dtype=torch.bool, device=self.device)
         eye = torch.eye(3, dtype=self.dtype, device=self.device)
+        frame = torch.tensor(_FRAME, dtype=self.dtype, device=self.device)  # as in energy_function
         model = self.model
 
         def strained_energy(eps: torch.Tensor) -> torch.Tensor:
-            deformed = cell @ (eye + eps)
-            xc = map2central(deformed, (pos @ (eye + eps)).unsqueeze(0), pbc)
+            deformed = cell @ (eye + eps) @ frame
+            xc = map2central(deformed, (pos @ (eye + eps) @ frame).unsqueeze(0), pbc)
             return model((species, xc), cell=deformed, pbc=pbc).energies[0] * HARTREE_TO_EV
 
         return strained_energy, torch.zeros(3, 3, dtype=self.dtype, device=self.device)
