@@ -173,8 +173,10 @@ def test_trust_summary_and_report_section():
 
     def seed(k, corr, refine_end, random_end):
         pair = {"pearson": corr, "spearman": corr + 0.05, "n": 101}
-        arm = lambda end, calls: [{"teacher_calls": 0, "test_force_mae": 0.3, "test_force_mae_mean": 0.29},
-                                  {"teacher_calls": calls, "test_force_mae": end, "test_force_mae_mean": end}]
+        def arm(end, calls):
+            return [{"teacher_calls": 0, "test_force_mae": 0.3, "test_force_mae_mean": 0.29},
+                    {"teacher_calls": calls, "test_force_mae": end, "test_force_mae_mean": end}]
+
         arms = {"refine": arm(refine_end, 16), "random": arm(random_end, 16), "no_new_frames": arm(0.28, 0)}
         return {"seed": k, "deviation": {w: {"vs_max_error": pair, "vs_mae": pair} for w in ("hot", "pooled")},
                 "arms": arms, **{f"{a}_final": rows[-1] for a, rows in arms.items()}}

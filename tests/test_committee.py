@@ -1,4 +1,4 @@
-"""Trust during production MD: committee force deviation, teacher spot checks, ``refine`` (issue 14).
+"""Trust during production MD: committee force deviation, teacher spot checks, ``refine``.
 
 References: hand-computed deviations; the members' own forces (ASE) against OpenMM's CustomCVForce mean and
 reporter; the exact Morse teacher for the true error. Students are trained on a cold (rattled) Morse cluster and

@@ -71,23 +71,16 @@ class DistillConfig:
     cutoff: float = 5.0
     energy_weight: float = 1.0
     force_weight: float = 10.0
-    # 100: of wH = 10, 30, 100, the lowest force and Hessian errors on ethanol (ANI-1x, 8 and 70 training
-    # structures) and Si (SevenNet-0), every seed; energy errors moved by -15% to +17% against 10
+    # 100: the lowest force and Hessian errors of 10, 30, 100 on every benchmark system; see docs/design/training.md
     hessian_weight: float = 100.0
-    # 10: of wS = 0, 1, 10, 100 (benchmarks/stress_weight.py, strained cells, PaiNN 16x2, 2 seeds), the error of the
-    # pressure over +-2% volume fell from 12.6% (wS 0) to 2.7% on Si (SevenNet-0) and 1.6% to 0.6% on an LJ crystal
-    # with the force MAE within 5% of wS 0; 100 gave 2.0% / 0.4% but a 6% higher force MAE on Si
+    # 10: a few-fold smaller pressure error at an unchanged force error; see docs/design/training.md
     stress_weight: float = 10.0
     net_force_weight: float = 0.0
     net_torque_weight: float = 0.0
     hessian_rows: int = 1
     batch_size: int = 4
-    # Run length. A fixed epoch count stopped every learning curve while it was still falling, and an epoch is 2
-    # steps on 8 structures but 250 on 1000: the cap is counted in optimizer steps and the plateau rule (LR
-    # halvings down to lr * lr_min_factor, ~6, each after `patience` epochs without improvement) ends the run
-    # when the validation error stops falling; the cap only guards against a run that never plateaus. 30000 steps
-    # stopped a 33-atom complex before its plateau (reached at ~34000); 100000 steps: ~30 min compiled for
-    # PaiNN-32x2 on 4 x 33 atoms on one CPU core (~17 ms per step).
+    # Run length: the plateau rule ends a run; the step cap only guards against one that never plateaus
+    # (see docs/design/training.md)
     epochs: int = 0
     max_steps: int = 100000
     time_budget: str = ""

@@ -15,8 +15,8 @@ key                value
 ``pt2_signature``  ``2``: inputs ``positions species pairs shifts both local``, outputs ``energy
                    energies forces shift_forces virial`` (:mod:`.evaluate`); pair records as
                    ``StudentBase.forward_pairs`` reads them (a full list gives each pair once, ``both`` = 1:
-                   :func:`.evaluate.pair_records`), shift forces per record. (``1``, before Dec 2026: the
-                   full edge list; such packages are refused: export again)
+                   :func:`.evaluate.pair_records`), shift forces per record. (``1``: the full edge list;
+                   such packages are refused: export again)
 ``inputs``         the input names, space separated
 ``outputs``        the output names, space separated
 ``torch_version``  torch that compiled it; another torch version refuses to load it (the build tag, ``+cpu`` or
@@ -311,8 +311,7 @@ class Pt2StudentFile:
             self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
         except Exception as exc:  # the loader raises bare RuntimeErrors
             raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {first_line(exc)}") from exc
-        # the runner's __call__ parses its JSON call spec and (un)flattens pytrees on every call (~0.1 of a 0.45 ms
-        # 9-atom call, measured under load): evaluate goes to the loader's flat entry point (the C++ loader's run)
+        # the loader's flat entry point: the runner's __call__ parses its call spec and pytrees every call
         self._run = self.runner.loader.boxed_run
         self.metadata = meta
         self.cutoff = float(meta["cutoff"])

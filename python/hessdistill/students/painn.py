@@ -92,8 +92,7 @@ class PaiNN(StudentBase):
 
     def forward_pairs(self, positions: torch.Tensor, species: torch.Tensor, pairs: torch.Tensor,
                       shifts: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
-        # half the edge geometry and radial filters of the full list, the rest fused per record: the compiled
-        # package 1.7-2x faster (Si64-4096, float32 and float64)
+        # half the edge geometry and radial filters of the full list, the rest fused per record (docs/design/pt2.md)
         return self._pass(positions, species, pairs, shifts, both)
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor, shifts: torch.Tensor):

@@ -102,10 +102,7 @@ class MACETeacher(AutogradTeacher):
     """
 
     name = "mace"
-    # Measured here (CPU, 1 thread, float64, full Hessian of rattled Si8 / Si64, busy 2-core machine): a model of
-    # MACE-OFF23-small size (96x0e, L=3, correlation 3, r_max 4.5): row loop 1.25 s / 55 s, batched VJPs 2.24 s /
-    # 152 s (6.6 GB peak), mace-torch's compute_hessians_vmap 1.33 s / 173 s. Only a toy model (8x0e+8x1o) at 8
-    # atoms favoured batching (0.28 s vs 0.43 s), so "auto" always loops for MACE.
+    # The row loop beats batched VJPs and vmap at real model sizes: "auto" always loops (docs/design/pt2.md)
     loop_above_atoms = 0
     has_stress = True
 

@@ -49,8 +49,7 @@ class SevenNetTeacher(AutogradTeacher):
 
     name = "sevennet0"
     has_stress = True
-    # Measured here (CPU, 1 thread): the row loop beat batched VJPs already at Si8 (5.8 s vs 14.2 s, 69 MB vs
-    # 962 MB peak), and tied at Si2, so "auto" always loops for SevenNet.
+    # The row loop beats batched VJPs in time and memory from Si8 on: "auto" always loops (docs/design/pt2.md)
     loop_above_atoms = 0
 
     def __init__(self, checkpoint: str = "7net-0", dtype: str = "float32", hessian_mode: str = "auto",
