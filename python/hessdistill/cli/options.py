@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
+
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -103,5 +103,3 @@ def device(text: str) -> str:
     return text
 
 
-def print_error(message: str) -> None:
-    print(f"hessdistill: error: {message}", file=sys.stderr)
