@@ -76,8 +76,12 @@ def check_output(path: str | os.PathLike, inputs: Iterable = (), kind: str = "fi
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise InputError(f"{what} {p}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{what} {p}: folder {ancestor} is not writable")
+    probe = ancestor / f".hessdistill-probe.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:  # os.access says yes to root on read-only mounts and /proc: try it
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{what} {p}: folder {ancestor} is not writable ({exc.strerror})") from exc
     return p
 
 
