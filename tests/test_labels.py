@@ -193,7 +193,7 @@ def test_store_errors(structures, tmp_path):
         load_labels(tmp_path / "corrupt.h5")
     label_structures(structures[:4], MorseTeacher(), tmp_path / "a.h5", progress=False)
     other = rattled(cluster(5, seed=9), 4, 0.05, seed=9)
-    with pytest.raises(LabelStoreError, match="different structure"):
+    with pytest.raises(LabelStoreError, match="another structure set"):
         label_structures(other, MorseTeacher(), tmp_path / "a.h5", progress=False)
     label_structures(structures, MorseTeacher(), tmp_path / "b.h5", shard=(0, 3), progress=False)
     with pytest.raises(LabelStoreError, match="not labelled yet"):

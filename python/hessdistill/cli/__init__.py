@@ -13,7 +13,6 @@ slower without it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import HessdistillError
@@ -22,13 +21,15 @@ from . import distill, example, export, label, lammps_plugin, md, merge, refine,
 COMMANDS = (sample, label, merge, distill, report, export, md, refine, example, lammps_plugin)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="hessdistill", description=__doc__.split("\n\n")[0])
+    from .options import OneLineParser, positive_int
+
+    parser = OneLineParser(prog="hessdistill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"hessdistill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch intra-op threads (default 1: fastest for small students on few cores)")
     parser.add_argument("--no-heap-tuning", action="store_true",
                         help="leave glibc's malloc thresholds as they are (by default this command keeps freed "
@@ -56,5 +57,6 @@ def main(argv=None) -> None:
     except HessdistillError as exc:
         if args.debug:
             raise
-        print(f"hessdistill: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"hessdistill: error: {message}", file=sys.stderr)
         raise SystemExit(2) from exc

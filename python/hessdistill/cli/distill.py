@@ -31,14 +31,23 @@ def add_parser(sub) -> None:
 def run(a) -> None:
     from ..distill import DistillConfig, distill, distill_committee, distill_compare, load_config, write_config
     from ..errors import InputError
+    from ..paths import check_input_file, check_output
+    from ..provenance import RUN_FILES
     from .report import print_report
 
     if a.write_config:
+        check_output(a.write_config, inputs=[a.labels, a.config], what="config file")
         write_config(a.write_config)
         print(f"wrote {a.write_config}")
         return
     if not a.labels:
         raise InputError("give the label store: hessdistill distill LABELS.h5")
+    check_input_file(a.labels, "label store")
+    written = RUN_FILES + ("student.pt", "learning_curve.png")
+    if a.compare or a.committee is not None:
+        check_output(a.out, inputs=[a.labels, a.config], kind="dir", what="run folder")
+    for sub in _run_folders(a):
+        check_output(sub, inputs=[a.labels, a.config], kind="dir", writes=written, what="run folder")
     if a.committee is not None and a.compare:
         raise InputError("--committee and --compare do not go together")
     config = load_config(a.config, **{k: getattr(a, k) for k in DistillConfig().to_dict()})
@@ -65,6 +74,14 @@ def run(a) -> None:
             print_report(summary["student"], a.labels, out / "report")
     if a.compare:
         print(f"force MAE distilled / baseline = {results['force_mae_ratio']:.3f}")
+
+
+def _run_folders(a) -> list:
+    if a.committee is not None:
+        from ..distill.committee import member_dir
+
+        return [member_dir(a.out, m) for m in range(max(a.committee, 0))]
+    return [Path(a.out) / n for n in ("distilled", "baseline")] if a.compare else [Path(a.out)]
 
 
 def _test_errors(t: dict) -> str:

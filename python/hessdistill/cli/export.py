@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
+    from .options import device
+
     p = sub.add_parser("export", help="export a run's best student as TorchScript, a compiled .pt2 package or a "
                                       "metatomic model")
     p.add_argument("checkpoint", help="run folder or its checkpoint.pt")
@@ -13,7 +15,7 @@ def add_parser(sub) -> None:
                    help="torchscript (portable, default), pt2 (AOTInductor package, several times faster; "
                         "compiled for this machine, device and torch: run the export where it will run) or "
                         "metatomic (an AtomisticModel for metatomic's engines: ASE, i-PI, PLUMED, LAMMPS-metatomic)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device a pt2 package runs on")
+    p.add_argument("--device", type=device, default="cpu", help="device a pt2 package runs on (cpu, cuda)")
     p.set_defaults(func=run)
 
 

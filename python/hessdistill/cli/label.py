@@ -6,18 +6,22 @@ import json
 
 
 def add_parser(sub) -> None:
+    from .options import rows
+
     p = sub.add_parser("label", help="label structures with the teacher: energy, forces, Hessian rows (resumable)")
     p.add_argument("structures", help="structure file from `hessdistill sample` (or any ase.io file)")
     p.add_argument("--teacher", default="ani1x")
     p.add_argument("-o", "--output", required=True, help="label store (HDF5); parts go to OUTPUT.parts/")
-    p.add_argument("--rows", default="full", help="Hessian rows stored per structure: full or a number")
+    p.add_argument("--rows", type=rows, default="full", help="Hessian rows stored per structure: full or a number")
     p.add_argument("--shard", default="0/1", help="label only structures k with k %% n == i (i/n)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--relabel", action="store_true", help="delete finished parts first (they are refused when "
+                   "another teacher or structure set made them)")
     p.set_defaults(func=run)
 
 
 def run(a) -> None:
     from ..label import label_file
 
-    rows = a.rows if a.rows == "full" else int(a.rows)
-    print(json.dumps(label_file(a.structures, a.teacher, a.output, rows=rows, shard=a.shard, seed=a.seed)))
+    print(json.dumps(label_file(a.structures, a.teacher, a.output, rows=a.rows, shard=a.shard, seed=a.seed,
+                                relabel=a.relabel)))

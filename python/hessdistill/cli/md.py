@@ -12,45 +12,49 @@ ENGINE_FLAGS = {"platform": ("openmm", "platform"), "precision": ("openmm", "pre
 
 
 def add_parser(sub) -> None:
+    from .options import device, nonnegative_float, positive_float, positive_int
+
     p = sub.add_parser("md", help="run MD of an exported student with energy-conservation monitoring")
     p.add_argument("--engine", default="ase", choices=["ase", "openmm", "lammps"])
     p.add_argument("--model", required=True, help="student file (TorchScript .pt or compiled .pt2)")
     p.add_argument("--structure", required=True, help="starting structure (file, g2 molecule name, bulk:Si[:n])")
     p.add_argument("--out", default="md_run")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--timestep", type=float, default=0.5, help="fs")
-    p.add_argument("--temperature", type=float, default=300.0, help="initial/bath temperature, K")
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--timestep", type=positive_float, default=0.5, help="fs")
+    p.add_argument("--temperature", type=nonnegative_float, default=300.0, help="initial/bath temperature, K")
     p.add_argument("--ensemble", default="nve", choices=["nve", "nvt"])
-    p.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps")
-    p.add_argument("--report-interval", type=int, default=10)
+    p.add_argument("--friction", type=positive_float, default=1.0, help="Langevin friction, 1/ps")
+    p.add_argument("--report-interval", type=positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-drift", type=float, default=0.01, help="stop above this drift, eV/atom/ps")
-    p.add_argument("--max-deviation", type=float, default=0.05, help="stop above this |E-E0|, eV/atom")
-    p.add_argument("--trajectory-interval", type=int, default=None, help="steps between frames (default: the "
+    p.add_argument("--max-drift", type=positive_float, default=0.01, help="stop above this drift, eV/atom/ps")
+    p.add_argument("--max-deviation", type=positive_float, default=0.05, help="stop above this |E-E0|, eV/atom")
+    p.add_argument("--trajectory-interval", type=positive_int, default=None, help="steps between frames (default: the "
                    "report interval)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (ase, openmm)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--device", type=device, default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--platform", help="openmm: platform (Reference, CPU, CUDA, OpenCL); default CUDA with a GPU, "
                    "else Reference (the faster one for a system of students only)")
     p.add_argument("--precision", help="openmm: precision (single, mixed, double)")
-    p.add_argument("--nprocs", type=int, default=None, help="lammps: MPI ranks (default 1)")
+    p.add_argument("--nprocs", type=positive_int, default=None, help="lammps: MPI ranks (default 1)")
     add_trust_flags(p)
     p.set_defaults(func=run)
 
 
 def add_trust_flags(p) -> None:
+    from .options import positive_float, positive_int
+
     p.add_argument("--committee", nargs="+", default=(), metavar="STUDENT",
                    help="further student files (other seeds; or a `distill --committee` run folder): their force "
                         "deviation max_devi_f is written to deviation.csv every report (ase, openmm)")
     p.add_argument("--committee-drive", default="mean", choices=["mean", "first"],
                    help="mean: the committee's mean forces drive the MD; first: --model alone (cheaper)")
-    p.add_argument("--max-force-deviation", type=float, default=None, help="max_devi_f threshold, eV/A")
+    p.add_argument("--max-force-deviation", type=positive_float, default=None, help="max_devi_f threshold, eV/A")
     p.add_argument("--deviation-action", default="stop", choices=["stop", "flag"],
                    help="above --max-force-deviation: stop the run, or save the frame to flagged.extxyz and go on")
     p.add_argument("--spot-check-teacher", default=None, help="teacher that checks the current frame's forces "
                    "(e.g. ani1x, morse); errors go to deviation.csv")
-    p.add_argument("--spot-check-interval", type=int, default=None, help="steps between spot checks (a multiple "
-                   "of --report-interval; default every report)")
+    p.add_argument("--spot-check-interval", type=positive_int, default=None, help="steps between spot checks (a "
+                   "multiple of --report-interval; default every report)")
 
 
 def committee_files(entries) -> tuple:
@@ -86,16 +90,26 @@ def md_engine_options(a) -> dict:
 
 def run(a) -> None:
     from ..engines import MDOptions, run_md
+    from ..engines.contract import COMMON_FILES, TRAJECTORY_EXTENSIONS, TRUST_FILES
+    from ..paths import check_input_file, check_output
     from ..sample import starting_structure
+
+    check_input_file(a.model, "student file")
+    committee = committee_files(a.committee)
+    for path in committee:
+        check_input_file(path, "committee student file")
+    atoms = starting_structure(a.structure)
+    written = [*COMMON_FILES.values(), *TRUST_FILES.values(), f"trajectory.{TRAJECTORY_EXTENSIONS[a.engine]}"]
+    check_output(a.out, inputs=[a.model, a.structure, *committee], kind="dir", writes=written, what="MD folder")
 
     options = MDOptions(steps=a.steps, timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
                         friction_per_ps=a.friction, report_interval=a.report_interval,
                         trajectory_interval=a.trajectory_interval, seed=a.seed, max_drift=a.max_drift,
-                        max_deviation=a.max_deviation, progress=a.progress, committee=committee_files(a.committee),
+                        max_deviation=a.max_deviation, progress=a.progress, committee=committee,
                         committee_drive=a.committee_drive, max_force_deviation=a.max_force_deviation,
                         deviation_action=a.deviation_action, spot_check_teacher=a.spot_check_teacher,
                         spot_check_interval=a.spot_check_interval)
-    result = run_md(a.engine, a.model, starting_structure(a.structure), a.out, options, **md_engine_options(a))
+    result = run_md(a.engine, a.model, atoms, a.out, options, **md_engine_options(a))
     print(json.dumps(result.to_dict(), indent=2))
     if result.stopped:
         print(result.reason, file=sys.stderr)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: what a report folder receives
+REPORT_FILES = ("report.json", "report.png")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="fidelity report of a student: held-out errors, parity plots, minima, "
@@ -17,6 +20,11 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> None:
+    from ..paths import check_input_file, check_output
+
+    check_input_file(a.student, "student file")
+    check_input_file(a.labels, "label store")
+    check_output(a.out, inputs=[a.student, a.labels], kind="dir", writes=REPORT_FILES, what="report folder")
     print_report(a.student, a.labels, Path(a.out), teacher=a.teacher, physics=not a.no_physics)
 
 

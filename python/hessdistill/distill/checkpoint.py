@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from ..students import StudentBase, build_student
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def save_checkpoint(trainer: Trainer, path: str | os.PathLike) -> None:
         "teacher": trainer.teacher_name,
         "elapsed": trainer.elapsed,
         "compiled": trainer.compiled,
+        "labels_fingerprint": getattr(trainer, "labels_fingerprint", None),  # hessdistill.provenance
     }
     path = Path(path)
     tmp = path.with_suffix(".pt.tmp")
@@ -93,11 +94,13 @@ def model_from_checkpoint(path) -> tuple[StudentBase, dict]:
     if p.is_dir():
         p = p / "checkpoint.pt"
     if not p.is_file():
-        raise InputError(f"checkpoint {p} does not exist")
+        raise InputError(f"checkpoint {p} does not exist" + (" or is not a file" if p.exists() else ""))
     try:
         state = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise InputError(f"cannot read checkpoint {p}: {exc}") from exc
+        raise InputError(f"cannot read checkpoint {p}: {first_line(exc)}") from exc
+    if not isinstance(state, dict) or "architecture" not in state:
+        raise InputError(f"{p} is not a hessdistill run checkpoint")
     model = build_student(state["architecture"], **state["hyperparameters"])
     weights = state["best_state"] or state["model"]
     model = model.to(next(iter(weights.values())).dtype)

@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from ..dtypes import DTYPES
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
+from ..paths import atomic_write_text
 from ..students import ARCHITECTURES
 
 # name -> help text; also the comments of the written YAML file.
@@ -161,11 +162,14 @@ def load_config(path: str | Path | None = None, **overrides) -> DistillConfig:
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+            raise ConfigError(f"config file {p} " + ("is not a file" if p.exists() else "does not exist"))
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            problem = getattr(exc, "problem", None) or first_line(exc)
+            raise ConfigError(f"config file {p} is not valid YAML{at}: {problem}") from exc
         if not isinstance(values, dict):
             raise ConfigError(f"config file {p} must hold a mapping of option: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -190,4 +194,4 @@ def write_config(path: str | Path, config: DistillConfig | None = None) -> None:
     for k, v in config.to_dict().items():
         lines.append(f"# {HELP[k]}")
         lines.append(yaml.safe_dump({k: v}, default_flow_style=False).strip())
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")

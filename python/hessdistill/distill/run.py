@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import HessdistillError, first_line
+from ..paths import atomic_write_text
 from .config import DistillConfig
 from .evaluation import evaluate
 from .trainer import Trainer
@@ -22,8 +23,12 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
     >>> summary["student"], summary["test"]["force_mae"]
     """
     from ..formats.torchscript import export_student
+    from ..provenance import check_run_labels, labels_fingerprint
 
+    fingerprint = labels_fingerprint(labels)
+    check_run_labels(run_dir, fingerprint, resume)
     trainer = Trainer(config, labels, run_dir, resume=resume, progress=progress)
+    trainer.labels_fingerprint = fingerprint  # saved in every checkpoint: a resume on other labels is refused
     model = trainer.fit()
     test = trainer.graphs["test"] or trainer.graphs["val"]
     metrics = evaluate(model, test, config.val_hessian_rows)
@@ -48,7 +53,7 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": config.to_dict(),
     }
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -67,7 +72,11 @@ def export_run(checkpoint, output, dtype: str = "float64", format: str | None = 
     """Export the best student of a run (its folder or ``checkpoint.pt``) to ``output`` in ``format`` (see
     :func:`hessdistill.formats.save_student`); what ``hessdistill export`` runs."""
     from ..formats import save_student
+    from ..paths import check_output
+    from ..provenance import RUN_FILES
     from .checkpoint import model_from_checkpoint
 
+    run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    check_output(output, inputs=[checkpoint], protected=[run / name for name in RUN_FILES], what="student file")
     model, state = model_from_checkpoint(checkpoint)
     return save_student(model, output, dtype=dtype, teacher=state.get("teacher", ""), format=format, device=device)

@@ -284,9 +284,10 @@ class MDResult:
 
     def write(self, path=None) -> Path:
         """Write ``to_dict()`` as JSON to ``path`` (default ``files['summary']``)."""
-        path = Path(path or self.files["summary"])
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
-        return path
+        from ..paths import atomic_write_text
+
+        text = json.dumps(self.to_dict(), indent=2, default=str) + "\n"
+        return atomic_write_text(path or self.files["summary"], text)
 
 
 #: the fields of MDResult that come from ``EnergyMonitor.summary()``

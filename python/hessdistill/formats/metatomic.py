@@ -28,6 +28,7 @@ import torch
 
 from ..dtypes import parse_dtype
 from ..errors import EngineError, ModelFileError, first_line
+from ..paths import atomic_path
 from ..students import StudentBase
 from .torchscript import _clone, base_metadata
 
@@ -156,9 +157,8 @@ def export_metatomic(model: StudentBase, path: str | os.PathLike, dtype: str = "
     am = atomistic_model(model, dtype=dtype, teacher=teacher)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    am.save(str(tmp), collect_extensions=None if collect_extensions is None else str(collect_extensions))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        am.save(str(tmp), collect_extensions=None if collect_extensions is None else str(collect_extensions))
     return path
 
 

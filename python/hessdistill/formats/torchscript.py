@@ -33,6 +33,7 @@ import torch
 from .. import __version__
 from ..dtypes import DTYPES, parse_dtype
 from ..errors import ModelFileError, first_line
+from ..paths import atomic_path
 from ..students import StudentBase
 from .evaluate import StudentOutputs, student_outputs
 
@@ -63,10 +64,8 @@ def export_student(model: StudentBase, path: str | os.PathLike, dtype: str = "fl
     scripted = torch.jit.script(model)
     metadata = base_metadata(model, dtype, teacher)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # no partial file and no stray temporary file on failure
+        torch.jit.save(scripted, str(tmp), _extra_files=metadata)
     return path
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from .. import __version__
-from ..errors import InputError, LabelStoreError
+from ..errors import InputError, LabelStoreError, first_line
 from ..teachers.base import Label, Teacher
 
 SPLITS = ("train", "val", "test")
@@ -141,6 +141,12 @@ def _read_part(path: Path) -> LabeledStructure | None:
         return None
 
 
+def _part_attrs(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: f.attrs[k] for k in ("teacher", "teacher_fingerprint", "structures_fingerprint", "n_structures")
+                if k in f.attrs}
+
+
 def label_structures(
     structures: Sequence[Atoms],
     teacher: Teacher,
@@ -150,16 +156,28 @@ def label_structures(
     seed: int = 0,
     progress: bool = True,
     merge_when_done: bool = True,
+    relabel: bool = False,
 ) -> dict:
     """Label this shard's structures into ``<store>.parts/``, skipping finished ones; merge when all are done.
 
-    Returns counts: {"labelled", "skipped", "total", "merged"}.
+    Parts record the teacher and the structure set (:mod:`hessdistill.provenance`): finished parts of another
+    teacher or set are refused, or with ``relabel`` deleted first. Returns counts: {"labelled", "skipped",
+    "total", "merged"}.
     """
     from ..progress import progress_bar
+    from ..provenance import structures_fingerprint, teacher_fingerprint
 
     if len(structures) == 0:
         raise InputError("no structures to label (empty input)")
+    for k, atoms in enumerate(structures):  # a bad row count fails before any folder or label is made
+        choose_rows(len(atoms), rows, k, seed)
     pdir = parts_dir(store)
+    if pdir.exists() and not pdir.is_dir():
+        raise LabelStoreError(f"parts folder {pdir} exists and is not a directory")
+    t_name, t_fp, s_fp = teacher.spec or teacher.name, teacher_fingerprint(teacher), structures_fingerprint(structures)
+    if relabel and pdir.is_dir():
+        for old in pdir.glob("[0-9]*.h5"):
+            old.unlink()
     pdir.mkdir(parents=True, exist_ok=True)
     i_shard, n_shard = shard
     mine = [k for k in range(len(structures)) if k % n_shard == i_shard]
@@ -168,13 +186,14 @@ def label_structures(
         done = _part_path(store, k)
         if done.exists():
             part = _read_part(done)
-            if part is not None:
+            if part is not None:  # an unreadable part (killed mid-write by an old version) is labelled again
+                _check_part(done, _part_attrs(done), t_name, t_fp, s_fp, pdir)
                 if part.positions.shape != structures[k].positions.shape or not np.allclose(
                     part.positions, structures[k].positions
                 ):
                     raise LabelStoreError(
                         f"{done} holds a different structure than input #{k}: the parts folder {pdir} belongs to "
-                        "another structure set; remove it or choose another store path"
+                        "another structure set; remove it, choose another store path, or pass --relabel"
                     )
                 skipped += 1
                 continue
@@ -186,34 +205,70 @@ def label_structures(
             split = str(atoms.info.get("split", "train"))
             with _atomic_h5(_part_path(store, k)) as f:
                 _write_group(f.create_group("structure"), atoms, label, split, k)
-                f.attrs["teacher"] = teacher.spec or teacher.name
+                f.attrs.update({"teacher": t_name, "teacher_fingerprint": t_fp, "structures_fingerprint": s_fp,
+                                "n_structures": len(structures)})
             bar.update(1)
     merged = False
     if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
-        merge(store, len(structures), teacher_name=teacher.spec or teacher.name)
+        merge(store, len(structures), teacher_name=t_name)
         merged = True
     return {"labelled": len(todo), "skipped": skipped, "total": len(structures), "merged": merged}
 
 
+def _check_part(path: Path, attrs: dict, t_name: str, t_fp: str, s_fp: str, pdir: Path) -> None:
+    """Refuse a finished part of another teacher or structure set (parts of older versions record neither)."""
+    fix = f"pass --relabel to delete the parts in {pdir} and label again, or choose another store path"
+    if "teacher_fingerprint" in attrs and str(attrs["teacher_fingerprint"]) != t_fp:
+        raise LabelStoreError(f"{path} was labelled by teacher {attrs.get('teacher', '?')} (fingerprint "
+                              f"{attrs['teacher_fingerprint']}), not by {t_name} ({t_fp}); {fix}")
+    if "structures_fingerprint" in attrs and str(attrs["structures_fingerprint"]) != s_fp:
+        raise LabelStoreError(f"{path} belongs to another structure set (fingerprint {attrs['structures_fingerprint']}"
+                              f", this one is {s_fp}); {fix}")
+
+
 def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_name: str = "") -> Path:
-    """Gather the parts of ``store`` into the single HDF5 file ``store`` (atomically). All parts must exist."""
+    """Gather the parts of ``store`` into the single HDF5 file ``store`` (atomically). All parts must exist, be
+    readable and come from one teacher and one structure set; the set size is the one the parts record."""
     pdir = parts_dir(store)
     if not pdir.is_dir():
         raise LabelStoreError(f"no parts folder {pdir}: run `hessdistill label` first")
+    if Path(store).is_dir():
+        raise LabelStoreError(f"label store {store} is a directory; expected a file path")
     files = sorted(pdir.glob("[0-9]*.h5"))
-    indices = [int(p.stem) for p in files]
-    n = n_structures if n_structures is not None else (max(indices) + 1 if indices else 0)
+    indices = [int(p.stem) for p in files if p.stem.isdigit()]
+    attrs, corrupt = {}, []
+    for k, p in zip(indices, files):
+        try:
+            attrs[k] = _part_attrs(p)
+            if _read_part(p) is None:
+                corrupt.append(k)
+        except OSError:
+            corrupt.append(k)
+    if corrupt:
+        raise LabelStoreError(f"cannot merge {store}: part(s) #{corrupt[:10]} unreadable (e.g. "
+                              f"{_part_path(store, corrupt[0])}); run `hessdistill label` again to relabel them")
+    recorded = {int(a["n_structures"]) for a in attrs.values() if "n_structures" in a}
+    if len(recorded) > 1 or any(len({str(a.get(key)) for a in attrs.values() if key in a}) > 1
+                                for key in ("teacher_fingerprint", "structures_fingerprint")):
+        raise LabelStoreError(f"cannot merge {store}: the parts in {pdir} come from different teachers or structure "
+                              "sets; label again with --relabel")
+    n = n_structures if n_structures is not None else (
+        recorded.pop() if recorded else (max(indices) + 1 if indices else 0))
     missing = sorted(set(range(n)) - set(indices))
     if n == 0 or missing:
         raise LabelStoreError(
-            f"cannot merge {store}: {len(missing)} of {n} structures not labelled yet (e.g. #{missing[:5]}); "
+            f"cannot merge {store}: {len(missing)} of {n} structures not labelled yet (#{missing[:10]}); "
             "run the remaining shards"
         )
+    first = attrs.get(0, {})
     with _atomic_h5(store) as out:
         out.attrs.update(
             {"format": "hessdistill-labels-1", "version": __version__, "energy_unit": "eV", "length_unit": "A",
              "n_structures": n, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         )
+        for key in ("teacher_fingerprint", "structures_fingerprint"):
+            if key in first:
+                out.attrs[key] = str(first[key])
         grp = out.create_group("structures")
         for k in range(n):
             with h5py.File(_part_path(store, k), "r") as f:
@@ -244,6 +299,8 @@ def write_store(items: Sequence[LabeledStructure], store: str | os.PathLike, tea
 def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
     """All structures of a merged store, in index order."""
     path = Path(store)
+    if path.is_dir():
+        raise LabelStoreError(f"label store {path} is a directory; expected a file")
     if not path.is_file():
         hint = " (labelling unfinished? run `hessdistill merge`)" if parts_dir(path).is_dir() else ""
         raise LabelStoreError(f"label store {path} does not exist{hint}")
@@ -252,8 +309,8 @@ def load_labels(store: str | os.PathLike) -> list[LabeledStructure]:
             if f.attrs.get("format") != "hessdistill-labels-1":
                 raise LabelStoreError(f"{path} is not a hessdistill label store")
             items = [_read_group(f["structures"][k]) for k in sorted(f["structures"])]
-    except OSError as exc:
-        raise LabelStoreError(f"cannot read label store {path}: {exc}") from exc
+    except (OSError, KeyError) as exc:
+        raise LabelStoreError(f"cannot read label store {path}: {first_line(exc)}") from exc
     if not items:
         raise LabelStoreError(f"label store {path} holds no structures")
     return items
@@ -265,4 +322,4 @@ def store_teacher(store: str | os.PathLike) -> str:
         with h5py.File(store, "r") as f:
             return str(f.attrs.get("teacher", ""))
     except OSError as exc:
-        raise LabelStoreError(f"cannot read label store {store}: {exc}") from exc
+        raise LabelStoreError(f"cannot read label store {store}: {first_line(exc)}") from exc

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import HessdistillError, InputError
+from ..paths import atomic_path, atomic_write_text
 from ..label.store import load_labels, store_teacher
 from .labels import label_errors
 from .physics import crystal_physics, molecule_physics
 from .plots import plot_report
 
 log = logging.getLogger("hessdistill.report")
-
 
 
 def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test", physics: bool = True,
@@ -50,6 +50,8 @@ def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test",
     from ..engines.ase import StudentCalculator
     from ..teachers import load_teacher
 
+    if isinstance(teacher, str):  # a bad name is the user's error, not a reason to skip the physics part
+        teacher = load_teacher(teacher)
     items = load_labels(labels)
     chosen = [it for it in items if it.split == split]
     if not chosen:
@@ -57,6 +59,10 @@ def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test",
     calculator = StudentCalculator(student)
     errors, values = label_errors(chosen, calculator, progress=progress)
     report: dict = {"student": str(student), "labels": str(labels), "split": split, "label_errors": errors}
+    mismatch = _teacher_mismatch(student, labels)
+    if mismatch:
+        log.warning("fidelity report: %s", mismatch)
+        report["warnings"] = [mismatch]
     if physics:
         name = teacher if teacher is not None else store_teacher(labels)
         try:
@@ -74,17 +80,37 @@ def fidelity_report(student, labels, out_dir, teacher=None, split: str = "test",
             log.warning("fidelity report: physics part skipped: %s", exc)
             report["physics"] = {"skipped": f"{type(exc).__name__}: {exc}"}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    plot_report(report, values, out / "report.png")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    with atomic_path(out / "report.png") as tmp:
+        plot_report(report, values, tmp)
     return report
+
+
+def _teacher_mismatch(student, labels) -> str:
+    """A warning when the student file names another teacher than the label store ('' when they agree or either
+    names none)."""
+    from ..formats import read_metadata
+
+    try:
+        trained_on = str(read_metadata(student).get("teacher", ""))
+    except Exception:  # the metadata is informative only; the student was already loaded above
+        return ""
+    stored = store_teacher(labels)
+    if trained_on and stored and trained_on != stored:
+        return f"the student was distilled from teacher {trained_on}, the label store was labelled by {stored}"
+    return ""
+
+
+def _percent(x, digits: int) -> str:
+    """A fraction as a percentage; 'n/a' where it is undefined (no forces to compare with: a single atom)."""
+    return f"{100 * x:.{digits}f}%" if x is not None and x == x and abs(x) != float("inf") else "n/a"
 
 
 def summary_lines(report: dict) -> list[str]:
     """A few lines a person reads first."""
     e = report["label_errors"]
     lines = [f"held-out {report['split']} ({e['structures']} structures): force MAE {1e3 * e['force_mae']:.2f} meV/A "
-             f"= {100 * e['force_mae_relative']:.2f}% of the teacher's mean |F| component; energy MAE "
+             f"= {_percent(e['force_mae_relative'], 2)} of the teacher's mean |F| component; energy MAE "
              f"{1e3 * e['energy_mae_per_atom']:.2f} meV/atom after removing the mean offset "
              f"({1e3 * e['energy_offset_per_atom']:+.2f} meV/atom)"]
     if "hessian_mae" in e:
@@ -96,7 +122,7 @@ def summary_lines(report: dict) -> list[str]:
                      f"MAE {1e3 * e['net_torque_mae']:.2f} meV = {100 * e['net_torque_mae_relative']:.1f}% of the "
                      "teacher's mean |component|")
     if "stress_mae" in e:
-        lines.append(f"stress MAE {1e3 * e['stress_mae']:.3f} meV/A^3 = {100 * e['stress_mae_relative']:.1f}%")
+        lines.append(f"stress MAE {1e3 * e['stress_mae']:.3f} meV/A^3 = {_percent(e['stress_mae_relative'], 1)}")
     p: Optional[dict] = report.get("physics")
     if p and "skipped" in p:
         lines.append(f"physics checks skipped: {p['skipped']}")

@@ -46,6 +46,11 @@ def sample_structures(
     temperatures = [float(t) for t in temperatures]
     if not temperatures or not all(t > 0 for t in temperatures):
         raise InputError(f"temperatures must be > 0 K, got {temperatures}")
+    # identical snapshots (interval 0) would land in train, val and test alike
+    if md > 0 and (int(interval) < 1 or not timestep_fs > 0):
+        raise InputError(f"MD needs interval >= 1 step and timestep > 0 fs, got {interval} and {timestep_fs}")
+    if rattle > 0 and not rattle_stdev > 0:
+        raise InputError(f"rattle_stdev must be > 0 A, got {rattle_stdev}")
     atoms = starting_structure(start) if isinstance(start, str) else start
     structures: list[Atoms] = []
     if md > 0 or normal_modes > 0:

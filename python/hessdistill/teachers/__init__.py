@@ -44,7 +44,10 @@ def load_teacher(spec: str, **kwargs) -> Teacher:
         parts = spec.split(":")
         if len(parts) != 3:
             raise ConfigError(f"ASE teacher spec must be ase:MODULE:CLASS, got {spec!r}")
-        cls = getattr(importlib.import_module(parts[1]), parts[2])
+        try:
+            cls = getattr(importlib.import_module(parts[1]), parts[2])
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"teacher {spec}: cannot import {parts[2]} from {parts[1]} ({exc})") from exc
         return ASECalculatorTeacher(cls(), **kwargs)
     try:
         module, name, hint = _REGISTRY[spec]
