@@ -18,7 +18,7 @@ from hessdistill.distill import distill
 from hessdistill.distill.config import DistillConfig
 from hessdistill.report import (crystal_physics, fidelity_report, frequency_errors, kabsch_rmsd,
                                   molecule_physics, student_hessian, summary_lines)
-from hessdistill.errors import InputError, StructureError
+from hessdistill.errors import HessdistillError, InputError, StructureError
 from hessdistill.label import label_structures
 from hessdistill.sample import rattled, split
 from hessdistill.teachers import load_teacher
@@ -132,11 +132,22 @@ def test_report_needs_the_split(trained, tmp_path):
 
 @pytest.mark.parametrize("teacher, reason", [("no-such-teacher", "unknown teacher"),
                                              ("torchscript:{tmp}/missing.pt", "does not exist")])
-def test_physics_part_says_why_it_is_skipped(trained, tmp_path, caplog, teacher, reason):
+def test_a_teacher_that_cannot_be_loaded(trained, tmp_path, caplog, teacher, reason):
+    """Asked for by the caller: an error. Named in the label store: the physics part is skipped, with the reason."""
+    import shutil
+
+    import h5py
+
     summary, labels, _ = trained
+    teacher = teacher.format(tmp=tmp_path)
+    with pytest.raises(HessdistillError, match=reason):
+        fidelity_report(summary["student"], labels, tmp_path / "asked", teacher=teacher, progress=False)
+    renamed = tmp_path / "renamed.h5"
+    shutil.copy(labels, renamed)
+    with h5py.File(renamed, "a") as f:
+        f.attrs["teacher"] = teacher
     with caplog.at_level("WARNING", logger="hessdistill.report"):
-        report = fidelity_report(summary["student"], labels, tmp_path, teacher=teacher.format(tmp=tmp_path),
-                                 progress=False)
+        report = fidelity_report(summary["student"], renamed, tmp_path / "stored", progress=False)
     assert reason in report["physics"]["skipped"]
     assert "physics part skipped" in caplog.text
 
