@@ -206,7 +206,7 @@ def test_report_renders_lammps_scaling():
 
     ls = json.loads((REPO / "benchmarks" / "results" / "lammps_scaling.json").read_text())
     text = "\n".join(report._lammps_scaling(ls))
-    assert "## 8. LAMMPS strong scaling" in text and "ERROR" not in text and "n/a" not in text
+    assert "ERROR" not in text and "n/a" not in text
     local = ls["work"]["students"]["painn x1"]["sizes"]["32768"]["8"]
     assert f"{local['ratio']:.3f} ({local['nodes_ratio']:.2f}, {local['edges_ratio']:.2f})" in text
     for st in ls["accuracy"]["students"].values():
@@ -227,7 +227,7 @@ def test_targets_section_follows_its_runs():
 
     tg = json.loads((REPO / "benchmarks" / "studies" / "results" / "targets.json").read_text())
     text = "\n".join(report._targets(tg, "benchmarks/studies/results"))
-    assert "## 10. Defaults on three new systems" in text and "ERROR" not in text
+    assert "ERROR" not in text
     for name, s in tg["systems"].items():
         main = [1e3 * r["label_errors"]["force_mae"] for r in s["runs"]
                 if r["arm"] == "distilled" and r["train"] == s["data"]["counts"]["train"]]
@@ -246,3 +246,16 @@ def test_targets_section_follows_its_runs():
         for r in s["runs"]:
             if r.get("run_by"):
                 assert f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}." in text
+
+
+def test_committed_benchmarks_md_renders_from_the_committed_json():
+    """BENCHMARKS.md is report.md with its slots filled from the committed JSON: rendering it again (no plots)
+    gives the committed file byte for byte, and every slot of the template is filled."""
+    import report
+
+    results = REPO / "benchmarks" / "results"
+    load = lambda path: json.loads(path.read_text()) if path.exists() else None  # noqa: E731
+    studies = {n: load(report.STUDIES / f"{n}.json") for n in ("hessian_weight", "trust", "deepmd_compare", "targets")}
+    text = report.render(load(results / "results.json"), studies, load(results / "lammps_scaling.json"))
+    assert "${" not in text and "Not run yet" not in text
+    assert text == (REPO / "BENCHMARKS.md").read_text()

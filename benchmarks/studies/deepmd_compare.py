@@ -1,4 +1,4 @@
-"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels (issue 11, item 4):
+"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels:
 held-out force MAE against the teacher, and LAMMPS us per atom-step of both in the same LAMMPS.
 
     bash benchmarks/studies/deepmd_env.sh                       # once: DeePMD-kit 3.2.0 in its own venv
@@ -462,7 +462,7 @@ def target(res: dict) -> dict:
                 "faster": faster, "per_round_faster": bool(ratio.min() > 1), "more_accurate": accurate,
                 "met": faster and accurate})
     out["met"] = any(p["met"] for p in out["pairs"])
-    if "hessdistill TorchScript" in seconds and "hessdistill pt2" in seconds:  # issue 11's >= 3x in LAMMPS
+    if "hessdistill TorchScript" in seconds and "hessdistill pt2" in seconds:  # the >= 3x target in LAMMPS
         r = np.asarray(seconds["hessdistill TorchScript"]) / np.asarray(seconds["hessdistill pt2"])
         out["pt2_speedup_over_torchscript"] = {"median": float(np.median(r)), "min": float(r.min()),
                                                "max": float(r.max())}

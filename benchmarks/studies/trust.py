@@ -1,4 +1,4 @@
-"""Trust benchmark (issue 14): does the committee's force deviation follow the student's true error, and what does
+"""Trust benchmark: does the committee's force deviation follow the student's true error, and what does
 ``refine`` buy in held-out force error per teacher call compared with the same number of random MD frames?
 
 Per system and seed:
