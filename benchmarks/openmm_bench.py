@@ -1,30 +1,31 @@
-"""OpenMM step time with the student force against the bare student forward + backward on the same positions.
-Target (issue 5): ratio <= 1.1.
+"""OpenMM benchmarks of the student force (``hessdistill.engines.openmm.create_system``, as ``hessdistill md
+--engine openmm`` builds it).
 
-    python benchmarks/openmm_bench.py [--quick]
+    python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (run.py, section 6)
+    python benchmarks/openmm_bench.py --mode scaling [--quick] [--sizes 5,8,13,18]   # results/openmm_scaling.json
 
-``run(quick)`` returns {system: {"atoms", "bare_ms", "bare_fixed_positions_ms", "own_search_ms",
-"engine_only_step_ms" (per platform, where openmmtorch is installed),
-<backend>/<platform>: {"step_ms", "ratio", "ratio_to_fixed_positions", "ratio_to_own_search"}}} (each ratio
-{"median", "min", "max"}), "timing" (every per-round time): "bare" is forward
-+ backward of the student on precomputed (vesin) neighbor lists along the same MD frames, the issue's reference;
-"fixed positions" the same on the starting positions only; "own search" is the student's own
-``energy_and_forces``, its O(N^2 x images) TorchScript neighbor search included. The OpenMM steps are real NVE
-steps (0.5 fs, velocities at 300 K), so the force's
-Verlet list (skin 1 A) is searched again whenever an atom has moved half the skin, as in production; those
-searches are inside the step time.
-Periodic boxes of ethanol molecules on a 5 A grid: ~50 atoms (3x2x1 molecules) and, unless quick, ~1000 (5x5x5).
-Back ends: TorchForce returning energy only (OpenMM's autograd), TorchForce returning forces
-(``setOutputsForces``), and the PythonForce fallback where OpenMM >= 8.5 has it. One torch thread (the CI machines
-have 2 cores). Everything is timed by ``timing.interleaved`` (CPU time of the whole process, so the CPU platform's
-worker threads count); each ratio is the median over rounds of the within-round ratio, with its min and max;
-absolute times are medians over rounds. Timings are printed, never asserted.
+speed: periodic boxes of ethanol molecules (5 A grid; 54 and, unless quick, 1125 atoms), real NVE steps (0.5 fs,
+300 K) so the force's Verlet list (skin 1 A) is searched as in production. References: "bare" is forward + backward
+of the student on precomputed neighbor lists along the same MD frames, "fixed positions" the same on the start
+positions, "own search" the student's own ``energy_and_forces``. Back ends: TorchForce (energy only, or
+``setOutputsForces``) and PythonForce where OpenMM >= 8.5 has it, on the Reference and CPU platforms; a zero-energy
+TorchForce gives OpenMM's own work per step. All timed by ``timing.interleaved`` (CPU time of the process; ratios
+are medians of within-round ratios, with min and max).
+
+scaling: Si supercells of 1000-46656 atoms, a tiny SchNet (8 features, 1 interaction, 4 A) so the student does not
+hide the neighbor search, Reference platform, skin 1 A and skin 0 (a search every step); OpenMM steps against the
+bare student in interleaved rounds, page faults and kernel time beside. Each glibc heap setting (``thresholds``:
+``keep_freed_memory()``; ``large-blocks``: ``keep_freed_memory(large_blocks=True)``) runs in its own process.
+One torch thread throughout; timings are printed, never asserted.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
+import resource
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TARGET_RATIO = 1.1  # OpenMM step / bare student
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved  # noqa: E402
+
+TARGET_RATIO = 1.1  # speed: OpenMM step / bare student
+TARGET_SCALING_FLATNESS = 1.3  # scaling: max / min cost per atom-step, 1k-50k atoms
+HEAP_SETTINGS = {"thresholds": False, "large-blocks": True}  # scaling: keep_freed_memory(large_blocks=...)
 
 
 def ethanol_box(nx: int, ny: int, nz: int, spacing: float = 5.0, seed: int = 0):
@@ -166,8 +172,6 @@ def run(quick: bool = False) -> dict:
     from hessdistill.formats import export_student
     from hessdistill.heap import keep_freed_memory
     from hessdistill.students import build_student
-    from timing import interleaved
-
     keep_freed_memory()  # the opt-in (as the CLI does); before any timing, so both sides run with the same heap
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -217,5 +221,145 @@ def run(quick: bool = False) -> dict:
     return results
 
 
+
+# --- scaling ---
+
+def silicon(n: int, seed: int = 0):
+    """Diamond Si, n^3 cubic cells, rattled 0.02 A."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", cubic=True).repeat((n, n, n))
+    atoms.rattle(0.02, seed=seed)
+    return atoms
+
+
+def tiny_student(path: Path) -> Path:
+    from hessdistill.formats import export_student
+    from hessdistill.students import build_student
+
+    torch.manual_seed(0)
+    model = build_student("schnet", type_names=["Si"], atomic_numbers=[14], cutoff=4.0, features=8,
+                          num_interactions=1, num_basis=8)
+    return export_student(model.double(), path)
+
+
+def time_steps(model_path: Path, atoms, skin: float, steps: int, rounds: int) -> dict:
+    """OpenMM NVE steps against the bare student (forward + backward on a fixed edge list) at one size.
+
+    Both run in this process in interleaved rounds (timing.interleaved, CPU clock), so the student's own cost per
+    atom, which grows once its edge tensors leave the CPU caches, is measured beside the whole step and the
+    ratio shows what the OpenMM adapter (Verlet list, unit conversion, OpenMM's own work) adds.
+    """
+    import openmm
+    from openmm import unit
+
+    from hessdistill.engines.openmm import create_system, topology_from_atoms
+    from hessdistill.formats import read_metadata
+    from hessdistill.neighbors import cell_list_edges
+
+    topology, pos_nm, atoms = topology_from_atoms(atoms)
+    system = create_system(topology, model_path, skin=skin)
+    integrator = openmm.VerletIntegrator(0.001)
+    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pos_nm)
+    ctx.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+
+    student = torch.jit.load(str(model_path))
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    edge_index, shifts = cell_list_edges(x, torch.tensor(atoms.cell.array, dtype=torch.float64), True,
+                                         float(read_metadata(model_path)["cutoff"]))
+    species = torch.zeros(len(atoms), dtype=torch.long)
+
+    def bare():
+        for _ in range(steps):
+            xg = x.detach().requires_grad_(True)
+            torch.autograd.grad([student(xg, species, edge_index, shifts).sum()], [xg])
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    # warm-up 2 calls each: the first OpenMM step builds the neighbor list and TorchScript's profiled graph
+    t = interleaved({"openmm": lambda: integrator.step(steps), "bare": bare}, rounds=rounds, warmup=2,
+                    units={"openmm": steps, "bare": steps}, desc=f"{len(atoms)} atoms")
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    n = len(atoms)
+    calls = (rounds + 2) * steps * 2
+    return {"atoms": n, "edges": int(edge_index.shape[1]), "steps_per_round": steps, "rounds": rounds,
+            "us_per_atom_step": 1e6 * t.median("openmm") / n, "bare_us_per_atom_step": 1e6 * t.median("bare") / n,
+            "openmm_over_bare": t.ratio("openmm", "bare"), "timings": t.summary(),
+            "page_faults_per_step": (after.ru_minflt - before.ru_minflt) / calls,
+            "system_cpu_share": (after.ru_stime - before.ru_stime) / max(after.ru_utime - before.ru_utime, 1e-9)}
+
+
+def flatness(rows: list, key: str) -> dict:
+    costs = [r[key] for r in rows]
+    return {"max_over_min": max(costs) / min(costs), "largest_over_smallest": costs[-1] / costs[0]}
+
+
+def scaling(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3), rounds: int = 5) -> dict:
+    torch.set_num_threads(1)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = tiny_student(Path(tmp) / "schnet_tiny.pt")
+        for skin, label in ((1.0, "skin 1 A"), (0.0, "skin 0")):
+            rows = []
+            for n, k in zip(sizes, steps):
+                row = time_steps(model, silicon(n), skin, k, rounds)
+                rows.append(row)
+                r = row["openmm_over_bare"]
+                print(f"{label:>9}  {row['atoms']:6d} atoms  OpenMM {row['us_per_atom_step']:6.2f} us/atom-step "
+                      f"(x{row['us_per_atom_step'] / rows[0]['us_per_atom_step']:.2f} of the smallest)  "
+                      f"bare student {row['bare_us_per_atom_step']:6.2f} "
+                      f"(x{row['bare_us_per_atom_step'] / rows[0]['bare_us_per_atom_step']:.2f})  "
+                      f"OpenMM/bare {r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})  "
+                      f"{row['page_faults_per_step']:.0f} page faults/call, "
+                      f"{100 * row['system_cpu_share']:.0f}% kernel time", flush=True)
+            results[label] = {"rows": rows, **flatness(rows, "us_per_atom_step"),
+                              "bare": flatness(rows, "bare_us_per_atom_step")}
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=("speed", "scaling"), default="speed")
+    p.add_argument("--quick", action="store_true", help="speed: 54 atoms only; scaling: the two smallest sizes")
+    p.add_argument("--sizes", default="5,8,13,18", help="scaling: supercell repeats n (8 n^3 atoms)")
+    p.add_argument("--rounds", type=int, default=5, help="scaling: interleaved timing rounds per size")
+    p.add_argument("--heap", default="all", choices=["all", *HEAP_SETTINGS],
+                   help="scaling: glibc heap setting (all: each in its own process)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "openmm_scaling.json"),
+                   help="scaling: results JSON")
+    a = p.parse_args(argv)
+    if a.mode == "speed":
+        print(json.dumps(run(quick=a.quick), indent=2))
+        return 0
+    if a.heap == "all":
+        results = {}
+        for heap in HEAP_SETTINGS:
+            with tempfile.NamedTemporaryFile(suffix=".json") as part:
+                cmd = [sys.executable, __file__, "--mode", "scaling", "--sizes", a.sizes, "--heap", heap,
+                       "--out", part.name, "--rounds", str(a.rounds)]
+                subprocess.run(cmd + (["--quick"] if a.quick else []), check=True)
+                results[heap] = json.loads(Path(part.name).read_text())
+    else:
+        import os
+
+        import openmm
+
+        from hessdistill.heap import keep_freed_memory
+
+        keep_freed_memory(large_blocks=HEAP_SETTINGS[a.heap])
+        sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
+        steps = [max(2, int(round(10 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
+        results = scaling(sizes, steps, a.rounds)
+        results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
+                              "cpu_count": os.cpu_count()}
+        for label in ("skin 1 A", "skin 0"):
+            print(f"{a.heap}, {label}: cost per atom-step, max/min over sizes {results[label]['max_over_min']:.2f} "
+                  f"(target <= {TARGET_SCALING_FLATNESS:g}); bare student's {results[label]['bare']['max_over_min']:.2f}")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {a.out}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=2))
+    sys.exit(main())

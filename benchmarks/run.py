@@ -1,4 +1,4 @@
-"""The hessdistill benchmark: one entry point for every figure of issue 4.
+"""The hessdistill benchmark: one entry point for every figure of BENCHMARKS.md sections 1-6.
 
     python benchmarks/run.py [--quick] [--out benchmarks/results] [--engines auto|quick|full|skip] [--jobs N]
 
@@ -147,7 +147,7 @@ def run(quick: bool, out: Path, jobs: int = 2, engines: str = "auto") -> dict:
 
 
 def targets(res: dict) -> dict:
-    """The issue's targets: value, target and whether it was met (None when that part failed)."""
+    """The targets: value, target and whether it was met (None when that part failed)."""
     import accuracy
     import lammps_bench
     import openmm_bench

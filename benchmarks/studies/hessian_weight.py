@@ -5,24 +5,28 @@ three seeds, everything else as in the accuracy figure (s = 1, 150 epochs of bat
 prints the mean test MAEs per wH. Labels are made fresh in a temporary folder; the 24 training runs use 2 worker
 processes.
 
-    python benchmarks/hessian_weight.py        # writes results/hessian_weight.json
+    python benchmarks/studies/hessian_weight.py        # writes results/hessian_weight.json
 
 The result is rendered into BENCHMARKS.md by ``benchmarks/report.py``.
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
 
-import accuracy
-import common
-import systems
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import tempfile  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import accuracy  # noqa: E402
+import common  # noqa: E402
+import systems  # noqa: E402
 
 WEIGHTS = (0.0, 10.0, 30.0, 100.0)
 SEEDS = (0, 1, 2)
@@ -56,4 +60,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help only
     main()

@@ -1,4 +1,4 @@
-"""Trust benchmark (issue 14): does the committee's force deviation follow the student's true error, and what does
+"""Trust benchmark: does the committee's force deviation follow the student's true error, and what does
 ``refine`` buy in held-out force error per teacher call compared with the same number of random MD frames?
 
 Per system and seed:
@@ -28,10 +28,10 @@ teacher family; cold set = small rattles of the lattice; a few Hessian rows per 
 row costs ~0.1 s). They are the systems of the main benchmark (``benchmarks/systems.py``), at sizes where a
 teacher call is cheap enough for hundreds of spot checks. The two systems run side by side in worker processes.
 
-    OMP_NUM_THREADS=1 python benchmarks/trust.py [--quick] [--systems ethanol si] [--seeds N] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/studies/trust.py [--quick] [--systems ethanol si] [--seeds N] [--out DIR]
         [--workdir DIR] [--jobs 2]
 
-Writes ``<out>/trust.json`` and ``<out>/trust.png`` (default out: benchmarks/results; ``--quick`` writes to a
+Writes ``<out>/trust.json`` and ``<out>/trust.png`` (default out: benchmarks/studies/results; ``--quick`` writes to a
 temporary folder unless ``--out`` is given). ``benchmarks/report.py`` renders its section of BENCHMARKS.md.
 """
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
 
 import numpy as np  # noqa: E402
 
@@ -421,7 +421,7 @@ def main(argv=None) -> dict:
         out = Path(a.out) if a.out else (Path(tmp) / "out" if a.quick else RESULTS)
         out.mkdir(parents=True, exist_ok=True)
         workdir = Path(a.workdir) if a.workdir else Path(tmp)
-        results = {"date": common.now(), "command": "python benchmarks/trust.py " + " ".join(argv or sys.argv[1:]),
+        results = {"date": common.now(), "command": "python benchmarks/studies/trust.py " + " ".join(argv or sys.argv[1:]),
                    "machine": common.machine(), "versions": common.versions(), "torch_threads": 1,
                    "size": dataclasses.asdict(size), "seeds": seeds, "threshold_quantile": THRESHOLD_QUANTILE,
                    "upper_factor": UPPER_FACTOR, "systems": {}}

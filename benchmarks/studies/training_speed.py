@@ -7,20 +7,24 @@ with stand-in labels (speed does not depend on label values). The compiled step 
 time is reported); then eager and compiled steps are timed by timing.interleaved on the process's CPU clock at
 one torch thread, and the speed-up is the median over rounds of the within-round ratio (min and max too).
 
-    OMP_NUM_THREADS=1 python benchmarks/training_speed.py [--sizes ethanol si64] [--dtypes float32 float64]
-        [--rows 1 0] [--rounds 5] [--steps 20] [--out benchmarks/results/training_speed.json]
+    OMP_NUM_THREADS=1 python benchmarks/studies/training_speed.py [--sizes ethanol si64] [--dtypes float32 float64]
+        [--rows 1 0] [--rounds 5] [--steps 20] [--out benchmarks/studies/results/training_speed.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from timing import interleaved
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 
 def structures(name: str, copies: int):

@@ -31,9 +31,9 @@ Systems (chosen to be new to the package: none is used by a test or another benc
 
 Runs go in priority order (main distilled run of each system first, then the baselines and the curve, then more
 seeds, the capacity arms and last the 3n sets) and each finished run is kept (``WORKDIR/<system>/<run>/``), so an interrupted benchmark resumes where it
-stopped. Results: ``benchmarks/results/targets.json`` and ``targets.png``.
+stopped. Results: ``benchmarks/studies/results/targets.json`` and ``targets.png``.
 
-    OMP_NUM_THREADS=1 python benchmarks/targets.py [--systems acetic_acid complex mgo] [--seeds 2]
+    OMP_NUM_THREADS=1 python benchmarks/studies/targets.py [--systems acetic_acid complex mgo] [--seeds 2]
         [--workdir DIR] [--jobs 1] [--quick]
 """
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
 
 import numpy as np  # noqa: E402
 
@@ -439,7 +439,7 @@ def main(argv=None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     _STATE["out"] = Path(a.out) if a.out else (workdir if a.quick else RESULTS)
     _STATE["out"].mkdir(parents=True, exist_ok=True)
-    _STATE["meta"] = {"command": "python benchmarks/targets.py " + " ".join(argv if argv is not None else
+    _STATE["meta"] = {"command": "python benchmarks/studies/targets.py " + " ".join(argv if argv is not None else
                                                                              sys.argv[1:]),
                       "started": common.now(), "machine": common.machine(), "versions": common.versions(),
                       "size": size.__dict__, "seeds": seeds}

@@ -10,21 +10,25 @@ each structure is timed by timing.interleaved (TorchScript, pt2, TorchScript, pt
 at one torch thread, with ``heap.keep_freed_memory()``; the reported speed-up is the median over rounds of the
 within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
 
-    OMP_NUM_THREADS=1 python benchmarks/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
+    OMP_NUM_THREADS=1 python benchmarks/studies/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
-from functools import partial
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from timing import interleaved
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from functools import partial  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 
 def systems(names):

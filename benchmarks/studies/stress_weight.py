@@ -11,19 +11,23 @@ wS = 0, 1, 10 and 100 over two seeds. Reported per wS: the test force, energy an
 state error, the largest |P_student - P_teacher| on the perfect crystal at -2 .. +2% volumetric strain (5 volumes)
 relative to the largest teacher pressure there.
 
-    python benchmarks/stress_weight.py        # writes results/stress_weight.json (~20 min on 2 busy cores)
+    python benchmarks/studies/stress_weight.py        # writes results/stress_weight.json (~20 min on 2 busy cores)
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
+
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 10.0, 100.0)
 SEEDS = (0, 1)
@@ -122,4 +126,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help only
     main()

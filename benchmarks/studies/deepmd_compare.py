@@ -1,8 +1,8 @@
-"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels (issue 11, item 4):
+"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels:
 held-out force MAE against the teacher, and LAMMPS us per atom-step of both in the same LAMMPS.
 
-    bash benchmarks/deepmd_env.sh                       # once: DeePMD-kit 3.2.0 in its own venv
-    OMP_NUM_THREADS=1 python benchmarks/deepmd_compare.py [--workdir DIR] [--budget-deepmd 480] [--budget-ours 16m]
+    bash benchmarks/studies/deepmd_env.sh                       # once: DeePMD-kit 3.2.0 in its own venv
+    OMP_NUM_THREADS=1 python benchmarks/studies/deepmd_compare.py [--workdir DIR] [--budget-deepmd 480] [--budget-ours 16m]
 
 Stages (each reuses its output in ``--workdir`` when present, so a rerun resumes):
 
@@ -47,7 +47,7 @@ import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent))  # common, timing, systems
 
 DEFAULT_VENV = os.environ.get("HESSDISTILL_DEEPMD_VENV", "/tmp/hessdistill-deepmd-venv")
 TYPE_MAP = ["Si", "C"]
@@ -462,7 +462,7 @@ def target(res: dict) -> dict:
                 "faster": faster, "per_round_faster": bool(ratio.min() > 1), "more_accurate": accurate,
                 "met": faster and accurate})
     out["met"] = any(p["met"] for p in out["pairs"])
-    if "hessdistill TorchScript" in seconds and "hessdistill pt2" in seconds:  # issue 11's >= 3x in LAMMPS
+    if "hessdistill TorchScript" in seconds and "hessdistill pt2" in seconds:  # the >= 3x target in LAMMPS
         r = np.asarray(seconds["hessdistill TorchScript"]) / np.asarray(seconds["hessdistill pt2"])
         out["pt2_speedup_over_torchscript"] = {"median": float(np.median(r)), "min": float(r.min()),
                                                "max": float(r.max())}
@@ -476,7 +476,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="/tmp/hessdistill-deepmd-compare")
-    p.add_argument("--venv", default=DEFAULT_VENV, help="venv of benchmarks/deepmd_env.sh")
+    p.add_argument("--venv", default=DEFAULT_VENV, help="venv of benchmarks/studies/deepmd_env.sh")
     p.add_argument("--budget-deepmd", type=float, default=480.0, help="wall seconds of training per DeePMD net")
     p.add_argument("--budget-ours", default="16m", help="hessdistill distill --time-budget")
     p.add_argument("--nets", nargs="+", default=list(DEEPMD_NETS), choices=list(DEEPMD_NETS))
@@ -487,7 +487,7 @@ def main(argv=None) -> int:
     workdir, venv = Path(a.workdir), Path(a.venv)
     workdir.mkdir(parents=True, exist_ok=True)
     if not (venv / "bin" / "dp").exists():
-        raise SystemExit(f"no DeePMD-kit venv at {venv}: run bash benchmarks/deepmd_env.sh {venv}")
+        raise SystemExit(f"no DeePMD-kit venv at {venv}: run bash benchmarks/studies/deepmd_env.sh {venv}")
     t_start, started = time.perf_counter(), common.now()
     machine = common.machine()
     print("data ...", flush=True)
@@ -542,7 +542,7 @@ def main(argv=None) -> int:
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; print(json.dumps({d: m.version(d) "
          "for d in ('deepmd-kit', 'tensorflow-cpu', 'lammps', 'dpdata', 'numpy')}))"],
         capture_output=True, text=True, env=deepmd_env(venv), check=True).stdout
-    res = {"date": started, "command": "python benchmarks/deepmd_compare.py " + " ".join(argv or sys.argv[1:]),
+    res = {"date": started, "command": "python benchmarks/studies/deepmd_compare.py " + " ".join(argv or sys.argv[1:]),
            "wall_seconds": time.perf_counter() - t_start, "machine": machine, "versions": common.versions(),
            "deepmd_venv_versions": json.loads(venv_versions), "data": data,
            "system": {"structure": f"3C-SiC (zincblende, a = {LATTICE} A), cubic cell x (2, 1, 1)",
