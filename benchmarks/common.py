@@ -232,7 +232,7 @@ def _tail(*texts, lines: int = 15) -> str:
 
 def frames_force_mae(student_path, frames) -> float:
     """Force MAE (eV/A) of an exported student on labelled frames ``{"atoms": Atoms, "forces": (N, 3)}``, through
-    its ASE calculator (the transfer checks of accuracy.py and lammps_scaling.py)."""
+    its ASE calculator (the transfer checks of accuracy.py and lammps_bench.py --mode scaling)."""
     from hessdistill.engines.ase import StudentCalculator
 
     calc = StudentCalculator(student_path, device="cpu")

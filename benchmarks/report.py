@@ -1,11 +1,11 @@
-"""BENCHMARKS.md, the README's benchmark table and the PNGs, rendered from the results JSON.
+"""BENCHMARKS.md, the summary table of docs/design/benchmarks.md and the PNGs, rendered from the results JSON.
 
     python benchmarks/report.py [--results benchmarks/results] [--no-plots]
 
 ``report.md`` holds the text that explains the methods, with ``${name}`` slots; this module fills them with the
 tables and the lines that carry numbers, all from ``<results>/results.json`` (``run.py``),
 ``<results>/lammps_scaling.json`` (``lammps_bench.py --mode scaling``) and the studies' JSON in
-``studies/results/``. ``run.py`` calls ``write`` after a default-size run. The README's table sits between
+``studies/results/``. ``run.py`` calls ``write`` after a default-size run. The summary table sits between
 ``README_BEGIN`` and ``README_END``.
 """
 
@@ -544,7 +544,7 @@ def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: 
 
 
 def readme_table(res: dict) -> str:
-    """The README's summary table: one row per figure, the main student size."""
+    """The summary table: one row per figure, the main student size."""
     def target(prefix, op="<="):  # every target whose name starts with prefix
         ts = [v for k, v in res.get("targets", {}).items() if k.startswith(prefix) and v["met"] is not None]
         if not ts:
@@ -613,9 +613,10 @@ def readme_table(res: dict) -> str:
 
 
 
-def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md", readme: Path = REPO / "README.md",
-          plots: bool = True) -> None:
-    """Render BENCHMARKS.md, the README's table (between its markers) and the PNGs from ``results``."""
+def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
+          readme: Path = REPO / "docs" / "design" / "benchmarks.md", plots: bool = True) -> None:
+    """Render BENCHMARKS.md, the benchmark design note's table (between its markers) and the PNGs from
+    ``results``."""
     results = Path(results)
     res = json.loads((results / "results.json").read_text())
     if plots:

@@ -52,7 +52,7 @@ def keep_freed_memory(large_blocks: bool = False) -> bool:
 
     ``large_blocks=True`` also stops glibc from using ``mmap`` at all (``M_MMAP_MAX = 0``), so blocks over 32 MB
     come from the heap and are reused too. That is what keeps a 47k-atom OpenMM step from faulting in ~300k
-    fresh pages a step (half its time in the kernel; ``benchmarks/openmm_scaling.py``). The price is memory: the
+    fresh pages a step (half its time in the kernel; ``benchmarks/openmm_bench.py --mode scaling``). The price is memory: the
     heap keeps the largest step's blocks and can fragment (in LAMMPS at 32k atoms it grew to 2.7x a step's working
     set, which is why the LAMMPS pair style has its own cache, ``memory cache``). Use it for large systems with
     memory to spare. Environment equivalent: ``MALLOC_MMAP_MAX_=0``.
