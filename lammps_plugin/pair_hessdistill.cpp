@@ -2,6 +2,7 @@
 
 #include "pair_hessdistill.h"
 #include "block_cache.h"
+#include "units.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -30,8 +31,6 @@ namespace {
 const char *const FORMAT = "hessdistill-student-1";
 const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system] "
                                    "[committee K [drive mean|first]]";
-// same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
-const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 
 std::string first_line(const std::string &text)
 {
@@ -301,14 +300,11 @@ void PairHessdistill::init_style()
   if (domain->dimension != 3) error->all(FLERR, "Pair style hessdistill requires a 3d simulation");
   if (atom->tag_enable == 0) error->all(FLERR, "Pair style hessdistill requires atom IDs");
 
-  const std::string units = update->unit_style;
-  if (units == "metal")
-    energy_factor = 1.0;
-  else if (units == "real")
-    energy_factor = EV_TO_KCAL_PER_MOL;
-  else
-    error->all(FLERR, "Pair style hessdistill supports units metal (eV, Angstrom) and real (kcal/mol, "
-               "Angstrom); this input uses units {}", units);
+  hessdistill::LammpsUnits units;
+  if (!hessdistill::lammps_units(update->unit_style, units))
+    error->all(FLERR, "Pair style hessdistill supports {}; this input uses units {}", hessdistill::SUPPORTED_UNITS,
+               update->unit_style);
+  energy_factor = units.energy_per_ev;
 
   // One rank: every ghost is an image of a local atom and is folded onto it, so ghosts within cutoff + skin
   // suffice. Several ranks: a local energy depends on atoms interaction_range away, owned elsewhere. A strictly
