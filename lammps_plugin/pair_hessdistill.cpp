@@ -438,24 +438,34 @@ void PairHessdistill::build_graph()
                         : (a < b || (a == b && positive(s))) ? hessdistill::BOTH_WAYS
                                                               : hessdistill::COVERED);
   }
+  pvector[0] = (double) node_atom.size();
+  pvector[1] = (double) edge_src.size();
 }
+
+/* One force evaluation: preprocess (this step's graph and the students' inputs), run the student(s), scatter the
+   results into LAMMPS' forces, energies and virial. */
 
 void PairHessdistill::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   if (cache_attached) hessdistill::BlockCache::instance().step_boundary();
   build_graph();
+  make_inputs();
+  scatter(run_committee(vflag_either != 0));
+}
 
+/* The students' inputs for this step's graph, built on the host in float64 and cast per member to its dtype and
+   the device (run_member). Every tensor owns its data: the graph's vectors are rebuilt next step, while inputs
+   serves deviation() until then. */
+
+void PairHessdistill::make_inputs()
+{
   const int nlocal = atom->nlocal;
   const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) edge_src.size();
-  pvector[0] = (double) nnodes;
-  pvector[1] = (double) nedges;
   double **x = atom->x;
-  double **f = atom->f;
   int *type = atom->type;
 
-  // inputs, built on the host in float64 and cast per member to its dtype and the device (run_member)
   auto host_f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto host_i64 = torch::TensorOptions().dtype(torch::kInt64);
   torch::Tensor x_nodes = torch::empty({nnodes, 3}, host_f64);
@@ -467,22 +477,28 @@ void PairHessdistill::compute(int eflag, int vflag)
     for (int d = 0; d < 3; d++) xp[3 * n + d] = x[a][d];
     sp[n] = species_of_type[type[a]];
   }
-  torch::Tensor shifts_host = torch::from_blob(edge_shift.data(), {nedges, 3}, host_f64);
-  torch::Tensor edge_index = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
-                                           torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
-                                 .to(device);
-  torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal).to(device);
-  torch::Tensor role = torch::from_blob(edge_role.data(), {nedges}, host_i64).to(device);
-  inputs = {x_nodes, species.to(device), edge_index, shifts_host, role, local};
+  // from_blob views of the vectors live only in this expression: stack and clone copy them
+  torch::Tensor edge_index_host = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
+                                                torch::from_blob(edge_dst.data(), {nedges}, host_i64)});
+  torch::Tensor shifts_host = torch::from_blob(edge_shift.data(), {nedges, 3}, host_f64).clone();
+  torch::Tensor role = torch::from_blob(edge_role.data(), {nedges}, host_i64).clone();
+  torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal);
+  inputs = {x_nodes, species.to(device), edge_index_host, edge_index_host.to(device), shifts_host, role.to(device),
+            local.to(device)};
+}
 
-  // the five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first;
-  // the others wait for deviation()), or the mean of all members (drive mean; every output is linear in them)
+/* The five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first; the
+   others wait for deviation()), or the mean of all members on the host in float64 (drive mean; every output is
+   linear in them). Each member's forces are kept for deviation(). */
+
+hessdistill::StudentOutputs PairHessdistill::run_committee(bool need_virial)
+{
   evaluations += 1;
   const int nrun = drive_mean ? (int) members.size() : 1;
   hessdistill::StudentOutputs out;
   for (int k = 0; k < (int) members.size(); k++) member_forces[k] = torch::Tensor();
   for (int k = 0; k < nrun; k++) {
-    hessdistill::StudentOutputs o = run_member(k, vflag_either != 0);
+    hessdistill::StudentOutputs o = run_member(k, need_virial);
     if (members.size() > 1) member_forces[k] = to_host(o.forces).clone();    // eV/A, kept from the unit scaling below
     if (nrun == 1) {
       out = o;
@@ -500,15 +516,22 @@ void PairHessdistill::compute(int eflag, int vflag)
   if (nrun > 1)
     for (torch::Tensor *t : {&out.energy, &out.energies, &out.forces, &out.shift_forces, &out.virial})
       t->div_((double) nrun);
+  return out;
+}
 
-  // forces on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
-  torch::Tensor forces = to_host(out.forces).mul_(energy_factor);
+/* The outputs (eV, A) in LAMMPS' units: forces on nodes (local atoms and remote ghosts, whose forces LAMMPS
+   reverse-communicates), the local energy, per-atom energies and the virial, global and per atom. */
+
+void PairHessdistill::scatter(const hessdistill::StudentOutputs &out)
+{
+  const int nlocal = atom->nlocal;
+  const int64_t nnodes = inputs.x_host.size(0);
+  double **f = atom->f;
+  torch::Tensor forces = to_host(out.forces).mul(energy_factor);
   const double *fp = forces.data_ptr<double>();
-  for (int64_t n = 0; n < nnodes; n++)
-    for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
+  const double e_local = to_host(out.energy).item<double>();
 
   // a non-finite energy or force means the run has left what the student can describe: stop, saying so
-  const double e_local = to_host(out.energy).item<double>();
   int bad = std::isfinite(e_local) ? 0 : 1;
   for (int64_t k = 0; k < 3 * nnodes && !bad; k++) bad = std::isfinite(fp[k]) ? 0 : 1;
   int any_bad = 0;
@@ -517,6 +540,8 @@ void PairHessdistill::compute(int eflag, int vflag)
     error->all(FLERR, "pair hessdistill: the student gave a non-finite energy or force at step {}; the run is "
                "unstable (timestep too large, atoms too close, or far from the training data)", update->ntimestep);
 
+  for (int64_t n = 0; n < nnodes; n++)
+    for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
   if (eflag_global) eng_vdwl += energy_factor * e_local;
   if (eflag_atom) {
     torch::Tensor e = to_host(out.energies.narrow(0, 0, nlocal));
@@ -528,20 +553,21 @@ void PairHessdistill::compute(int eflag, int vflag)
   // virial W = sum_nodes x f^T + sum_edges shift f_shift^T (f_shift = -dE/dshift): the strain derivative of E
   const int64_t voigt[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
   if (vflag_global) {
-    torch::Tensor w = to_host(out.virial).mul_(energy_factor);
+    torch::Tensor w = to_host(out.virial).mul(energy_factor);
     const double *wp = w.data_ptr<double>();
     for (int k = 0; k < 6; k++) virial[k] += wp[3 * voigt[k][0] + voigt[k][1]];
   }
   if (vflag_atom) {
-    torch::Tensor fshift = to_host(out.shift_forces).mul_(energy_factor);
+    torch::Tensor fshift = to_host(out.shift_forces).mul(energy_factor);
     // pairwise split: edge e adds r_e f_shift_e^T, half to each end (sums to the global virial)
-    torch::Tensor src = torch::from_blob(edge_src.data(), {nedges}, host_i64);
-    torch::Tensor dst = torch::from_blob(edge_dst.data(), {nedges}, host_i64);
-    torch::Tensor r = x_nodes.index_select(0, dst) - x_nodes.index_select(0, src) + shifts_host;
+    torch::Tensor src = inputs.edge_index_host[0], dst = inputs.edge_index_host[1];
+    torch::Tensor r = inputs.x_host.index_select(0, dst) - inputs.x_host.index_select(0, src) + inputs.shifts_host;
     std::vector<torch::Tensor> parts;
     for (auto &ab : voigt) parts.push_back(r.select(1, ab[0]) * fshift.select(1, ab[1]));
     torch::Tensor half = torch::stack(parts, 1).mul_(0.5);
-    torch::Tensor v = torch::zeros({nnodes, 6}, host_f64).index_add_(0, src, half).index_add_(0, dst, half);
+    torch::Tensor v = torch::zeros({nnodes, 6}, torch::TensorOptions().dtype(torch::kFloat64))
+                          .index_add_(0, src, half)
+                          .index_add_(0, dst, half);
     const double *vp = v.data_ptr<double>();
     for (int64_t n = 0; n < nnodes; n++)
       for (int k = 0; k < 6; k++) vatom[node_atom[n]][k] += vp[6 * n + k];
@@ -561,7 +587,7 @@ hessdistill::StudentOutputs PairHessdistill::run_member(int k, bool need_virial)
             torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
   torch::Tensor edge_index = inputs.edge_index, shifts_host = inputs.shifts_host, role = inputs.role, kept;
   if (m.cutoff < cutoff) {
-    torch::Tensor ei = edge_index.cpu();
+    const torch::Tensor &ei = inputs.edge_index_host;
     torch::Tensor r = inputs.x_host.index_select(0, ei[1]) - inputs.x_host.index_select(0, ei[0]) + shifts_host;
     kept = r.mul(r).sum(1).lt(m.cutoff * m.cutoff).nonzero().squeeze(1);
     edge_index = ei.index_select(1, kept).to(device);

@@ -85,16 +85,21 @@ class PairHessdistill : public Pair {
     double interaction_range;
     std::vector<std::string> type_names;
   };
-  // this step's graph as the students take it (host float64 positions and shifts, the rest on the device)
+  // this step's graph as the students take it: host float64 positions and shifts, edge_index on the host and on
+  // the device, the rest on the device. Each tensor owns its data (no view of the graph's vectors below).
   struct GraphInputs {
-    torch::Tensor x_host, species, edge_index, shifts_host, role, local;
+    torch::Tensor x_host, species, edge_index_host, edge_index, shifts_host, role, local;
   };
 
   void allocate();
   Member load_student(const std::string &path);
   void load_members(const std::vector<std::string> &paths);
+  // compute(): build_graph and make_inputs (preprocess), run_committee (the students), scatter (into LAMMPS)
   void build_graph();
+  void make_inputs();
+  hessdistill::StudentOutputs run_committee(bool need_virial);
   hessdistill::StudentOutputs run_member(int k, bool need_virial);
+  void scatter(const hessdistill::StudentOutputs &out);
 
   torch::Device device;
   bool device_given;      // pair_style ... device X: a .pt2 for another device is refused, not followed
@@ -121,7 +126,7 @@ class PairHessdistill : public Pair {
   std::vector<int64_t> species_of_type;    // LAMMPS type (1..ntypes) -> student type index
   double energy_factor;                    // eV -> LAMMPS energy unit
 
-  // graph of the current step, rebuilt by build_graph()
+  // graph of the current step, rebuilt by build_graph(); make_inputs() copies it into `inputs`
   std::vector<int> node_atom;                   // node -> LAMMPS atom index (local atoms first, same index)
   std::vector<int64_t> edge_src, edge_dst;      // node indices: centre, neighbour
   std::vector<double> edge_shift;               // 3 per edge: image shift of the neighbour (0 unless folded)
