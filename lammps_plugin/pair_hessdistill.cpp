@@ -44,6 +44,24 @@ std::string join(const std::vector<std::string> &words)
   return out;
 }
 
+// This rank's index among the ranks of `world` on its node (collective). An MPI before 3.0 (LAMMPS' serial STUBS
+// library) has no MPI_Comm_split_type: its one rank is rank 0 of its node.
+int node_local_rank(MPI_Comm world)
+{
+#if defined(MPI_VERSION) && MPI_VERSION >= 3
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
+#else
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  return rank;
+#endif
+}
+
 // Host float64 copy of a result tensor.
 torch::Tensor to_host(const torch::Tensor &t)
 {
@@ -57,6 +75,7 @@ PairHessdistill::PairHessdistill(LAMMPS *lmp) :
     drive_mean(true), cutoff(0.0), num_interactions(0), interaction_range(0.0), evaluations(0), deviation_of(-1),
     member_f(nullptr), member_f_rows(0), energy_factor(1.0)
 {
+  node_rank = node_local_rank(world);    // here: every rank constructs the pair style, settings() may come later
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
@@ -96,8 +115,8 @@ void PairHessdistill::allocate()
 
 void PairHessdistill::settings(int narg, char **arg)
 {
-  // ranks share the visible GPUs round robin
-  auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
+  // the ranks on a node share its visible GPUs round robin
+  auto cuda = [&]() { return torch::Device(torch::kCUDA, node_rank % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   device_given = false;
   nthreads = 0;

@@ -5,6 +5,8 @@
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
    pair_coeff * * s0.pt s1.pt s2.pt Si O   (committee 3: K student files, then the element names)
 
+   With device cuda, the ranks on one node share its visible GPUs round robin by their rank on the node.
+
    The student file is TorchScript or a compiled .pt2 package, told apart by content (student_runner.h); a .pt2
    runs on the device it was compiled for. Energies come from the student, forces and virial from autograd
    through it (TorchScript) or from the package's compiled derivatives (.pt2): the same five outputs either way
@@ -102,6 +104,7 @@ class PairHessdistill : public Pair {
   void scatter(const hessdistill::StudentOutputs &out);
 
   torch::Device device;
+  int node_rank;          // this rank among the ranks on its node: picks the node's GPU (round robin)
   bool device_given;      // pair_style ... device X: a .pt2 for another device is refused, not followed
   int nthreads;           // from `threads N`; 0: torch's thread count left as it is
   bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
