@@ -133,8 +133,8 @@ void PairHessdistill::settings(int narg, char **arg)
     if (key == "device" && value == "cpu") {
       device = torch::Device(torch::kCPU);
     } else if (key == "device" && value == "cuda") {
-      if (!torch::cuda::is_available())
-        error->all(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
+      if (!torch::cuda::is_available())    // a rank's own view of its node: error->one
+        error->one(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
       device = cuda();
     } else if (key == "device") {
       error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value, SETTINGS_SYNTAX);
@@ -229,21 +229,23 @@ void PairHessdistill::coeff(int narg, char **arg)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
 }
 
-/* Load one student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py). */
+/* Load one student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py).
+   Every rank reads the file: opening and loading it can fail on one rank alone (its file system, its device, its
+   CPU), so those are error->one; the metadata of a loaded file is the same on every rank (error->all). */
 
 PairHessdistill::Member PairHessdistill::load_student(const std::string &path)
 {
   if (!std::ifstream(path).good())
-    error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
+    error->one(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
 
   Member m;
   m.path = path;
   try {
     m.runner = hessdistill::open_student(path, device, device_given);
   } catch (const hessdistill::StudentFileError &e) {
-    error->all(FLERR, "pair_coeff hessdistill: {}", e.what());
+    error->one(FLERR, "pair_coeff hessdistill: {}", e.what());
   } catch (const std::exception &e) {
-    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
+    error->one(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
   }
   auto &meta = m.runner->metadata;
   if (meta["format"] != FORMAT)
@@ -298,8 +300,8 @@ void PairHessdistill::load_members(const std::vector<std::string> &paths)
     if (m.type_names != first.type_names)
       error->all(FLERR, "pair_coeff hessdistill: committee members must cover the same elements in the same order: "
                  "{} covers {}, {} covers {}", first.path, join(first.type_names), m.path, join(m.type_names));
-    if (m.runner->device != device)
-      error->all(FLERR, "pair_coeff hessdistill: committee members must run on one device: {} runs on {}, {} on {}",
+    if (m.runner->device != device)    // devices are per rank
+      error->one(FLERR, "pair_coeff hessdistill: committee members must run on one device: {} runs on {}, {} on {}",
                  first.path, device.str(), m.path, m.runner->device.str());
     cutoff = std::max(cutoff, m.cutoff);
     num_interactions = std::max(num_interactions, m.num_interactions);
