@@ -67,7 +67,7 @@ FixHessdistillDeviation::FixHessdistillDeviation(LAMMPS *lmp, int narg, char **a
   }
   hessdistill::LammpsUnits units;
   if (!hessdistill::lammps_units(update->unit_style, units))
-    error->all(FLERR, "{}: units {} not supported; use {}", NAME, update->unit_style, hessdistill::SUPPORTED_UNITS);
+    error->all(FLERR, "{}: units {} not supported; use units metal or real", NAME, update->unit_style);
   to_ps = units.ps_per_time;
 
   vector_flag = 1;

@@ -171,8 +171,8 @@ FixHessdistillMonitor::FixHessdistillMonitor(LAMMPS *lmp, int narg, char **arg) 
 
   hessdistill::LammpsUnits units;
   if (!hessdistill::lammps_units(update->unit_style, units))
-    error->all(FLERR, "fix hessdistill/monitor: units {} not supported; use {} (the monitor reports eV and ps)",
-               update->unit_style, hessdistill::SUPPORTED_UNITS);
+    error->all(FLERR, "fix hessdistill/monitor: units {} not supported; use units metal or real (the monitor "
+               "reports eV and ps)", update->unit_style);
   to_ev = 1.0 / units.energy_per_ev;
   to_ps = units.ps_per_time;
   fit = hessdistill::RunningSlope(window_ps);

@@ -323,8 +323,8 @@ void PairHessdistill::init_style()
 
   hessdistill::LammpsUnits units;
   if (!hessdistill::lammps_units(update->unit_style, units))
-    error->all(FLERR, "Pair style hessdistill supports {}; this input uses units {}", hessdistill::SUPPORTED_UNITS,
-               update->unit_style);
+    error->all(FLERR, "Pair style hessdistill supports units metal (eV, Angstrom) and real (kcal/mol, "
+               "Angstrom); this input uses units {}", update->unit_style);
   energy_factor = units.energy_per_ev;
 
   // One rank: every ghost is an image of a local atom and is folded onto it, so ghosts within cutoff + skin

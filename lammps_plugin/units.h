@@ -14,9 +14,6 @@ constexpr double EV_TO_KJ_PER_MOL = 96.48533212331002;
 constexpr double KCAL_TO_KJ = 4.184;
 constexpr double EV_TO_KCAL_PER_MOL = EV_TO_KJ_PER_MOL / KCAL_TO_KJ;
 
-// what the unit styles below are, for error messages
-constexpr const char *SUPPORTED_UNITS = "units metal (eV, Angstrom, ps) and real (kcal/mol, Angstrom, fs)";
-
 struct LammpsUnits {
   double energy_per_ev;    // LAMMPS energy unit per eV: 1 (metal), EV_TO_KCAL_PER_MOL (real)
   double ps_per_time;      // ps per LAMMPS time unit: 1 (metal), 1e-3 (real: fs)
