@@ -3,6 +3,7 @@
 
 #include "fix_hessdistill_deviation.h"
 #include "pair_hessdistill.h"
+#include "units.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -64,10 +65,10 @@ FixHessdistillDeviation::FixHessdistillDeviation(LAMMPS *lmp, int narg, char **a
       error->all(FLERR, "{}: unknown keyword '{}'; expected: {}", NAME, key, SYNTAX);
     }
   }
-  const std::string units = update->unit_style;
-  if (units != "metal" && units != "real")
-    error->all(FLERR, "{}: units {} not supported; use units metal or real", NAME, units);
-  to_ps = units == "metal" ? 1.0 : 1e-3;
+  hessdistill::LammpsUnits units;
+  if (!hessdistill::lammps_units(update->unit_style, units))
+    error->all(FLERR, "{}: units {} not supported; use units metal or real", NAME, update->unit_style);
+  to_ps = units.ps_per_time;
 
   vector_flag = 1;
   size_vector = 4;

@@ -3,6 +3,7 @@
    multiply-add makes its doubles differ from Python's. */
 
 #include "fix_hessdistill_monitor.h"
+#include "units.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -32,8 +33,6 @@ const char *const SYNTAX = "fix ID all hessdistill/monitor N [file monitor.csv] 
 // the columns of hessdistill.monitor.COLUMNS
 const char *const HEADER = "step,time_ps,potential_eV,kinetic_eV,total_eV,temperature_K,total_per_atom_eV,"
                            "deviation_per_atom_eV,drift_eV_per_atom_ps\n";
-// same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
-const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 const double NaN = std::numeric_limits<double>::quiet_NaN();
 
 // A positive number, or -1 for "none" where allowed; false when the text is neither.
@@ -170,17 +169,12 @@ FixHessdistillMonitor::FixHessdistillMonitor(LAMMPS *lmp, int narg, char **arg) 
     }
   }
 
-  const std::string units = update->unit_style;
-  if (units == "metal") {
-    to_ev = 1.0;
-    to_ps = 1.0;
-  } else if (units == "real") {    // kcal/mol and fs
-    to_ev = 1.0 / EV_TO_KCAL_PER_MOL;
-    to_ps = 1e-3;
-  } else {
+  hessdistill::LammpsUnits units;
+  if (!hessdistill::lammps_units(update->unit_style, units))
     error->all(FLERR, "fix hessdistill/monitor: units {} not supported; use units metal or real (the monitor "
-               "reports eV and ps)", units);
-  }
+               "reports eV and ps)", update->unit_style);
+  to_ev = 1.0 / units.energy_per_ev;
+  to_ps = units.ps_per_time;
   fit = hessdistill::RunningSlope(window_ps);
 
   scalar_flag = 1;

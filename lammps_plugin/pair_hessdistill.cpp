@@ -2,6 +2,7 @@
 
 #include "pair_hessdistill.h"
 #include "block_cache.h"
+#include "units.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -30,8 +31,6 @@ namespace {
 const char *const FORMAT = "hessdistill-student-1";
 const char *const SETTINGS_SYNTAX = "pair_style hessdistill [device cpu|cuda] [threads N] [memory cache|system] "
                                    "[committee K [drive mean|first]]";
-// same constants as hessdistill.units (CODATA 2018 eV in kJ/mol, thermochemical kcal)
-const double EV_TO_KCAL_PER_MOL = 96.48533212331002 / 4.184;
 
 std::string first_line(const std::string &text)
 {
@@ -43,6 +42,24 @@ std::string join(const std::vector<std::string> &words)
   std::string out;
   for (const auto &w : words) out += (out.empty() ? "" : " ") + w;
   return out;
+}
+
+// This rank's index among the ranks of `world` on its node (collective). An MPI before 3.0 (LAMMPS' serial STUBS
+// library) has no MPI_Comm_split_type: its one rank is rank 0 of its node.
+int node_local_rank(MPI_Comm world)
+{
+#if defined(MPI_VERSION) && MPI_VERSION >= 3
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
+#else
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  return rank;
+#endif
 }
 
 // Host float64 copy of a result tensor.
@@ -58,6 +75,7 @@ PairHessdistill::PairHessdistill(LAMMPS *lmp) :
     drive_mean(true), cutoff(0.0), num_interactions(0), interaction_range(0.0), evaluations(0), deviation_of(-1),
     member_f(nullptr), member_f_rows(0), energy_factor(1.0)
 {
+  node_rank = node_local_rank(world);    // here: every rank constructs the pair style, settings() may come later
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
@@ -97,8 +115,8 @@ void PairHessdistill::allocate()
 
 void PairHessdistill::settings(int narg, char **arg)
 {
-  // ranks share the visible GPUs round robin
-  auto cuda = [&]() { return torch::Device(torch::kCUDA, comm->me % (int) torch::cuda::device_count()); };
+  // the ranks on a node share its visible GPUs round robin
+  auto cuda = [&]() { return torch::Device(torch::kCUDA, node_rank % (int) torch::cuda::device_count()); };
   device = torch::cuda::is_available() ? cuda() : torch::Device(torch::kCPU);
   device_given = false;
   nthreads = 0;
@@ -115,8 +133,8 @@ void PairHessdistill::settings(int narg, char **arg)
     if (key == "device" && value == "cpu") {
       device = torch::Device(torch::kCPU);
     } else if (key == "device" && value == "cuda") {
-      if (!torch::cuda::is_available())
-        error->all(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
+      if (!torch::cuda::is_available())    // a rank's own view of its node: error->one
+        error->one(FLERR, "pair_style hessdistill: device cuda requested but torch sees no CUDA device");
       device = cuda();
     } else if (key == "device") {
       error->all(FLERR, "pair_style hessdistill: unknown device '{}'; expected: {}", value, SETTINGS_SYNTAX);
@@ -211,21 +229,23 @@ void PairHessdistill::coeff(int narg, char **arg)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
 }
 
-/* Load one student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py). */
+/* Load one student, TorchScript or .pt2 (student_runner.h), and check its metadata (formats/torchscript.py).
+   Every rank reads the file: opening and loading it can fail on one rank alone (its file system, its device, its
+   CPU), so those are error->one; the metadata of a loaded file is the same on every rank (error->all). */
 
 PairHessdistill::Member PairHessdistill::load_student(const std::string &path)
 {
   if (!std::ifstream(path).good())
-    error->all(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
+    error->one(FLERR, "pair_coeff hessdistill: cannot open student file '{}' (missing or unreadable)", path);
 
   Member m;
   m.path = path;
   try {
     m.runner = hessdistill::open_student(path, device, device_given);
   } catch (const hessdistill::StudentFileError &e) {
-    error->all(FLERR, "pair_coeff hessdistill: {}", e.what());
+    error->one(FLERR, "pair_coeff hessdistill: {}", e.what());
   } catch (const std::exception &e) {
-    error->all(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
+    error->one(FLERR, "pair_coeff hessdistill: cannot load '{}': {}", path, first_line(e.what()));
   }
   auto &meta = m.runner->metadata;
   if (meta["format"] != FORMAT)
@@ -280,8 +300,8 @@ void PairHessdistill::load_members(const std::vector<std::string> &paths)
     if (m.type_names != first.type_names)
       error->all(FLERR, "pair_coeff hessdistill: committee members must cover the same elements in the same order: "
                  "{} covers {}, {} covers {}", first.path, join(first.type_names), m.path, join(m.type_names));
-    if (m.runner->device != device)
-      error->all(FLERR, "pair_coeff hessdistill: committee members must run on one device: {} runs on {}, {} on {}",
+    if (m.runner->device != device)    // devices are per rank
+      error->one(FLERR, "pair_coeff hessdistill: committee members must run on one device: {} runs on {}, {} on {}",
                  first.path, device.str(), m.path, m.runner->device.str());
     cutoff = std::max(cutoff, m.cutoff);
     num_interactions = std::max(num_interactions, m.num_interactions);
@@ -301,14 +321,11 @@ void PairHessdistill::init_style()
   if (domain->dimension != 3) error->all(FLERR, "Pair style hessdistill requires a 3d simulation");
   if (atom->tag_enable == 0) error->all(FLERR, "Pair style hessdistill requires atom IDs");
 
-  const std::string units = update->unit_style;
-  if (units == "metal")
-    energy_factor = 1.0;
-  else if (units == "real")
-    energy_factor = EV_TO_KCAL_PER_MOL;
-  else
+  hessdistill::LammpsUnits units;
+  if (!hessdistill::lammps_units(update->unit_style, units))
     error->all(FLERR, "Pair style hessdistill supports units metal (eV, Angstrom) and real (kcal/mol, "
-               "Angstrom); this input uses units {}", units);
+               "Angstrom); this input uses units {}", update->unit_style);
+  energy_factor = units.energy_per_ev;
 
   // One rank: every ghost is an image of a local atom and is folded onto it, so ghosts within cutoff + skin
   // suffice. Several ranks: a local energy depends on atoms interaction_range away, owned elsewhere. A strictly
@@ -442,24 +459,34 @@ void PairHessdistill::build_graph()
                         : (a < b || (a == b && positive(s))) ? hessdistill::BOTH_WAYS
                                                               : hessdistill::COVERED);
   }
+  pvector[0] = (double) node_atom.size();
+  pvector[1] = (double) edge_src.size();
 }
+
+/* One force evaluation: preprocess (this step's graph and the students' inputs), run the student(s), scatter the
+   results into LAMMPS' forces, energies and virial. */
 
 void PairHessdistill::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   if (cache_attached) hessdistill::BlockCache::instance().step_boundary();
   build_graph();
+  make_inputs();
+  scatter(run_committee(vflag_either != 0));
+}
 
+/* The students' inputs for this step's graph, built on the host in float64 and cast per member to its dtype and
+   the device (run_member). Every tensor owns its data: the graph's vectors are rebuilt next step, while inputs
+   serves deviation() until then. */
+
+void PairHessdistill::make_inputs()
+{
   const int nlocal = atom->nlocal;
   const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) edge_src.size();
-  pvector[0] = (double) nnodes;
-  pvector[1] = (double) nedges;
   double **x = atom->x;
-  double **f = atom->f;
   int *type = atom->type;
 
-  // inputs, built on the host in float64 and cast per member to its dtype and the device (run_member)
   auto host_f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto host_i64 = torch::TensorOptions().dtype(torch::kInt64);
   torch::Tensor x_nodes = torch::empty({nnodes, 3}, host_f64);
@@ -471,22 +498,28 @@ void PairHessdistill::compute(int eflag, int vflag)
     for (int d = 0; d < 3; d++) xp[3 * n + d] = x[a][d];
     sp[n] = species_of_type[type[a]];
   }
-  torch::Tensor shifts_host = torch::from_blob(edge_shift.data(), {nedges, 3}, host_f64);
-  torch::Tensor edge_index = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
-                                           torch::from_blob(edge_dst.data(), {nedges}, host_i64)})
-                                 .to(device);
-  torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal).to(device);
-  torch::Tensor role = torch::from_blob(edge_role.data(), {nedges}, host_i64).to(device);
-  inputs = {x_nodes, species.to(device), edge_index, shifts_host, role, local};
+  // from_blob views of the vectors live only in this expression: stack and clone copy them
+  torch::Tensor edge_index_host = torch::stack({torch::from_blob(edge_src.data(), {nedges}, host_i64),
+                                                torch::from_blob(edge_dst.data(), {nedges}, host_i64)});
+  torch::Tensor shifts_host = torch::from_blob(edge_shift.data(), {nedges, 3}, host_f64).clone();
+  torch::Tensor role = torch::from_blob(edge_role.data(), {nedges}, host_i64).clone();
+  torch::Tensor local = torch::arange(nnodes, host_i64).lt(nlocal);
+  inputs = {x_nodes, species.to(device), edge_index_host, edge_index_host.to(device), shifts_host, role.to(device),
+            local.to(device)};
+}
 
-  // the five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first;
-  // the others wait for deviation()), or the mean of all members (drive mean; every output is linear in them)
+/* The five outputs of formats/evaluate.py, from either format: of the one student, of member 0 (drive first; the
+   others wait for deviation()), or the mean of all members on the host in float64 (drive mean; every output is
+   linear in them). Each member's forces are kept for deviation(). */
+
+hessdistill::StudentOutputs PairHessdistill::run_committee(bool need_virial)
+{
   evaluations += 1;
   const int nrun = drive_mean ? (int) members.size() : 1;
   hessdistill::StudentOutputs out;
   for (int k = 0; k < (int) members.size(); k++) member_forces[k] = torch::Tensor();
   for (int k = 0; k < nrun; k++) {
-    hessdistill::StudentOutputs o = run_member(k, vflag_either != 0);
+    hessdistill::StudentOutputs o = run_member(k, need_virial);
     if (members.size() > 1) member_forces[k] = to_host(o.forces).clone();    // eV/A, kept from the unit scaling below
     if (nrun == 1) {
       out = o;
@@ -504,15 +537,22 @@ void PairHessdistill::compute(int eflag, int vflag)
   if (nrun > 1)
     for (torch::Tensor *t : {&out.energy, &out.energies, &out.forces, &out.shift_forces, &out.virial})
       t->div_((double) nrun);
+  return out;
+}
 
-  // forces on nodes (local atoms and remote ghosts); LAMMPS reverse-communicates ghost forces
-  torch::Tensor forces = to_host(out.forces).mul_(energy_factor);
+/* The outputs (eV, A) in LAMMPS' units: forces on nodes (local atoms and remote ghosts, whose forces LAMMPS
+   reverse-communicates), the local energy, per-atom energies and the virial, global and per atom. */
+
+void PairHessdistill::scatter(const hessdistill::StudentOutputs &out)
+{
+  const int nlocal = atom->nlocal;
+  const int64_t nnodes = inputs.x_host.size(0);
+  double **f = atom->f;
+  torch::Tensor forces = to_host(out.forces).mul(energy_factor);
   const double *fp = forces.data_ptr<double>();
-  for (int64_t n = 0; n < nnodes; n++)
-    for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
+  const double e_local = to_host(out.energy).item<double>();
 
   // a non-finite energy or force means the run has left what the student can describe: stop, saying so
-  const double e_local = to_host(out.energy).item<double>();
   int bad = std::isfinite(e_local) ? 0 : 1;
   for (int64_t k = 0; k < 3 * nnodes && !bad; k++) bad = std::isfinite(fp[k]) ? 0 : 1;
   int any_bad = 0;
@@ -521,6 +561,8 @@ void PairHessdistill::compute(int eflag, int vflag)
     error->all(FLERR, "pair hessdistill: the student gave a non-finite energy or force at step {}; the run is "
                "unstable (timestep too large, atoms too close, or far from the training data)", update->ntimestep);
 
+  for (int64_t n = 0; n < nnodes; n++)
+    for (int d = 0; d < 3; d++) f[node_atom[n]][d] += fp[3 * n + d];
   if (eflag_global) eng_vdwl += energy_factor * e_local;
   if (eflag_atom) {
     torch::Tensor e = to_host(out.energies.narrow(0, 0, nlocal));
@@ -532,20 +574,21 @@ void PairHessdistill::compute(int eflag, int vflag)
   // virial W = sum_nodes x f^T + sum_edges shift f_shift^T (f_shift = -dE/dshift): the strain derivative of E
   const int64_t voigt[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
   if (vflag_global) {
-    torch::Tensor w = to_host(out.virial).mul_(energy_factor);
+    torch::Tensor w = to_host(out.virial).mul(energy_factor);
     const double *wp = w.data_ptr<double>();
     for (int k = 0; k < 6; k++) virial[k] += wp[3 * voigt[k][0] + voigt[k][1]];
   }
   if (vflag_atom) {
-    torch::Tensor fshift = to_host(out.shift_forces).mul_(energy_factor);
+    torch::Tensor fshift = to_host(out.shift_forces).mul(energy_factor);
     // pairwise split: edge e adds r_e f_shift_e^T, half to each end (sums to the global virial)
-    torch::Tensor src = torch::from_blob(edge_src.data(), {nedges}, host_i64);
-    torch::Tensor dst = torch::from_blob(edge_dst.data(), {nedges}, host_i64);
-    torch::Tensor r = x_nodes.index_select(0, dst) - x_nodes.index_select(0, src) + shifts_host;
+    torch::Tensor src = inputs.edge_index_host[0], dst = inputs.edge_index_host[1];
+    torch::Tensor r = inputs.x_host.index_select(0, dst) - inputs.x_host.index_select(0, src) + inputs.shifts_host;
     std::vector<torch::Tensor> parts;
     for (auto &ab : voigt) parts.push_back(r.select(1, ab[0]) * fshift.select(1, ab[1]));
     torch::Tensor half = torch::stack(parts, 1).mul_(0.5);
-    torch::Tensor v = torch::zeros({nnodes, 6}, host_f64).index_add_(0, src, half).index_add_(0, dst, half);
+    torch::Tensor v = torch::zeros({nnodes, 6}, torch::TensorOptions().dtype(torch::kFloat64))
+                          .index_add_(0, src, half)
+                          .index_add_(0, dst, half);
     const double *vp = v.data_ptr<double>();
     for (int64_t n = 0; n < nnodes; n++)
       for (int k = 0; k < 6; k++) vatom[node_atom[n]][k] += vp[6 * n + k];
@@ -565,7 +608,7 @@ hessdistill::StudentOutputs PairHessdistill::run_member(int k, bool need_virial)
             torch::zeros({nedges, 3}, host_f64), torch::zeros({3, 3}, host_f64)};
   torch::Tensor edge_index = inputs.edge_index, shifts_host = inputs.shifts_host, role = inputs.role, kept;
   if (m.cutoff < cutoff) {
-    torch::Tensor ei = edge_index.cpu();
+    const torch::Tensor &ei = inputs.edge_index_host;
     torch::Tensor r = inputs.x_host.index_select(0, ei[1]) - inputs.x_host.index_select(0, ei[0]) + shifts_host;
     kept = r.mul(r).sum(1).lt(m.cutoff * m.cutoff).nonzero().squeeze(1);
     edge_index = ei.index_select(1, kept).to(device);

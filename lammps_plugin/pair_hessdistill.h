@@ -5,6 +5,8 @@
    pair_coeff * * student.pt Si O ...      (one element name per LAMMPS atom type)
    pair_coeff * * s0.pt s1.pt s2.pt Si O   (committee 3: K student files, then the element names)
 
+   With device cuda, the ranks on one node share its visible GPUs round robin by their rank on the node.
+
    The student file is TorchScript or a compiled .pt2 package, told apart by content (student_runner.h); a .pt2
    runs on the device it was compiled for. Energies come from the student, forces and virial from autograd
    through it (TorchScript) or from the package's compiled derivatives (.pt2): the same five outputs either way
@@ -85,18 +87,24 @@ class PairHessdistill : public Pair {
     double interaction_range;
     std::vector<std::string> type_names;
   };
-  // this step's graph as the students take it (host float64 positions and shifts, the rest on the device)
+  // this step's graph as the students take it: host float64 positions and shifts, edge_index on the host and on
+  // the device, the rest on the device. Each tensor owns its data (no view of the graph's vectors below).
   struct GraphInputs {
-    torch::Tensor x_host, species, edge_index, shifts_host, role, local;
+    torch::Tensor x_host, species, edge_index_host, edge_index, shifts_host, role, local;
   };
 
   void allocate();
   Member load_student(const std::string &path);
   void load_members(const std::vector<std::string> &paths);
+  // compute(): build_graph and make_inputs (preprocess), run_committee (the students), scatter (into LAMMPS)
   void build_graph();
+  void make_inputs();
+  hessdistill::StudentOutputs run_committee(bool need_virial);
   hessdistill::StudentOutputs run_member(int k, bool need_virial);
+  void scatter(const hessdistill::StudentOutputs &out);
 
   torch::Device device;
+  int node_rank;          // this rank among the ranks on its node: picks the node's GPU (round robin)
   bool device_given;      // pair_style ... device X: a .pt2 for another device is refused, not followed
   int nthreads;           // from `threads N`; 0: torch's thread count left as it is
   bool cache_attached;    // a user of the block cache: large CPU tensors reuse last step's blocks (block_cache.h)
@@ -121,7 +129,7 @@ class PairHessdistill : public Pair {
   std::vector<int64_t> species_of_type;    // LAMMPS type (1..ntypes) -> student type index
   double energy_factor;                    // eV -> LAMMPS energy unit
 
-  // graph of the current step, rebuilt by build_graph()
+  // graph of the current step, rebuilt by build_graph(); make_inputs() copies it into `inputs`
   std::vector<int> node_atom;                   // node -> LAMMPS atom index (local atoms first, same index)
   std::vector<int64_t> edge_src, edge_dst;      // node indices: centre, neighbour
   std::vector<double> edge_shift;               // 3 per edge: image shift of the neighbour (0 unless folded)
