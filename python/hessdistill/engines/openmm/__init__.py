@@ -32,12 +32,12 @@ from .force import (  # noqa: F401
     student_force,
 )
 from .md import (  # noqa: F401
-    EnergyMonitorReporter, TrustReporter, committee_mean_force, degrees_of_freedom, run_md, topology_from_atoms,
+    EnergyMonitorReporter, TrustReporter, committee_mean_force, run_md, system_dof, topology_from_atoms,
 )
 
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
     "TrustReporter", "committee_mean_force",
-    "VerletList", "add_student_force", "available_backend", "create_system", "degrees_of_freedom",
+    "VerletList", "add_student_force", "available_backend", "create_system", "system_dof",
     "element_symbols", "only_students", "run_md", "select_platform", "student_force", "topology_from_atoms",
 ]

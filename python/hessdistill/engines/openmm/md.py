@@ -27,9 +27,9 @@ import numpy as np
 from ase import units as ase_units
 
 from ..contract import (
-    MDOptions, MDResult, OpenMMOptions, monitor_fields, ns_per_day, run_with_contract, written_files,
+    MDOptions, MDResult, OpenMMOptions, dof_without_centre_of_mass, monitor_fields, ns_per_day, run_with_contract,
+    written_files,
 )
-from ..contract import degrees_of_freedom as contract_dof
 from ...errors import EnergyConservationError, InputError, ModelDeviationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
@@ -38,8 +38,8 @@ from .force import _import_openmm, backend_for, create_system, select_platform
 log = logging.getLogger("hessdistill.engines.openmm")
 
 
-def degrees_of_freedom(system) -> int:
-    """3 per massive particle, minus constraints, minus 3 when a CMMotionRemover is present (as OpenMM counts)."""
+def system_dof(system) -> int:
+    """The degrees of freedom of an OpenMM ``System``: 3 per massive particle, minus constraints, minus 3 when a CMMotionRemover is present (as OpenMM counts)."""
     openmm = _import_openmm()
     dof = sum(3 for i in range(system.getNumParticles()) if system.getParticleMass(i)._value > 0)
     dof -= system.getNumConstraints()
@@ -69,7 +69,7 @@ class EnergyMonitorReporter:
         if isinstance(system, (int, np.integer)):
             n_atoms, self.dof = int(system), 3 * int(system)
         else:
-            n_atoms, self.dof = system.getNumParticles(), degrees_of_freedom(system)
+            n_atoms, self.dof = system.getNumParticles(), system_dof(system)
         if dof is not None:
             self.dof = int(dof)
         self.monitor = EnergyMonitor(n_atoms, file, max_drift=max_drift, max_deviation=max_deviation,
@@ -288,7 +288,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     with open(files["topology"], "w") as fh:
         app.PDBFile.writeFile(topology, positions * 10.0 * unit.angstrom, fh, keepIds=False)
     monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=o.max_drift,
-                                    max_deviation=o.max_deviation, dof=contract_dof(len(atoms)))
+                                    max_deviation=o.max_deviation, dof=dof_without_centre_of_mass(len(atoms)))
     dcd = _DCDWriter(files["trajectory"], o.frame_interval, simulation)
     trust = TrustReporter(watch, o.report_interval, atoms) if watch is not None else None
     simulation.reporters += [dcd, monitor] + ([trust] if trust is not None else [])
