@@ -26,8 +26,6 @@ from ..students import StudentBase, build_student
 FORMAT = "hessdistill-checkpoint-1"
 #: Options that may differ between a checkpoint and the config of the run that resumes it.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "val_every", "device", "compile"}
-#: Options newer than some checkpoints, with the value that matches how those runs trained.
-ADDED_OPTIONS = {"stress_weight": 0.0}
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
@@ -55,7 +53,7 @@ def load_checkpoint(path: str | os.PathLike, settings: dict, map_location="cpu")
     """The state saved in ``path`` for a run with ``settings`` (a config's ``to_dict()``): only the options in
     ``RESUMABLE_CHANGES`` may differ from the settings it was written with."""
     state = read_checkpoint(path, map_location)
-    saved = ADDED_OPTIONS | state["config"]
+    saved = state["config"]
     diff = sorted(k for k, v in settings.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
     if diff:
         raise ConfigError(

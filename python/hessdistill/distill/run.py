@@ -70,4 +70,4 @@ def export_run(checkpoint, output, dtype: str = "float64", format: str | None = 
     from .checkpoint import model_from_checkpoint
 
     model, state = model_from_checkpoint(checkpoint)
-    return save_student(model, output, dtype=dtype, teacher=state.get("teacher", ""), format=format, device=device)
+    return save_student(model, output, dtype=dtype, teacher=state["teacher"], format=format, device=device)
