@@ -9,9 +9,8 @@ Validation comes every epoch from ~100 training structures; on fewer, every few 
 validated 6438 times in 29 minutes). Patience is then counted in validations.
 
 A run folder holds ``checkpoint.pt`` (``state_dict()``, written by ``checkpoint.py`` at each validation, so a
-killed run resumes exactly),
-``metrics.csv`` and ``learning_curve.png`` (``metrics.py``) and ``config.yaml``. The loss is ``loss.py``'s;
-validation is ``evaluation.py``'s; ``run.distill`` adds the test evaluation and the export.
+killed run resumes exactly), ``metrics.csv`` and ``learning_curve.png`` (``metrics.py``) and ``config.yaml``. The
+loss is ``loss.py``'s; validation is ``evaluation.py``'s; ``run.distill`` adds the test evaluation and the export.
 
 Example
 -------
