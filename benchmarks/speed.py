@@ -118,7 +118,7 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
         files["pt2"] = main_pt2
     skipped = {}
     if engine == "openmm" and "pt2" in files:  # runs a .pt2 only through PythonForce (OpenMM >= 8.5)
-        from hessdistill.engines.openmm.force import backend_for
+        from hessdistill.engines.openmm.backend import backend_for
 
         unable = guarded(backend_for, files["pt2"])
         if isinstance(unable, dict):

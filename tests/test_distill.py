@@ -17,7 +17,7 @@ import torch
 from conftest import cluster
 import numpy as np
 
-from hessdistill.distill import DistillConfig, load_config, write_config
+from hessdistill.distill import DistillConfig, load_config, model_from_checkpoint, write_config
 from hessdistill.distill.config import parse_duration
 from hessdistill.distill.trainer import (AUTO_PATIENCE_EPOCHS, AUTO_PATIENCE_STEPS, VAL_EVERY_STEPS,
                                         VAL_HESSIAN_EVERY, auto_patience)
@@ -230,6 +230,13 @@ def test_bad_input_errors(morse_labels, tmp_path):
     cfg.write_text("epochs: 3\nlearning_rate: 1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         load_config(cfg)
+    foreign = tmp_path / "foreign" / "checkpoint.pt"
+    foreign.parent.mkdir()
+    torch.save({"epoch": 3}, foreign)
+    with pytest.raises(InputError, match="not a hessdistill checkpoint \\(format None, expected"):
+        model_from_checkpoint(foreign.parent)
+    with pytest.raises(InputError, match="not a hessdistill checkpoint"):
+        Trainer(tiny(), morse_labels, foreign.parent)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ metatomic_ase = pytest.importorskip("metatomic_ase")
 from metatensor.torch import Labels  # noqa: E402
 from metatomic.torch import ModelOutput, load_atomistic_model  # noqa: E402
 
+from hessdistill.distill.checkpoint import save_checkpoint  # noqa: E402
 from hessdistill.errors import ModelFileError  # noqa: E402
 from hessdistill.formats import export_student, file_format, load_student, read_metadata, save_student  # noqa: E402
 
@@ -155,8 +156,8 @@ def test_cli_float32_export(model, calculators, tmp_path):
     ours, _ = calculators
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"architecture": model.architecture, "hyperparameters": model.hyperparameters(),
-                "best_state": model.state_dict(), "teacher": "test"}, run / "checkpoint.pt")
+    save_checkpoint({"architecture": model.architecture, "hyperparameters": model.hyperparameters(),
+                     "best_state": model.state_dict(), "teacher": "test"}, run / "checkpoint.pt")
     path = tmp_path / "s32.pt"
     main(["export", str(run), "-o", str(path), "--format", "metatomic", "--dtype", "float32"])
     assert load_atomistic_model(path).capabilities().dtype == "float32"

@@ -10,6 +10,7 @@ from hessdistill.engines.ase import run_md
 from hessdistill.errors import EnergyConservationError
 from hessdistill.formats import export_student
 from hessdistill.monitor import EnergyMonitor, drift_slope, read_monitor_csv
+from hessdistill.monitor.energy import summary_from_rows
 
 
 def test_drift_is_least_squares_slope_per_atom(tmp_path):
@@ -48,6 +49,20 @@ def test_running_drift_equals_polyfit_of_every_prefix(tmp_path):
     assert m.summary()["max_deviation_eV_per_atom"] == pytest.approx(np.abs(e - e[0]).max() / 4, abs=1e-10)
     assert m.summary()["n_samples"] == len(t)
     assert drift_slope(t, e / 4) == pytest.approx(m.drift, rel=1e-12)
+
+
+def test_summary_from_the_csv_rows_is_the_monitors_summary(tmp_path):
+    """The LAMMPS engine summarises the rows its fix wrote: the same numbers as the monitor that wrote them,
+    with the non-finite row that stopped the run left out of the samples."""
+    t, e = synthetic_series(60)
+    m = EnergyMonitor(4, tmp_path / "m.csv", max_drift=None, max_deviation=None)
+    for k, (ti, ei) in enumerate(zip(t, e)):
+        m.record(k, ti, ei - 2.0, 2.0)
+    with pytest.raises(EnergyConservationError, match="non-finite energy"):
+        m.record(60, t[-1] + 0.002, float("nan"), 2.0)
+    got = summary_from_rows(read_monitor_csv(tmp_path / "m.csv"), 4)
+    assert got == pytest.approx(m.summary(), rel=1e-12) and got["n_samples"] == 60
+    assert summary_from_rows({}, 4) == EnergyMonitor(4).summary()
 
 
 def test_windowed_drift_equals_polyfit_of_the_window():

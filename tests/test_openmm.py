@@ -178,7 +178,7 @@ def test_verlet_list_follows_moving_atoms_and_box(student64, system):
     """One Context over positions that move by more than the skin, and a rescaled box: the force's kept neighbor
     list is searched again when needed, and every evaluation equals the student's own (energy-only evaluations
     between force evaluations included)."""
-    from hessdistill.engines.openmm.force import DEFAULT_SKIN, StudentForceModule
+    from hessdistill.engines.openmm.student_module import DEFAULT_SKIN, StudentForceModule
     from hessdistill.formats import StudentFile
 
     periodic = system != "molecule"

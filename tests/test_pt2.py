@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from conftest import make_student, rewrite_pt2_metadata
 
+from hessdistill.distill.checkpoint import save_checkpoint
 from hessdistill.errors import EngineError, ModelFileError
 from hessdistill.formats import export_student, file_format, load_student, read_metadata, save_student
 from hessdistill.formats.pt2 import Pt2StudentFile
@@ -230,8 +231,8 @@ def test_cli_exports_float32_pt2_by_suffix(model, tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"architecture": model.architecture, "hyperparameters": model.hyperparameters(),
-                "best_state": model.state_dict(), "teacher": "test"}, run / "checkpoint.pt")
+    save_checkpoint({"architecture": model.architecture, "hyperparameters": model.hyperparameters(),
+                     "best_state": model.state_dict(), "teacher": "test"}, run / "checkpoint.pt")
     main(["export", str(run), "-o", str(tmp_path / "s32.pt2"), "--dtype", "float32"])
     main(["export", str(run), "-o", str(tmp_path / "s32.pt"), "--dtype", "float32"])
     assert load_student(tmp_path / "s32.pt2").metadata["dtype"] == "float32"

@@ -1,7 +1,7 @@
 """Stress in training: the student's stress in the loss (strain derivative) equals the ASE calculator's (virial,
 an independent path); the stress term is masked to labelled structures; strained sampling; training with the
 stress term on an analytic periodic teacher follows the teacher's equation of state better than without it;
-compiled loss and gradients with the stress term equal eager ones; old checkpoints; the sample CLI's --strain."""
+compiled loss and gradients with the stress term equal eager ones; the sample CLI's --strain."""
 
 import os
 import subprocess
@@ -19,7 +19,7 @@ from hessdistill.distill import DistillConfig, Trainer
 from hessdistill.distill.data import build_graphs, collate
 from hessdistill.distill.loss import normalizers, predict, stress_loss, uses_stress
 from hessdistill.engines.ase import StudentCalculator
-from hessdistill.errors import ConfigError, InputError
+from hessdistill.errors import InputError
 from hessdistill.formats.torchscript import export_student
 from hessdistill.label import label_structures
 from hessdistill.label.store import LabeledStructure
@@ -182,20 +182,6 @@ def test_stress_term_makes_the_student_follow_the_equation_of_state(lj_crystal_l
         assert np.isfinite(summary["test"]["stress_mae"])
     # measured: 0.85 -> 0.054 of the largest teacher pressure (40 epochs; 150 epochs reach 0.04 -> 0.003)
     assert errors[10.0] < 0.3 * errors[0.0], errors
-
-
-def test_checkpoints_from_before_the_stress_term_resume_only_without_it(lj_crystal_labels, tmp_path):
-    """A checkpoint whose settings predate stress_weight trained without a stress term: it resumes with
-    stress_weight 0 and refuses another weight with the usual one-line error."""
-    config = DistillConfig(architecture="schnet", features=4, num_interactions=1, cutoff=5.0, hessian_weight=0.0,
-                           epochs=1, compile="off", device="cpu", stress_weight=0.0)
-    Trainer(config, lj_crystal_labels, tmp_path, progress=False).fit()
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    del state["config"]["stress_weight"]
-    torch.save(state, tmp_path / "checkpoint.pt")
-    assert Trainer(config.replace(epochs=2), lj_crystal_labels, tmp_path, progress=False).resumed_from == 1
-    with pytest.raises(ConfigError, match="other settings \\(stress_weight\\)"):
-        Trainer(config.replace(stress_weight=10.0), lj_crystal_labels, tmp_path, progress=False)
 
 
 def test_sample_cli_strains_periodic_cells_and_refuses_molecules(tmp_path):

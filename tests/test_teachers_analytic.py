@@ -2,6 +2,8 @@
 the TorchScript-file teacher; the symmetrized Jacobian path for non-conservative forces; periodic stress by the
 strain derivative against finite differences of the energy under strain."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,55 @@ def test_non_conservative_teacher_gets_symmetrized_jacobian():
     np.testing.assert_allclose(h, -0.5 * (jac + jac.T), atol=1e-10)
     np.testing.assert_allclose(teacher.hessian(atoms, [1, 4]), h[[1, 4]], atol=1e-10)
     assert np.abs(h - h.T).max() < 1e-12
+
+
+def _register(tmp_path, monkeypatch, entry_points):
+    """A package installed under ``tmp_path`` (a dist-info folder, as pip leaves it) registering ``entry_points``
+    in the group hessdistill.teachers, and its module ``third_party_teachers`` with a teacher class."""
+    (tmp_path / "third_party_teachers.py").write_text(
+        "from hessdistill.teachers.analytic import MorseTeacher\n\n\n"
+        "class DoubleMorse(MorseTeacher):\n"
+        "    name = 'double-morse'\n\n"
+        "    def __init__(self, D=0.5, **kwargs):\n"
+        "        super().__init__(D=2 * D, **kwargs)\n"
+    )
+    info = tmp_path / "third_party_teachers-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: third-party-teachers\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[hessdistill.teachers]\n" + "".join(f"{k} = {v}\n" for k, v in
+                                                                                 entry_points.items()))
+    monkeypatch.syspath_prepend(str(tmp_path))  # also invalidates the import caches
+
+
+def test_third_party_teachers_register_by_entry_point(tmp_path, monkeypatch):
+    _register(tmp_path, monkeypatch, {"double-morse": "third_party_teachers:DoubleMorse",
+                                      "absent": "not_installed_pkg.teachers:Teacher",
+                                      "misnamed": "third_party_teachers:NoSuchTeacher"})
+    atoms = cluster(5, seed=3)
+    teacher = load_teacher("double-morse", D=0.3)
+    assert type(teacher).__name__ == "DoubleMorse"
+    e, f = teacher.energy_forces(atoms)
+    e_ref, f_ref = MorseTeacher(D=0.6).energy_forces(atoms)
+    assert e == pytest.approx(e_ref, rel=1e-14) and np.allclose(f, f_ref, rtol=0, atol=1e-14)
+    assert e != pytest.approx(MorseTeacher(D=0.3).energy_forces(atoms)[0])
+    with pytest.raises(ConfigError, match="unknown teacher 'nope'; choose one of ani1x, .*lj, .*double-morse"):
+        load_teacher("nope")
+    with pytest.raises(ConfigError, match="teacher absent needs a package that is not installed .*"
+                                          "install the package that provides not_installed_pkg.teachers"):
+        load_teacher("absent")
+    with pytest.raises(ConfigError, match="third_party_teachers has no NoSuchTeacher"):
+        load_teacher("misnamed")
+
+
+def test_built_in_teachers_cannot_be_shadowed_and_keep_their_install_hints(tmp_path, monkeypatch):
+    _register(tmp_path, monkeypatch, {"lj": "third_party_teachers:DoubleMorse",
+                                      "morse": "hessdistill.teachers.analytic:MorseTeacher"})  # the same: no warning
+    with pytest.warns(UserWarning, match="lj = third_party_teachers:DoubleMorse ignored: lj is the built-in") as got:
+        teacher = load_teacher("lj")
+    assert type(teacher) is LennardJonesTeacher and len(got) == 1
+    # torchani missing (None in sys.modules makes its import fail): the error says what to install
+    monkeypatch.setitem(sys.modules, "torchani", None)
+    monkeypatch.delitem(sys.modules, "hessdistill.teachers.ani", raising=False)
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="pip install torchani==2.2.4") as err:
+        load_teacher("ani1x")
+    assert isinstance(err.value.__cause__, ImportError)

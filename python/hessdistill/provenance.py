@@ -90,21 +90,9 @@ def labels_fingerprint(store: str | os.PathLike) -> str:
     return _digest(parts)
 
 
-def check_run_labels(run_dir: str | os.PathLike, fingerprint: str, resume: bool) -> None:
-    """Refuse to resume the run in ``run_dir`` when its checkpoint records another label store's fingerprint
-    (checkpoints that record none are resumed as before)."""
-    path = Path(run_dir) / "checkpoint.pt"
-    if not resume or not path.is_file():
-        return
-    import torch
-
-    try:
-        recorded = torch.load(path, map_location="cpu", weights_only=False).get("labels_fingerprint")
-    except Exception as exc:
-        raise LabelStoreError(f"cannot read checkpoint {path} ({type(exc).__name__}); use another --out, or "
-                              "--no-resume to train afresh (the checkpoint is replaced at the first validation)"
-                              ) from exc
-    if recorded and recorded != fingerprint:
+def check_run_labels(run_dir: str | os.PathLike, recorded: str | None, fingerprint: str) -> None:
+    """Refuse to resume the run in ``run_dir`` whose checkpoint records another label store's fingerprint."""
+    if recorded != fingerprint:
         raise LabelStoreError(
             f"run folder {run_dir} was trained on other labels (fingerprint {recorded}, these are {fingerprint}); "
             "use another --out, or --no-resume to train afresh on these (the old checkpoint is replaced at the "

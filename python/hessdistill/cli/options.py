@@ -19,8 +19,8 @@ class OneLineParser(argparse.ArgumentParser):
 def _number(text: str, kind, what: str):
     try:
         value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from exc
     if isinstance(value, float) and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
@@ -60,8 +60,8 @@ def rows(text: str):
         return "full"
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'full' or a whole number >= 1, got {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected 'full' or a whole number >= 1, got {text!r}") from exc
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 'full' or a whole number >= 1, got {text!r}")
     return value

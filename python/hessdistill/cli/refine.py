@@ -36,9 +36,24 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> None:
+    from pathlib import Path
+
     from ..engines import MDOptions
+    from ..errors import InputError
+    from ..paths import check_input_file, check_output
     from ..sample import starting_structure
     from ..workflows.refine import RefineSettings, refine
+
+    inputs = [check_input_file(a.labels, "label store")] + ([check_input_file(a.test, "test label store")]
+                                                              if a.test else [])
+    if not Path(a.committee_dir).is_dir():
+        raise InputError(f"--committee-dir {a.committee_dir} is not a folder (a `distill --committee K` run)")
+    out = Path(a.out).absolute()
+    for other in [Path(a.committee_dir), *inputs]:  # refine writes round folders: none may hold what it reads
+        if out == other.absolute() or out in other.absolute().parents:
+            raise InputError(f"refine folder {a.out} holds {other}, which refine reads; choose another --out")
+    check_output(a.out, kind="dir", inputs=inputs, writes=["refine.csv", "refine.png"], what="refine folder")
+    atoms = starting_structure(a.structure)
 
     md = MDOptions(timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
                    report_interval=a.report_interval, seed=a.seed, max_drift=None, max_deviation=None)
@@ -47,6 +62,6 @@ def run(a) -> None:
                               rows=a.rows, epochs=a.refine_epochs,
                               engine=a.engine, md=md, seed=a.seed,
                               engine_options={"platform": a.platform} if a.platform else {})
-    rows = refine(a.labels, a.out, a.committee_dir, starting_structure(a.structure), settings, test=a.test)
+    rows = refine(a.labels, a.out, a.committee_dir, atoms, settings, test=a.test)
     for row in rows:
         print(json.dumps(row))

@@ -2,9 +2,10 @@
 
 ``config`` (settings), ``data`` (label store -> graphs and batches), ``hessian`` (student Hessian rows by VJPs),
 ``loss`` (loss terms, normalizers, ``predict``), ``compiled`` (the traced and compiled training step),
-``evaluation`` (held-out errors), ``trainer`` (the loop and its stopping rules), ``checkpoint`` (exact resume,
-``model_from_checkpoint``), ``metrics`` (metrics.csv, learning curve), ``run`` (``distill``: data -> trainer ->
-test errors -> exported student), ``committee`` (K students differing in seed).
+``evaluation`` (held-out errors), ``trainer`` (the loop, its stopping rules and the state a resume needs),
+``checkpoint`` (atomic writes, format and settings checks, ``model_from_checkpoint``), ``metrics`` (metrics.csv,
+learning curve), ``run`` (``distill``: data -> trainer -> test errors -> exported student), ``committee`` (K students
+differing in seed).
 """
 
 from .checkpoint import model_from_checkpoint  # noqa: F401

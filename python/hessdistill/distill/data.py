@@ -104,7 +104,19 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
                 n_molecules=len(groups),
             )
         )
+    if graphs and all(g.edge_index.shape[1] == 0 for g in graphs) and any(g.n_atoms > 1 for g in graphs):
+        nearest = min(_nearest_distance(it) for it in items if len(it.numbers) > 1)
+        raise InputError(f"cutoff {cutoff} A finds no neighbour pair in any of these {len(graphs)} structures "
+                         f"(nearest pair {nearest:.2f} A): the student would see no atom's environment; raise "
+                         "--cutoff")
     return graphs
+
+
+def _nearest_distance(item: LabeledStructure) -> float:
+    from ase.geometry import get_distances
+
+    _, d = get_distances(item.positions, cell=item.cell, pbc=item.pbc)
+    return float(np.min(d[~np.eye(len(d), dtype=bool)]))
 
 
 @dataclass

@@ -23,12 +23,7 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
     >>> summary["student"], summary["test"]["force_mae"]
     """
     from ..formats.torchscript import export_student
-    from ..provenance import check_run_labels, labels_fingerprint
-
-    fingerprint = labels_fingerprint(labels)
-    check_run_labels(run_dir, fingerprint, resume)
     trainer = Trainer(config, labels, run_dir, resume=resume, progress=progress)
-    trainer.labels_fingerprint = fingerprint  # saved in every checkpoint: a resume on other labels is refused
     model = trainer.fit()
     test = trainer.graphs["test"] or trainer.graphs["val"]
     metrics = evaluate(model, test, config.val_hessian_rows)
@@ -79,4 +74,4 @@ def export_run(checkpoint, output, dtype: str = "float64", format: str | None = 
     run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     check_output(output, inputs=[checkpoint], protected=[run / name for name in RUN_FILES], what="student file")
     model, state = model_from_checkpoint(checkpoint)
-    return save_student(model, output, dtype=dtype, teacher=state.get("teacher", ""), format=format, device=device)
+    return save_student(model, output, dtype=dtype, teacher=state["teacher"], format=format, device=device)

@@ -8,9 +8,9 @@ Validation comes every epoch from ~100 training structures; on fewer, every few 
 ``VAL_EVERY_STEPS`` steps), since an epoch of 5 steps costs less than its validation pass (a 20-structure MgO run
 validated 6438 times in 29 minutes). Patience is then counted in validations.
 
-A run folder holds ``checkpoint.pt`` (``checkpoint.py``: written at each validation, so a killed run resumes exactly),
-``metrics.csv`` and ``learning_curve.png`` (``metrics.py``) and ``config.yaml``. The loss is ``loss.py``'s;
-validation is ``evaluation.py``'s; ``run.distill`` adds the test evaluation and the export.
+A run folder holds ``checkpoint.pt`` (``state_dict()``, written by ``checkpoint.py`` at each validation, so a
+killed run resumes exactly), ``metrics.csv`` and ``learning_curve.png`` (``metrics.py``) and ``config.yaml``. The
+loss is ``loss.py``'s; validation is ``evaluation.py``'s; ``run.distill`` adds the test evaluation and the export.
 
 Example
 -------
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import restore_checkpoint, save_checkpoint
+from ..provenance import check_run_labels, labels_fingerprint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .compiled import CompiledStep
 from .config import DistillConfig, parse_duration, write_config
 from .data import build_graphs, check_hessian_rows, collate, element_types, load_splits, sample_row_slots
@@ -129,8 +130,55 @@ class Trainer:
         self.bad_validations = 0
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self.resumed_from = None
+        # the labels' content: a checkpoint records it, and a resume on other labels is refused
+        self.labels_fingerprint = labels_fingerprint(labels)
         if resume and self.checkpoint_path.exists():
-            restore_checkpoint(self, self.checkpoint_path)
+            state = load_checkpoint(self.checkpoint_path, self.config.to_dict(), self.device)
+            check_run_labels(self.run_dir, state["labels_fingerprint"], self.labels_fingerprint)
+            self.load_state_dict(state)
+
+    def state_dict(self) -> dict:
+        """All an exact resume needs: the config, the student's architecture and hyperparameters, model, EMA,
+        optimizer and scheduler states, epoch, history (the rows of ``metrics.csv``), the best EMA weights and their
+        validation force MAE, validations without improvement, the loss normalizers, the teacher's name, the labels' fingerprint, the
+        training seconds spent (what ``time_budget`` counts) and the step mode (eager or compiled). Shuffling and
+        Hessian-row sampling are seeded by (seed, epoch, batch) and need no state, so a resumed run repeats an
+        uninterrupted one bit for bit."""
+        return {
+            "config": self.config.to_dict(),
+            "architecture": self.model.architecture,
+            "hyperparameters": self.model.hyperparameters(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "best": self.best,
+            "best_state": self.best_state,
+            "bad_validations": self.bad_validations,
+            "norm": self.norm,
+            "teacher": self.teacher_name,
+            "elapsed": self.elapsed,
+            "compiled": self.compiled,
+            "labels_fingerprint": self.labels_fingerprint,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put a ``state_dict()`` of a trainer with the same settings back (``checkpoint.load_checkpoint`` checks
+        them) and set ``resumed_from``."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.history = state["epoch"], state["history"]
+        self.best, self.best_state, self.bad_validations = state["best"], state["best_state"], state["bad_validations"]
+        self.norm = state["norm"]
+        self.elapsed = state["elapsed"]
+        # auto keeps the mode the run started in: eager and compiled steps round differently
+        self.compiled = state["compiled"] if self.config.compile == "auto" else None
+        self.resumed_from = self.epoch
 
     def _make_scheduler(self):
         c = self.config
@@ -299,7 +347,7 @@ class Trainer:
                 "seconds": time.perf_counter() - t0, "val_stress_mae": val["stress_mae"],
             })
             self.elapsed += time.perf_counter() - t0
-            save_checkpoint(self, self.checkpoint_path)
+            save_checkpoint(self.state_dict(), self.checkpoint_path)
             write_metrics(self.history, self.run_dir / "metrics.csv")
             bar.set_postfix(loss=f"{loss:.3g}", F_mae=f"{val['force_mae']:.4f}")
         bar.close()

@@ -303,16 +303,16 @@ def ns_per_day(steps: int, timestep_fs: float, wall_s: float) -> float:
     return steps * timestep_fs * 1e-6 / wall_s * 86400.0 if wall_s > 0 else math.nan
 
 
-def degrees_of_freedom(n_atoms: int) -> int:
-    """3N - 3: the centre of mass does not move (initial momenta have none; LAMMPS counts so by default)."""
+def dof_without_centre_of_mass(n_atoms: int) -> int:
+    """3N - 3, the degrees of freedom of N atoms whose centre of mass does not move (initial momenta have none; LAMMPS counts so by default)."""
     return max(3 * n_atoms - 3, 0)
 
 
 def kinetic_temperature(kinetic_eV: float, n_atoms: int) -> float:
-    """Temperature (K) of a kinetic energy (eV) with :func:`degrees_of_freedom`; NaN for one atom."""
+    """Temperature (K) of a kinetic energy (eV) with :func:`dof_without_centre_of_mass`; NaN for one atom."""
     from ase import units
 
-    dof = degrees_of_freedom(n_atoms)
+    dof = dof_without_centre_of_mass(n_atoms)
     return 2.0 * kinetic_eV / (dof * units.kB) if dof else math.nan
 
 

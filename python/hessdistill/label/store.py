@@ -11,8 +11,8 @@ store when complete, so the store is always one complete merge (the last rename 
 Layout of a part and of each ``/structures/NNNNNN`` group of the merged store: datasets ``numbers`` (N,),
 ``positions`` (N, 3) A, ``cell`` (3, 3) A, ``pbc`` (3,), ``forces`` (N, 3) eV/A, ``hessian_rows`` (R,) and
 ``hessian`` (R, 3N) eV/A^2, and for periodic cells of teachers with stress ``stress`` (6,) eV/A^3 (Voigt xx, yy,
-zz, yz, xz, xy; ASE's sign, positive under tension); attributes ``energy`` (eV), ``split``, ``index``. Stores
-written before stress labels existed simply lack ``stress``.
+zz, yz, xz, xy; ASE's sign, positive under tension); attributes ``energy`` (eV), ``split``, ``index``. A part
+records its ``teacher`` as a file attribute; the merged store records ``teacher`` and ``format``.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
         for k in range(n):
             with h5py.File(_part_path(store, k), "r") as f:
                 f.copy(f["structure"], grp, name=f"{k:06d}")
-                teacher_name = teacher_name or str(f.attrs.get("teacher", ""))
+                teacher_name = teacher_name or str(f.attrs["teacher"])
         out.attrs["teacher"] = teacher_name
     return Path(store)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
 from ..errors import ConfigError, EnergyConservationError
 from ..units import EV_TO_KJ_PER_MOL
 from .drift import RunningSlope, drift_slope  # noqa: F401  (engines import these four from here)
@@ -98,13 +100,8 @@ class EnergyMonitor:
         raise EnergyConservationError(f"MD stopped: {reason}{where}")
 
     def summary(self) -> dict:
-        """Drift (eV/atom/ps and kJ/mol/ps for the whole system), max deviation, number of samples."""
-        return {
-            "n_samples": self.n_samples,
-            "drift_eV_per_atom_ps": self.drift,
-            "drift_kJ_per_mol_ps": self.drift * self.n_atoms * EV_TO_KJ_PER_MOL,
-            "max_deviation_eV_per_atom": self.max_abs_deviation,
-        }
+        """The run's :func:`energy_summary` so far."""
+        return energy_summary(self.n_samples, self.drift, self.max_abs_deviation, self.n_atoms)
 
     def close(self) -> None:
         self._rows.close()
@@ -114,3 +111,24 @@ class EnergyMonitor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def energy_summary(n_samples: int, drift: float, max_deviation: float, n_atoms: int) -> dict:
+    """What every engine reports of a run's energy conservation: the number of finite samples, the drift (eV/atom/ps
+    and kJ/mol/ps for the whole system) and the largest |E - E0| per atom (eV)."""
+    return {
+        "n_samples": int(n_samples),
+        "drift_eV_per_atom_ps": float(drift),
+        "drift_kJ_per_mol_ps": float(drift) * n_atoms * EV_TO_KJ_PER_MOL,
+        "max_deviation_eV_per_atom": float(max_deviation),
+    }
+
+
+def summary_from_rows(rows: dict, n_atoms: int) -> dict:
+    """:func:`energy_summary` of monitor rows (``read_monitor_csv``; written by ``EnergyMonitor`` or by the LAMMPS
+    fix): the finite rows are the samples, the last one holds the drift."""
+    finite = np.isfinite(rows.get("drift_eV_per_atom_ps", np.array([])))
+    if not finite.any():
+        return energy_summary(0, 0.0, 0.0, n_atoms)
+    return energy_summary(int(finite.sum()), rows["drift_eV_per_atom_ps"][finite][-1],
+                          rows["deviation_per_atom_eV"][finite].max(), n_atoms)

@@ -7,15 +7,13 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..contract import (
     LAMMPSOptions, MDOptions, MDResult, monitor_fields, ns_per_day, run_with_contract, written_files,
 )
 from ...errors import ConfigError, InputError, LammpsError, ModelDeviationError
 from ...monitor import plot_monitor, read_monitor_csv
 from ...monitor.deviation import DeviationMonitor, read_deviation_csv
-from ...units import EV_TO_KJ_PER_MOL
+from ...monitor.energy import summary_from_rows
 from .build import build_plugin
 from .log import UNIT_STYLES, log_to_monitor, read_log  # noqa: F401
 from .run import run_lammps
@@ -183,7 +181,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     rows = read_monitor_csv(files["monitor_csv"]) if files["monitor_csv"].exists() else {}
     if error and not len(rows.get("step", [])):
         raise LammpsError(f"LAMMPS failed before the first step (input {files['input']}):\n{error}")
-    summary = _csv_summary(rows, len(atoms))
+    summary = summary_from_rows(rows, len(atoms))
     if summary["n_samples"]:
         plot_monitor(files["monitor_csv"], files["monitor_png"])
     log = read_log(files["log"])
@@ -222,12 +220,3 @@ def _replay_deviation(files, o: MDOptions) -> tuple[dict, str, list]:
             stop = f"{exc}; rows so far are in {files['deviation_csv']}"
             break
     return monitor.summary(), stop, [int(s) for s in rows["step"]]
-
-
-def _csv_summary(rows: dict, n_atoms: int) -> dict:
-    """``EnergyMonitor.summary()`` of the rows the monitor fix wrote (non-finite rows are not samples)."""
-    finite = np.isfinite(rows.get("drift_eV_per_atom_ps", np.array([])))
-    drift = float(rows["drift_eV_per_atom_ps"][finite][-1]) if finite.any() else 0.0
-    return {"n_samples": int(finite.sum()), "drift_eV_per_atom_ps": drift,
-            "drift_kJ_per_mol_ps": drift * n_atoms * EV_TO_KJ_PER_MOL,
-            "max_deviation_eV_per_atom": float(rows["deviation_per_atom_eV"][finite].max()) if finite.any() else 0.0}

@@ -14,30 +14,23 @@ OpenMM users add the student to their own System::
 
 ``openmmtorch.TorchForce`` runs the student inside OpenMM; without a working openmmtorch, ``openmm.PythonForce``
 (OpenMM >= 8.5) calls it from Python, and a warning says so; a compiled .pt2 student always runs there. The
-pieces live in ``force`` (the force) and ``md`` (reporter, ``run_md``); this module is the public face.
+pieces live in ``force`` (the force), ``student_module`` (the TorchScript wrapper and its Verlet list),
+``backend`` (TorchForce or PythonForce), ``pythonforce`` (the PythonForce callbacks), ``platform`` and ``md``
+(reporter, ``run_md``); this module is the public face.
 """
 
-from .force import (  # noqa: F401
-    BACKENDS,
-    OpenMMBackendError,
-    StudentForceModule,
-    StudentForceModuleWithForces,
-    VerletList,
-    add_student_force,
-    available_backend,
-    create_system,
-    element_symbols,
-    only_students,
-    select_platform,
-    student_force,
-)
+from ...errors import OpenMMBackendError  # noqa: F401
+from .backend import BACKENDS, available_backend, backend_for  # noqa: F401
+from .force import add_student_force, create_system, element_symbols, student_force  # noqa: F401
 from .md import (  # noqa: F401
-    EnergyMonitorReporter, TrustReporter, committee_mean_force, degrees_of_freedom, run_md, topology_from_atoms,
+    EnergyMonitorReporter, TrustReporter, committee_mean_force, run_md, system_dof, topology_from_atoms,
 )
+from .platform import only_students, select_platform  # noqa: F401
+from .student_module import StudentForceModule, StudentForceModuleWithForces, VerletList  # noqa: F401
 
 __all__ = [
     "BACKENDS", "EnergyMonitorReporter", "OpenMMBackendError", "StudentForceModule", "StudentForceModuleWithForces",
-    "TrustReporter", "committee_mean_force",
-    "VerletList", "add_student_force", "available_backend", "create_system", "degrees_of_freedom",
-    "element_symbols", "only_students", "run_md", "select_platform", "student_force", "topology_from_atoms",
+    "TrustReporter", "VerletList", "add_student_force", "available_backend", "backend_for", "committee_mean_force",
+    "create_system", "element_symbols", "only_students", "run_md", "select_platform", "student_force", "system_dof",
+    "topology_from_atoms",
 ]

@@ -27,20 +27,22 @@ import numpy as np
 from ase import units as ase_units
 
 from ..contract import (
-    MDOptions, MDResult, OpenMMOptions, monitor_fields, ns_per_day, run_with_contract, written_files,
+    MDOptions, MDResult, OpenMMOptions, dof_without_centre_of_mass, monitor_fields, ns_per_day, run_with_contract,
+    written_files,
 )
-from ..contract import degrees_of_freedom as contract_dof
 from ...errors import EnergyConservationError, InputError, ModelDeviationError
 from ...monitor.energy import EnergyMonitor, plot_monitor
 from ...units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL
-from .force import _import_openmm, backend_for, create_system, select_platform
+from .backend import backend_for, import_openmm
+from .force import STUDENT_FORCE_PREFIX, create_system, student_force
+from .platform import select_platform
 
 log = logging.getLogger("hessdistill.engines.openmm")
 
 
-def degrees_of_freedom(system) -> int:
-    """3 per massive particle, minus constraints, minus 3 when a CMMotionRemover is present (as OpenMM counts)."""
-    openmm = _import_openmm()
+def system_dof(system) -> int:
+    """The degrees of freedom of an OpenMM ``System``: 3 per massive particle, minus constraints, minus 3 when a CMMotionRemover is present (as OpenMM counts)."""
+    openmm = import_openmm()
     dof = sum(3 for i in range(system.getNumParticles()) if system.getParticleMass(i)._value > 0)
     dof -= system.getNumConstraints()
     if any(isinstance(system.getForce(k), openmm.CMMotionRemover) for k in range(system.getNumForces())):
@@ -69,7 +71,7 @@ class EnergyMonitorReporter:
         if isinstance(system, (int, np.integer)):
             n_atoms, self.dof = int(system), 3 * int(system)
         else:
-            n_atoms, self.dof = system.getNumParticles(), degrees_of_freedom(system)
+            n_atoms, self.dof = system.getNumParticles(), system_dof(system)
         if dof is not None:
             self.dof = int(dof)
         self.monitor = EnergyMonitor(n_atoms, file, max_drift=max_drift, max_deviation=max_deviation,
@@ -152,9 +154,7 @@ class TrustReporter:
 def committee_mean_force(topology, model_paths, **kwargs):
     """One OpenMM force whose energy is the mean of the students' energies: a ``CustomCVForce`` with one student
     force (:func:`~.force.student_force`, ``kwargs``) per member as collective variable."""
-    openmm = _import_openmm()
-    from .force import STUDENT_FORCE_PREFIX, student_force
-
+    openmm = import_openmm()
     names = [f"s{k}" for k in range(len(model_paths))]
     mean = openmm.CustomCVForce(f"({' + '.join(names)}) / {len(names)}")
     for name, path in zip(names, model_paths):
@@ -251,7 +251,7 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
 
 
 def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
-    openmm = _import_openmm()
+    openmm = import_openmm()
     from openmm import app, unit
 
     topology, positions, atoms = topology_from_atoms(atoms)
@@ -288,7 +288,7 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     with open(files["topology"], "w") as fh:
         app.PDBFile.writeFile(topology, positions * 10.0 * unit.angstrom, fh, keepIds=False)
     monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=o.max_drift,
-                                    max_deviation=o.max_deviation, dof=contract_dof(len(atoms)))
+                                    max_deviation=o.max_deviation, dof=dof_without_centre_of_mass(len(atoms)))
     dcd = _DCDWriter(files["trajectory"], o.frame_interval, simulation)
     trust = TrustReporter(watch, o.report_interval, atoms) if watch is not None else None
     simulation.reporters += [dcd, monitor] + ([trust] if trust is not None else [])

@@ -1,0 +1,90 @@
+"""``openmm.PythonForce`` computations (OpenMM >= 8.5): the fallback when openmmtorch cannot run a TorchScript
+student, and the only route for a compiled .pt2 student. Each is a picklable State -> (energy kJ/mol, forces
+kJ/mol/nm) callable (PythonForce pickles its function when a System is copied or serialized)."""
+
+from __future__ import annotations
+
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ...formats import load_student
+from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+from .student_module import VerletList
+
+
+class ScriptedModuleCallback:
+    """``openmm.PythonForce`` computation: State -> (energy kJ/mol, forces kJ/mol/nm). Picklable (PythonForce
+    pickles its function when a System is copied or serialized): the module travels as TorchScript bytes."""
+
+    def __init__(self, module: torch.jit.ScriptModule, periodic: bool, device: torch.device):
+        self.module, self.periodic, self.device = module, periodic, torch.device(device)
+
+    def __call__(self, state):
+        from openmm import unit
+
+        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        box = None
+        if self.periodic:
+            box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
+            box = box.to(self.device)
+        energy, forces = self.module(pos.to(self.device), box)
+        return float(energy), forces.detach().cpu().numpy()
+
+    def __getstate__(self):
+        buf = io.BytesIO()
+        torch.jit.save(self.module, buf)
+        return {"module": buf.getvalue(), "periodic": self.periodic, "device": str(self.device)}
+
+    def __setstate__(self, state):
+        self.device = torch.device(state["device"])
+        self.periodic = state["periodic"]
+        self.module = torch.jit.load(io.BytesIO(state["module"]), map_location=self.device)
+
+
+class Pt2Callback:
+    """``openmm.PythonForce`` computation for a compiled .pt2 student: State -> (energy kJ/mol, forces kJ/mol/nm),
+    neighbors from the same :class:`VerletList` as the TorchScript path, outputs from the package's
+    ``evaluate()``. Pickled as the file's path and the settings (the package is loaded again from that path)."""
+
+    def __init__(self, path, symbols: Sequence[str], atoms: Optional[Sequence[int]], periodic: bool, device,
+                 skin: float):
+        self.path, self.symbols, self.atoms = str(path), list(symbols), atoms
+        self.periodic, self.skin = bool(periodic), float(skin)
+        self.student = load_student(self.path, device=device)
+        self.device = self.student.device
+        self.species = self.student.species(self.symbols).to(self.device)
+        self.index = None if atoms is None else torch.tensor(atoms, dtype=torch.long, device=self.device)
+        self.neighbors = torch.jit.script(VerletList(self.student.cutoff, skin, self.student.dtype).to(self.device))
+
+    def __call__(self, state):
+        from openmm import unit
+
+        dtype = self.student.dtype
+        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        pos = pos.to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
+        x = pos if self.index is None else pos.index_select(0, self.index)
+        cell = torch.zeros(3, 3, dtype=dtype, device=self.device)
+        if self.periodic:
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            cell = torch.from_numpy(np.asarray(box)).to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
+        edge_index, shifts = self.neighbors(x, cell, self.periodic)
+        out = self.student.evaluate(x, self.species, edge_index, shifts)
+        energy = float(out.energy) * EV_TO_KJ_PER_MOL
+        if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
+            energy = float("nan")
+        forces = out.forces.to(torch.float64) * (EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM)
+        if self.index is not None:
+            forces = torch.zeros(pos.shape[0], 3, dtype=torch.float64, device=self.device).index_copy(
+                0, self.index, forces)
+        return energy, forces.cpu().numpy()
+
+    def __getstate__(self):
+        return {"path": self.path, "symbols": self.symbols, "atoms": self.atoms, "periodic": self.periodic,
+                "device": str(self.device), "skin": self.skin}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["symbols"], state["atoms"], state["periodic"], state["device"],
+                      state["skin"])
