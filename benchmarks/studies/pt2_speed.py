@@ -1,14 +1,4 @@
-"""ASE calculator time per energy+forces call: TorchScript student file against the compiled .pt2 package.
-
-Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, neighbor list and checks included, as
-in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
-graph, such as the LAMMPS pair style, pays for the student).
-
-One PaiNN student of the size ``hessdistill distill`` trains by default (DistillConfig: 32 features, 2
-interactions; random weights: speed does not depend on them) is exported in both formats and both dtypes, then
-each structure is timed by timing.interleaved (TorchScript, pt2, TorchScript, pt2, ...) on the process's CPU clock
-at one torch thread, with ``heap.keep_freed_memory()``; the reported speed-up is the median over rounds of the
-within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
+"""ASE calculator time per energy+forces call, TorchScript against .pt2 (docs/design/pt2.md).
 
     OMP_NUM_THREADS=1 python benchmarks/studies/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
 """

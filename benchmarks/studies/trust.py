@@ -1,38 +1,7 @@
-"""Trust benchmark: does the committee's force deviation follow the student's true error, and what does
-``refine`` buy in held-out force error per teacher call compared with the same number of random MD frames?
-
-Per system and seed:
-
-1. **Committee**: K students (``distill_committee``) trained on a narrow, cold labelled set.
-2. **Deviation vs true error**: committee MD (ASE, Langevin NVT, member 0 drives, the others report) at the cold
-   temperature and at a hot one; at every report the committee's ``max_devi_f`` and, by a teacher spot check on
-   the same frame, the driving student's true force error (largest per-atom error norm and force MAE).
-   Pearson and Spearman correlations over the hot frames and over cold + hot pooled.
-3. **Refine vs random**: from the same committee,
-   - ``refine`` (the package's loop: hot committee MD, up to ``frames_per_round`` flagged frames labelled per
-     round, every member trained on for ``round_epochs`` epochs);
-   - ``random``: the same rounds with the same number of frames per round, drawn uniformly from plain MD of the
-     arm's own member 0 at the same temperature, seed and length, labelled the same way (same Hessian rows) and
-     trained the same way (``refine.continue_training``);
-   - ``no_new_frames``: the same training epochs on the cold set alone (how much the extra epochs give).
-   Held-out force MAE (first member and committee mean; ``refine.held_out_force_mae``) on a hot test set of
-   teacher-MD frames after every round, against teacher calls (labelled frames).
-
-The refine threshold is set from the data, not by hand: the median of the hot run's ``max_devi_f`` of step 2 (so
-that refine chooses among the more uncertain half of what hot MD visits); frames above ``UPPER_FACTOR`` times it
-are not labelled (dpgen's upper trust level).
-
-Systems (temperatures and sets in ``SYSTEMS``): ethanol with ANI-1x (a cheap teacher; cold set = teacher MD at a
-low temperature, full 27-row Hessians) and the 8-atom diamond Si cell with SevenNet-0 (a periodic cell and another
-teacher family; cold set = small rattles of the lattice; a few Hessian rows per frame, since a SevenNet-0 Hessian
-row costs ~0.1 s). They are the systems of the main benchmark (``benchmarks/systems.py``), at sizes where a
-teacher call is cheap enough for hundreds of spot checks. The two systems run side by side in worker processes.
+"""Trust study (BENCHMARKS.md section 7, methods in report.md): committee deviation against the true error,
+and refine against random frames per teacher call.
 
     OMP_NUM_THREADS=1 python benchmarks/studies/trust.py [--quick] [--systems ethanol si] [--seeds N] [--out DIR]
-        [--workdir DIR] [--jobs 2]
-
-Writes ``<out>/trust.json`` and ``<out>/trust.png`` (default out: benchmarks/studies/results; ``--quick`` writes to a
-temporary folder unless ``--out`` is given). ``benchmarks/report.py`` renders its section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
