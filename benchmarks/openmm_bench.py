@@ -208,9 +208,6 @@ def run(quick: bool = False) -> dict:
     return results
 
 
-
-# --- scaling ---
-
 def silicon(n: int, seed: int = 0):
     """Diamond Si, n^3 cubic cells, rattled 0.02 A."""
     from ase.build import bulk

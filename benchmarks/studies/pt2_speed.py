@@ -18,7 +18,7 @@ from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, spread  # noqa: E402
 
 
 def systems(names):
@@ -105,8 +105,7 @@ def main(argv=None):
                     row = {"system": name, "atoms": len(atoms), "dtype": dtype, "what": what,
                            "calls_per_round": calls, "ms_torchscript": 1e3 * float(np.median(ts)),
                            "ms_pt2": 1e3 * float(np.median(pt2)),
-                           "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
-                                       "max": float(ratio.max())},
+                           "speedup": spread(ratio),
                            "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
                     results["rows"].append(row)
                     print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, 
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import timing  # noqa: E402
 from common import jsonable  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,9 +71,6 @@ def hessdistill(*args, log: Path) -> float:
     if proc.returncode:
         raise RuntimeError(f"hessdistill {args[0]} failed (exit {proc.returncode}); see {log}")
     return time.perf_counter() - t0
-
-
-# ------------------------------------------------------------------------------------------------ structures
 
 
 def build_complex(path: Path, seed: int = 0) -> Path:
@@ -164,9 +162,6 @@ def subset_store(labels: Path, n_train: int, path: Path) -> Path:
     return write_store(train + rest, path, teacher_name=store_teacher(labels))
 
 
-# ------------------------------------------------------------------------------------------------ runs
-
-
 def more_labels(system: str, size: Size, folder: Path) -> Path:
     """``folder/labels-n{3 train}.h5``: the main training set, 2 x train more training structures (a second
     ``hessdistill sample``, seed 1, the same mix; labelled alike) and the main val and test sets."""
@@ -253,9 +248,6 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> list[dict]
     return results
 
 
-# ------------------------------------------------------------------------------------------------ summary
-
-
 def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
     """CPU ms per energy + forces call of each arm's seed-0 student at the full set (ASE calculator), and the ratio
     to the default student's, within each interleaved round."""
@@ -288,8 +280,7 @@ def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
 
 
 def spread(values) -> dict:
-    v = np.asarray(values, float)
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+    return {**timing.spread(values), "n": len(values)}
 
 
 def summarize(system: str, info: dict, runs: list[dict]) -> dict:

@@ -64,9 +64,6 @@ QUICK = Size("quick", seeds=1, k=2, student=("painn", 8, 1), epochs=6, batch_siz
              test_interval=5, md_steps=40, report_interval=5, rounds=1, frames_per_round=2, round_epochs=2)
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-
 def build_data(system: str, size: Size, teacher, folder: Path) -> dict:
     """Cold labelled set (train/val/test) and the hot test set (teacher MD), in ``folder``."""
     from hessdistill.label import label_structures
@@ -104,9 +101,6 @@ def distill_config(system: str, size: Size, seed: int):
     return DistillConfig(architecture=arch, features=features, num_interactions=layers,
                          cutoff=SYSTEMS[system]["cutoff"], batch_size=size.batch_size, epochs=size.epochs,
                          patience=size.epochs + 1, lr_schedule="cosine", seed=seed, device="cpu", compile="off")
-
-
-# ------------------------------------------------------------------------------------------------ 1-2: deviation
 
 
 def correlations(x, y) -> dict:
@@ -150,9 +144,6 @@ def deviation_runs(system: str, size: Size, students: list, start, teacher, fold
         out[f"mean_max_devi_f_{name}"] = float(np.mean(frames[name]["max_devi_f"]))
         out[f"mean_true_max_error_{name}"] = float(np.mean(frames[name]["true_max_error"]))
     return out
-
-
-# ------------------------------------------------------------------------------------------------ 3: refine vs random
 
 
 def refine_arm(system, size, data, teacher, committee_dir, folder, seed, threshold) -> list[dict]:
@@ -245,9 +236,6 @@ def one_seed(system: str, size: Size, data: dict, teacher, folder: Path, seed: i
     return out
 
 
-# ------------------------------------------------------------------------------------------------ summary
-
-
 def spread(values) -> dict:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], float)
     if not len(v):
@@ -278,25 +266,6 @@ def summarize(seeds: list[dict]) -> dict:
     s["refine_minus_random_test_force_mae_mean"] = spread([r["refine_final"]["test_force_mae_mean"]
                                                            - r["random_final"]["test_force_mae_mean"] for r in seeds])
     return s
-
-
-def print_summary(name: str, s: dict) -> None:
-    def f(d, scale=1.0, fmt="{:.2f}"):
-        if d["mean"] is None:
-            return "n/a"
-        return f"{fmt.format(scale * d['mean'])} [{fmt.format(scale * d['min'])}, {fmt.format(scale * d['max'])}]"
-
-    print(f"{name}: max_devi_f vs true max force error, hot frames: Pearson {f(s['hot_vs_max_error_pearson'])}, "
-          f"Spearman {f(s['hot_vs_max_error_spearman'])}; cold+hot: Pearson {f(s['pooled_vs_max_error_pearson'])}, "
-          f"Spearman {f(s['pooled_vs_max_error_spearman'])}")
-    mev = dict(scale=1e3, fmt="{:.1f}")
-    print(f"{name}: hot test force MAE (meV/A, first member) start {f(s['start_test_force_mae'], **mev)}; "
-          f"refine {f(s['refine_test_force_mae'], **mev)} after {f(s['refine_teacher_calls'], fmt='{:.0f}')} calls; "
-          f"random {f(s['random_test_force_mae'], **mev)}; no new frames {f(s['no_new_frames_test_force_mae'], **mev)}",
-          flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ plot
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -346,9 +315,6 @@ def plot(results: dict, path: Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------------------------------------ main
-
-
 def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
     """Data, then every seed of one system (in a worker process with ``--jobs 2``)."""
     import torch
@@ -369,7 +335,6 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
         out["seeds"].append(one_seed(system, size, data, teacher, folder / f"seed{seed}", seed))
     out["summary"] = summarize(out["seeds"])
     out["cpu_seconds"] = clock() - c0
-    print_summary(system, out["summary"])
     return jsonable(out)
 
 
