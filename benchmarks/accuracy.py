@@ -1,10 +1,4 @@
-"""Figure 2 (accuracy) and the training runs every other figure uses.
-
-For each system and student size, a Hessian-distilled student (wH > 0, s rows per structure and step) and an
-undistilled one (wH = 0) are trained by ``hessdistill.distill.distill`` with the same data, seed, epochs, batch size
-and learning-rate schedule; the main size is repeated over several seeds. Errors are held-out test MAEs against
-the teacher. The extra runs with more Hessian rows per step (s = 4, full) give the accuracy-vs-s curve.
-"""
+"""Figure 2 (accuracy) and the training runs every other figure uses: distilled vs undistilled students."""
 
 from __future__ import annotations
 

@@ -91,9 +91,6 @@ def size_label(arch: str, features: int, layers: int) -> str:
     return f"{arch}-{features}x{layers}"
 
 
-# ------------------------------------------------------------------------------------------------ run context
-
-
 def machine() -> dict:
     """CPU model and counts (lscpu), the cores this process may use, memory, OS."""
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
@@ -172,9 +169,6 @@ def jsonable(obj):
     return obj
 
 
-# ------------------------------------------------------------------------------------------------ statistics
-
-
 def median(xs) -> float:
     xs = [x for x in xs if x is not None and np.isfinite(x)]
     return float(statistics.median(xs)) if xs else float("nan")
@@ -182,9 +176,6 @@ def median(xs) -> float:
 
 def ratio(a: float, b: float) -> float:
     return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else float("nan")
-
-
-# ------------------------------------------------------------------------------------------------ subprocesses
 
 
 def child_env() -> dict:

@@ -1,11 +1,5 @@
-"""Figure 5 (energy conservation): NVE drift of the distilled main student exported in float32 and float64, and
-of the teacher, over several seeds (initial velocities), with ASE through ``engines.run_md`` (VelocityVerlet, 0.5 fs,
-300 K Maxwell-Boltzmann start, no stopping thresholds).
-
-Drift: least-squares slope of total energy per atom against time (eV/atom/ps) after discarding the first 20%
-(``monitor.drift_slope(..., discard_fraction=0.2)``) of the run's energy CSV. Unstable run: the largest
-bond-length deviation from the starting geometry exceeds 0.5 A (``analysis.bond_deviation``, bonds guessed from
-covalent radii), or the run stopped on non-finite energies.
+"""Figure 5 (energy conservation): NVE drift and unstable runs of the main student (float32, float64) and
+the teacher, through ``engines.run_md`` (ASE).
 """
 
 from __future__ import annotations

@@ -1,13 +1,5 @@
-"""Figure 4 (labelling cost): full teacher Hessians with the batched VJP path (``hessian_mode="batched"``, rows
-in chunks of ``chunk_size`` through ``is_grads_batched``) against a naive row loop (``"loop"``, one VJP per row).
-
-Throughput: Hessian rows per second, both modes timed by ``timing.interleaved`` in this process (one full Hessian
-per call); the speed-up is the median over rounds of the within-round ratio.
-Peak memory: for each (teacher, mode), a fresh subprocess loads the teacher, computes energy and forces once,
-then one full Hessian while a thread samples the process's resident set size (psutil RSS, every 2 ms; torch's
-CPU allocations show there, unlike in tracemalloc). The figure is the sampled peak minus the RSS just before the
-Hessian. ``resource.getrusage`` ru_maxrss is reported too, but the peak of importing and loading the teacher
-usually exceeds the Hessian's, so its rise is often 0.
+"""Figure 4 (labelling cost): full teacher Hessians, batched VJPs against a row loop; throughput by
+``timing.interleaved``, peak RSS rise of one Hessian in a fresh subprocess.
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
-"""LAMMPS benchmarks of pair_style hessdistill. Every input is the one ``hessdistill md --engine lammps`` runs
-(``hessdistill.engines.lammps.md_input``: NVE, ``memory cache``, one torch thread), on rattled bulk Si.
+"""LAMMPS benchmarks of pair_style hessdistill, with the inputs ``hessdistill md --engine lammps`` runs.
 
-    python benchmarks/lammps_bench.py --mode speed [--quick]     # step / bare student, 1k-32k atoms (run.py, section 6)
+    python benchmarks/lammps_bench.py --mode speed [--quick]     # step / bare student, 1k-32k atoms (section 6)
     python benchmarks/lammps_bench.py --mode scaling [--quick] [--only work|accuracy] [--wall]   # section 8
     python benchmarks/lammps_bench.py --mode pt2 [--rounds 5] [--cells 2 4 8]   # .pt2 over TorchScript
 
-speed: the whole LAMMPS step against the student's bare forward + backward (neighbor list made once, outside), both
-in this process in interleaved rounds of ~2 s each (``timing.interleaved``, CPU clock); the cost per atom-step over
-the sizes. The block cache (``memory cache``) is torch's CPU allocator for the whole process while the pair style
-lives, so both sides run with the same allocator; without it the cost per atom-step rose severalfold from 1k to 17k
-atoms (page faults on fresh mmap blocks every step).
-
-scaling (``results/lammps_scaling.json``; a run replaces the keys of its part and keeps the others):
-work: ``compute pair hessdistill`` counts the nodes and edges the student evaluates in one ``run 0`` on 1-8 ranks
-(``mpiexec``; nothing is timed), summed over ranks, divided by the one-rank count; PaiNN with 1 (strictly local), 2
-and 3 interactions, random weights, width 8. accuracy: the distillation defaults with 2 and 1 interactions (and 1
-with a 6 A cutoff), ``MAX_STEPS`` optimizer steps, on run.py's Si data; test and Si64 force MAE, and the LAMMPS
-step of each on 4096 atoms. wall: 4096 atoms, ``mpiexec -n 1`` against ``-n 2`` in interleaved rounds, LAMMPS' Loop
-time; efficiency t1 / (2 t2) (run it on a quiet machine).
-
-pt2 (``results/lammps_pt2.json``): the default student exported as TorchScript and as .pt2, float32 and float64, one
-LAMMPS instance per format in this process, interleaved rounds of ``run N``; us per atom-step of the whole step.
+Methods: BENCHMARKS.md sections 6 and 8, docs/design/pt2.md and docs/design/performance.md.
 """
 
 from __future__ import annotations
@@ -32,7 +16,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +25,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from common import default_student, jsonable, machine, now, size_label, versions  # noqa: E402
-from timing import Seconds, clock, interleaved  # noqa: E402
+from timing import clock, interleaved, lammps_steps, spread  # noqa: E402
 
 TARGET_RATIO = 1.1  # speed: LAMMPS step / bare student
 TARGET_FLATNESS = 1.2  # speed: max / min cost per atom-step over the sizes
@@ -107,8 +90,6 @@ def lmp_run(script: str, nprocs: int, workdir: Path, name: str) -> str:
     return text
 
 
-# --- speed -------------------------------------------------------------------------------------------------------
-
 def bare_step(model_path, atoms):
     """One forward + backward of the student on ``atoms`` (neighbor list made once, outside); the edge count."""
     from hessdistill.formats import StudentFile
@@ -171,8 +152,6 @@ def run(quick: bool = False) -> dict:
                            for key in ("us_per_atom_step", "bare_us_per_atom")}
     return results
 
-
-# --- scaling -----------------------------------------------------------------------------------------------------
 
 def random_student(layers: int, path: Path, dtype: str, features: int | None = None) -> Path:
     from hessdistill.formats import export_student
@@ -287,15 +266,13 @@ def wall(plugin: Path, quick: bool) -> dict:
             eff = np.asarray(seconds[1]) / (2 * np.asarray(seconds[2]))
             out["students"][size_label("painn", 32, layers)] = {
                 "num_interactions": layers, "seconds_per_step": {str(n): s for n, s in seconds.items()},
-                "efficiency": {"median": float(np.median(eff)), "min": float(eff.min()), "max": float(eff.max())}}
+                "efficiency": spread(eff)}
             print(layers, out["students"][size_label("painn", 32, layers)], flush=True)
     local = out["students"][size_label("painn", 32, 1)]["efficiency"]["median"]
     out["target_met"] = None if quick else bool(local >= TARGET_EFFICIENCY)
     out["load_average_at_end"] = os.getloadavg()
     return out
 
-
-# --- pt2 ---------------------------------------------------------------------------------------------------------
 
 def pt2(plugin: Path, cells_list, dtypes, rounds: int, seconds: float) -> dict:
     """TorchScript against .pt2 in LAMMPS: per dtype and size, the median within-round speed-up."""
@@ -304,11 +281,6 @@ def pt2(plugin: Path, cells_list, dtypes, rounds: int, seconds: float) -> dict:
     model = default_student(["Si"], [14])
     results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "ranks": 1,
                "student": {"architecture": "painn", **model.hyperparameters()}, "rows": []}
-
-    def steps(lmp, n: int) -> Seconds:  # CPU seconds per step of ``run n``
-        t0 = time.process_time()
-        lmp.command(f"run {n} pre no post no")
-        return Seconds((time.process_time() - t0) / n)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -319,8 +291,8 @@ def pt2(plugin: Path, cells_list, dtypes, rounds: int, seconds: float) -> dict:
                 atoms = silicon(cells)
                 lmps = {fmt: instance(path, atoms, plugin, tmp, fmt)[0] for fmt, path in paths.items()}
                 try:
-                    n = max(1, round(seconds / max(steps(lmp, 2) for lmp in lmps.values())))
-                    t = interleaved({fmt: (lambda lmp=lmp: steps(lmp, n)) for fmt, lmp in lmps.items()}, rounds,
+                    n = max(1, round(seconds / max(lammps_steps(lmp, 2) for lmp in lmps.values())))
+                    t = interleaved({fmt: (lambda lmp=lmp: lammps_steps(lmp, n)) for fmt, lmp in lmps.items()}, rounds,
                                     warmup=0, desc=f"{dtype} {len(atoms)} atoms")
                 finally:
                     for lmp in lmps.values():
@@ -331,8 +303,7 @@ def pt2(plugin: Path, cells_list, dtypes, rounds: int, seconds: float) -> dict:
                        "ms_per_step": {"torchscript": 1e3 * float(np.median(ts)), "pt2": 1e3 * float(np.median(p2))},
                        "us_per_atom_step": {"torchscript": 1e6 * float(np.median(ts)) / len(atoms),
                                             "pt2": 1e6 * float(np.median(p2)) / len(atoms)},
-                       "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
-                                   "max": float(ratio.max())},
+                       "speedup": spread(ratio),
                        "seconds_per_step": {"torchscript": ts.tolist(), "pt2": p2.tolist()}}
                 results["rows"].append(row)
                 print(f"{dtype} {len(atoms)} atoms: {row['us_per_atom_step']}, speed-up {row['speedup']}", flush=True)

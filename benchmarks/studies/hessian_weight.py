@@ -1,13 +1,6 @@
-"""Experiment behind the package's default Hessian-loss weight wH (not used by run.py).
-
-Trains the main student size (PaiNN 32x2) of the benchmark on its two data sets with wH = 0, 10, 30 and 100 over
-three seeds, everything else as in the accuracy figure (s = 1, 150 epochs of batch 1, 8 training structures), and
-prints the mean test MAEs per wH. Labels are made fresh in a temporary folder; the 24 training runs use 2 worker
-processes.
+"""The study behind the default Hessian-loss weight wH (BENCHMARKS.md section 2): wH = 0, 10, 30, 100.
 
     python benchmarks/studies/hessian_weight.py        # writes results/hessian_weight.json
-
-The result is rendered into BENCHMARKS.md by ``benchmarks/report.py``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,4 @@
-"""ASE calculator time per energy+forces call: TorchScript student file against the compiled .pt2 package.
-
-Two figures per structure and dtype: ``ase`` (``StudentCalculator.calculate``, neighbor list and checks included, as
-in ASE MD) and ``model`` (the student file's ``evaluate`` on prepared tensors: what an engine that builds its own
-graph, such as the LAMMPS pair style, pays for the student).
-
-One PaiNN student of the size ``hessdistill distill`` trains by default (DistillConfig: 32 features, 2
-interactions; random weights: speed does not depend on them) is exported in both formats and both dtypes, then
-each structure is timed by timing.interleaved (TorchScript, pt2, TorchScript, pt2, ...) on the process's CPU clock
-at one torch thread, with ``heap.keep_freed_memory()``; the reported speed-up is the median over rounds of the
-within-round ratio, with its min and max. The neighbor list is part of every call (as in MD).
+"""ASE calculator time per energy+forces call, TorchScript against .pt2 (docs/design/pt2.md).
 
     OMP_NUM_THREADS=1 python benchmarks/studies/pt2_speed.py [--rounds 7] [--sizes ethanol si64 si512] [--out results.json]
 """
@@ -28,7 +18,7 @@ from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, spread  # noqa: E402
 
 
 def systems(names):
@@ -115,8 +105,7 @@ def main(argv=None):
                     row = {"system": name, "atoms": len(atoms), "dtype": dtype, "what": what,
                            "calls_per_round": calls, "ms_torchscript": 1e3 * float(np.median(ts)),
                            "ms_pt2": 1e3 * float(np.median(pt2)),
-                           "speedup": {"median": float(np.median(ratio)), "min": float(ratio.min()),
-                                       "max": float(ratio.max())},
+                           "speedup": spread(ratio),
                            "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
                     results["rows"].append(row)
                     print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "

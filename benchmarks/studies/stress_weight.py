@@ -1,17 +1,7 @@
-"""Experiment behind the package's default stress-loss weight wS (not used by run.py).
+"""The study behind the default stress-loss weight wS (docs/design/training.md): wS = 0, 1, 10, 100 on
+rattled, strained LJ and Si cells; test MAEs and the equation-of-state error.
 
-Two periodic systems, each sampled as rattled (0.05 A) and strained cells (``sample.strained``, linear strain
-0.01: about +-3% in volume), labelled with energies, forces, 4 Hessian rows and stress:
-
-- ``lj``: an argon-like Lennard-Jones fcc crystal compressed to about 1 GPa (a = 5.0 A, 4 atoms; exact teacher);
-- ``si``: diamond Si (a = 5.43 A, 8 atoms) with SevenNet-0 (about 1.9 GPa there).
-
-A PaiNN 16x2 student (the package defaults otherwise: wE 1, wF 10, wH 100, s = 1) is trained for 150 epochs with
-wS = 0, 1, 10 and 100 over two seeds. Reported per wS: the test force, energy and stress MAE and the equation-of-
-state error, the largest |P_student - P_teacher| on the perfect crystal at -2 .. +2% volumetric strain (5 volumes)
-relative to the largest teacher pressure there.
-
-    python benchmarks/studies/stress_weight.py        # writes results/stress_weight.json (~20 min on 2 busy cores)
+    python benchmarks/studies/stress_weight.py        # writes results/stress_weight.json
 """
 
 from __future__ import annotations

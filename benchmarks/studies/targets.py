@@ -1,40 +1,7 @@
-"""Issue 10's targets on three systems the package was not tuned on, with `hessdistill distill` defaults only.
+"""The CLI defaults on three new systems (BENCHMARKS.md section 10, methods in report.md): accuracy,
+physics, data efficiency, time and capacity, every run a ``hessdistill`` command; an interrupted run resumes.
 
-A user's route, through the command line: ``hessdistill sample`` -> ``hessdistill label`` -> ``hessdistill distill
-LABELS --out RUN --seed S`` (no tuning flag; the fidelity report is part of it). Per system:
-
-* **Accuracy**: held-out force MAE as a fraction of the teacher's mean |F| component (target <= 2%), from each
-  run's ``report/report.json``; several seeds at the full training set.
-* **Physics** (the same report): molecules: harmonic frequencies at the teacher's minimum (target: rms relative
-  error <= 2%) and the student's minimum (RMSD); the crystal: pressure over +-2% volumetric strain (target: within
-  5% of the teacher's), Gamma-point frequencies (<= 2% rms), lattice constant and bulk modulus.
-* **Data efficiency**: distilled (the default wH) and undistilled (``--baseline``) students on nested training sets
-  of n/9, n/3, n and 3n structures (same val and test splits; the 2n structures beyond n come from a second
-  ``hessdistill sample`` with seed 1 and the same mix, all training): the target is that the distilled student at
-  m/3 reaches the undistilled student's error at m, judged at the largest m run.
-* **Time**: labels -> exported student (``distill`` wall time, report included) <= 60 min on this 2-core machine.
-* **Capacity** (item 5): a larger student (PaiNN 64 features x 3 interactions instead of the default 32 x 2) on
-  the full set, its accuracy next to its speed cost: CPU time of one energy + forces call of the exported students
-  (ASE calculator, neighbour list included, 1 thread, interleaved rounds) on a test structure, as a ratio to the
-  default size.
-
-Systems (chosen to be new to the package: none is used by a test or another benchmark):
-
-* ``acetic_acid``: CH3COOH (8 atoms), ANI-1x; teacher MD at 300 and 600 K plus normal-mode samples at the same
-  temperatures; full Hessians.
-* ``complex``: a hydrogen-bonded cluster of acetamide, two methanols and four waters (33 atoms, H/C/N/O), ANI-1x;
-  molecules placed on a grid with random orientations and relaxed by the teacher (``build_complex``); teacher MD at
-  200 and 350 K (hot enough to sample the hydrogen-bond network, cold enough to keep it bound); full Hessians.
-* ``mgo``: rock-salt MgO, 8-atom cubic cell, SevenNet-0; teacher MD at 300 and 1000 K plus rattled cells, every cell
-  strained (``--strain 0.01``, about +-3% in volume, so the student sees the equation of state); 12 Hessian rows
-  per structure (a SevenNet-0 row costs ~0.1 s).
-
-Runs go in priority order (main distilled run of each system first, then the baselines and the curve, then more
-seeds, the capacity arms and last the 3n sets) and each finished run is kept (``WORKDIR/<system>/<run>/``), so an interrupted benchmark resumes where it
-stopped. Results: ``benchmarks/studies/results/targets.json`` and ``targets.png``.
-
-    OMP_NUM_THREADS=1 python benchmarks/studies/targets.py [--systems acetic_acid complex mgo] [--seeds 2]
-        [--workdir DIR] [--jobs 1] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/studies/targets.py [--systems acetic_acid complex mgo] [--seeds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -55,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, 
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import timing  # noqa: E402
 from common import jsonable  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -103,9 +71,6 @@ def hessdistill(*args, log: Path) -> float:
     if proc.returncode:
         raise RuntimeError(f"hessdistill {args[0]} failed (exit {proc.returncode}); see {log}")
     return time.perf_counter() - t0
-
-
-# ------------------------------------------------------------------------------------------------ structures
 
 
 def build_complex(path: Path, seed: int = 0) -> Path:
@@ -197,9 +162,6 @@ def subset_store(labels: Path, n_train: int, path: Path) -> Path:
     return write_store(train + rest, path, teacher_name=store_teacher(labels))
 
 
-# ------------------------------------------------------------------------------------------------ runs
-
-
 def more_labels(system: str, size: Size, folder: Path) -> Path:
     """``folder/labels-n{3 train}.h5``: the main training set, 2 x train more training structures (a second
     ``hessdistill sample``, seed 1, the same mix; labelled alike) and the main val and test sets."""
@@ -286,9 +248,6 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> list[dict]
     return results
 
 
-# ------------------------------------------------------------------------------------------------ summary
-
-
 def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
     """CPU ms per energy + forces call of each arm's seed-0 student at the full set (ASE calculator), and the ratio
     to the default student's, within each interleaved round."""
@@ -321,8 +280,7 @@ def student_speed(folder: Path, runs: list[dict], rounds: int = 7) -> dict:
 
 
 def spread(values) -> dict:
-    v = np.asarray(values, float)
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+    return {**timing.spread(values), "n": len(values)}
 
 
 def summarize(system: str, info: dict, runs: list[dict]) -> dict:

@@ -1,11 +1,4 @@
-"""Training steps per second: eager against compiled (``hessdistill.distill.compiled``), per structure, dtype and s.
-
-A step is what ``Trainer`` does per batch: loss (energies, forces and, for s > 0, s Hessian rows per structure by
-VJPs), parameter gradients, gradient clipping and a fused AdamW update. No label store:
-the default distill student (``DistillConfig()``: PaiNN-32x2) and a batch of 4 rattled copies of each structure
-with stand-in labels (speed does not depend on label values). The compiled step is compiled first (its compile
-time is reported); then eager and compiled steps are timed by timing.interleaved on the process's CPU clock at
-one torch thread, and the speed-up is the median over rounds of the within-round ratio (min and max too).
+"""Training steps per second, eager against compiled, per structure, dtype and s (docs/design/training.md).
 
     OMP_NUM_THREADS=1 python benchmarks/studies/training_speed.py [--sizes ethanol si64] [--dtypes float32 float64]
         [--rows 1 0] [--rounds 5] [--steps 20] [--out benchmarks/studies/results/training_speed.json]

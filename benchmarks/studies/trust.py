@@ -1,38 +1,7 @@
-"""Trust benchmark: does the committee's force deviation follow the student's true error, and what does
-``refine`` buy in held-out force error per teacher call compared with the same number of random MD frames?
-
-Per system and seed:
-
-1. **Committee**: K students (``distill_committee``) trained on a narrow, cold labelled set.
-2. **Deviation vs true error**: committee MD (ASE, Langevin NVT, member 0 drives, the others report) at the cold
-   temperature and at a hot one; at every report the committee's ``max_devi_f`` and, by a teacher spot check on
-   the same frame, the driving student's true force error (largest per-atom error norm and force MAE).
-   Pearson and Spearman correlations over the hot frames and over cold + hot pooled.
-3. **Refine vs random**: from the same committee,
-   - ``refine`` (the package's loop: hot committee MD, up to ``frames_per_round`` flagged frames labelled per
-     round, every member trained on for ``round_epochs`` epochs);
-   - ``random``: the same rounds with the same number of frames per round, drawn uniformly from plain MD of the
-     arm's own member 0 at the same temperature, seed and length, labelled the same way (same Hessian rows) and
-     trained the same way (``refine.continue_training``);
-   - ``no_new_frames``: the same training epochs on the cold set alone (how much the extra epochs give).
-   Held-out force MAE (first member and committee mean; ``refine.held_out_force_mae``) on a hot test set of
-   teacher-MD frames after every round, against teacher calls (labelled frames).
-
-The refine threshold is set from the data, not by hand: the median of the hot run's ``max_devi_f`` of step 2 (so
-that refine chooses among the more uncertain half of what hot MD visits); frames above ``UPPER_FACTOR`` times it
-are not labelled (dpgen's upper trust level).
-
-Systems (temperatures and sets in ``SYSTEMS``): ethanol with ANI-1x (a cheap teacher; cold set = teacher MD at a
-low temperature, full 27-row Hessians) and the 8-atom diamond Si cell with SevenNet-0 (a periodic cell and another
-teacher family; cold set = small rattles of the lattice; a few Hessian rows per frame, since a SevenNet-0 Hessian
-row costs ~0.1 s). They are the systems of the main benchmark (``benchmarks/systems.py``), at sizes where a
-teacher call is cheap enough for hundreds of spot checks. The two systems run side by side in worker processes.
+"""Trust study (BENCHMARKS.md section 7, methods in report.md): committee deviation against the true error,
+and refine against random frames per teacher call.
 
     OMP_NUM_THREADS=1 python benchmarks/studies/trust.py [--quick] [--systems ethanol si] [--seeds N] [--out DIR]
-        [--workdir DIR] [--jobs 2]
-
-Writes ``<out>/trust.json`` and ``<out>/trust.png`` (default out: benchmarks/studies/results; ``--quick`` writes to a
-temporary folder unless ``--out`` is given). ``benchmarks/report.py`` renders its section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -95,9 +64,6 @@ QUICK = Size("quick", seeds=1, k=2, student=("painn", 8, 1), epochs=6, batch_siz
              test_interval=5, md_steps=40, report_interval=5, rounds=1, frames_per_round=2, round_epochs=2)
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-
 def build_data(system: str, size: Size, teacher, folder: Path) -> dict:
     """Cold labelled set (train/val/test) and the hot test set (teacher MD), in ``folder``."""
     from hessdistill.label import label_structures
@@ -135,9 +101,6 @@ def distill_config(system: str, size: Size, seed: int):
     return DistillConfig(architecture=arch, features=features, num_interactions=layers,
                          cutoff=SYSTEMS[system]["cutoff"], batch_size=size.batch_size, epochs=size.epochs,
                          patience=size.epochs + 1, lr_schedule="cosine", seed=seed, device="cpu", compile="off")
-
-
-# ------------------------------------------------------------------------------------------------ 1-2: deviation
 
 
 def correlations(x, y) -> dict:
@@ -181,9 +144,6 @@ def deviation_runs(system: str, size: Size, students: list, start, teacher, fold
         out[f"mean_max_devi_f_{name}"] = float(np.mean(frames[name]["max_devi_f"]))
         out[f"mean_true_max_error_{name}"] = float(np.mean(frames[name]["true_max_error"]))
     return out
-
-
-# ------------------------------------------------------------------------------------------------ 3: refine vs random
 
 
 def refine_arm(system, size, data, teacher, committee_dir, folder, seed, threshold) -> list[dict]:
@@ -276,9 +236,6 @@ def one_seed(system: str, size: Size, data: dict, teacher, folder: Path, seed: i
     return out
 
 
-# ------------------------------------------------------------------------------------------------ summary
-
-
 def spread(values) -> dict:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], float)
     if not len(v):
@@ -309,25 +266,6 @@ def summarize(seeds: list[dict]) -> dict:
     s["refine_minus_random_test_force_mae_mean"] = spread([r["refine_final"]["test_force_mae_mean"]
                                                            - r["random_final"]["test_force_mae_mean"] for r in seeds])
     return s
-
-
-def print_summary(name: str, s: dict) -> None:
-    def f(d, scale=1.0, fmt="{:.2f}"):
-        if d["mean"] is None:
-            return "n/a"
-        return f"{fmt.format(scale * d['mean'])} [{fmt.format(scale * d['min'])}, {fmt.format(scale * d['max'])}]"
-
-    print(f"{name}: max_devi_f vs true max force error, hot frames: Pearson {f(s['hot_vs_max_error_pearson'])}, "
-          f"Spearman {f(s['hot_vs_max_error_spearman'])}; cold+hot: Pearson {f(s['pooled_vs_max_error_pearson'])}, "
-          f"Spearman {f(s['pooled_vs_max_error_spearman'])}")
-    mev = dict(scale=1e3, fmt="{:.1f}")
-    print(f"{name}: hot test force MAE (meV/A, first member) start {f(s['start_test_force_mae'], **mev)}; "
-          f"refine {f(s['refine_test_force_mae'], **mev)} after {f(s['refine_teacher_calls'], fmt='{:.0f}')} calls; "
-          f"random {f(s['random_test_force_mae'], **mev)}; no new frames {f(s['no_new_frames_test_force_mae'], **mev)}",
-          flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ plot
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -377,9 +315,6 @@ def plot(results: dict, path: Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------------------------------------ main
-
-
 def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
     """Data, then every seed of one system (in a worker process with ``--jobs 2``)."""
     import torch
@@ -400,7 +335,6 @@ def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
         out["seeds"].append(one_seed(system, size, data, teacher, folder / f"seed{seed}", seed))
     out["summary"] = summarize(out["seeds"])
     out["cpu_seconds"] = clock() - c0
-    print_summary(system, out["summary"])
     return jsonable(out)
 
 
