@@ -4,7 +4,7 @@
   model file) and the structure set (a fingerprint of numbers, positions, cells, periodicity and splits, and its
   size): resuming ``label`` with another teacher or other structures is refused.
 - A run's checkpoint records the fingerprint of its label store (of the labels themselves, not of the file, which a
-  second merge rewrites): resuming ``distill`` on other labels is refused.
+  second merge rewrites): resuming ``distill`` on other labels is refused (``distill.checkpoint``).
 
 Example
 -------
@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
-from .errors import LabelStoreError
 
 #: Teacher attributes that change how labels are computed, not their values.
 _NOT_LABEL_SETTINGS = {"device", "chunk_size", "hessian_mode", "progress"}
@@ -89,11 +87,3 @@ def labels_fingerprint(store: str | os.PathLike) -> str:
             parts.append(np.asarray(it.stress, np.float64).tobytes())
     return _digest(parts)
 
-
-def check_run_labels(run_dir: str | os.PathLike, recorded: str | None, fingerprint: str) -> None:
-    """Refuse to resume the run in ``run_dir`` whose checkpoint records another label store's fingerprint."""
-    if recorded != fingerprint:
-        raise LabelStoreError(
-            f"run folder {run_dir} was trained on other labels (fingerprint {recorded}, these are {fingerprint}); "
-            "use another --out, or --no-resume to train afresh on these (the old checkpoint is replaced at the "
-            "first validation)")

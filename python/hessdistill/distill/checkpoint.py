@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, InputError, first_line
+from ..errors import ConfigError, InputError, LabelStoreError, first_line
 from ..students import StudentBase, build_student
 
 #: the ``"format"`` entry of every checkpoint this version writes and reads
@@ -49,10 +49,16 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return state
 
 
-def load_checkpoint(path: str | os.PathLike, settings: dict, map_location="cpu") -> dict:
-    """The state saved in ``path`` for a run with ``settings`` (a config's ``to_dict()``): only the options in
-    ``RESUMABLE_CHANGES`` may differ from the settings it was written with."""
+def load_checkpoint(path: str | os.PathLike, settings: dict, labels_fingerprint: str, map_location="cpu") -> dict:
+    """The state saved in ``path`` for a run with ``settings`` (a config's ``to_dict()``) on labels with this
+    fingerprint (:func:`hessdistill.provenance.labels_fingerprint`): refused when it was trained on other labels,
+    or when options other than ``RESUMABLE_CHANGES`` differ from the settings it was written with."""
     state = read_checkpoint(path, map_location)
+    if state["labels_fingerprint"] != labels_fingerprint:
+        raise LabelStoreError(
+            f"run folder {Path(path).parent} was trained on other labels (fingerprint {state['labels_fingerprint']}, "
+            f"these are {labels_fingerprint}); use another --out, or --no-resume to train afresh on these (the old "
+            "checkpoint is replaced at the first validation)")
     saved = state["config"]
     diff = sorted(k for k, v in settings.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
     if diff:

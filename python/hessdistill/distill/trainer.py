@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..provenance import check_run_labels, labels_fingerprint
+from ..provenance import labels_fingerprint
 from .checkpoint import load_checkpoint, save_checkpoint
 from .compiled import CompiledStep
 from .config import DistillConfig, parse_duration, write_config
@@ -133,9 +133,8 @@ class Trainer:
         # the labels' content: a checkpoint records it, and a resume on other labels is refused
         self.labels_fingerprint = labels_fingerprint(labels)
         if resume and self.checkpoint_path.exists():
-            state = load_checkpoint(self.checkpoint_path, self.config.to_dict(), self.device)
-            check_run_labels(self.run_dir, state["labels_fingerprint"], self.labels_fingerprint)
-            self.load_state_dict(state)
+            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.config.to_dict(), self.labels_fingerprint,
+                                                 self.device))
 
     def state_dict(self) -> dict:
         """All an exact resume needs: the config, the student's architecture and hyperparameters, model, EMA,
