@@ -26,32 +26,22 @@ def _number(text: str, kind, what: str):
     return value
 
 
-def positive_float(text: str) -> float:
-    value = _number(text, float, "a number > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+def _at_least(kind, low, strict: bool, what: str):
+    """An option type: a number of ``kind`` above ``low`` (``strict``) or at least ``low``."""
+
+    def parse(text: str):
+        value = _number(text, kind, what)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_float(text: str) -> float:
-    value = _number(text, float, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = _number(text, int, "a whole number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+positive_float = _at_least(float, 0, True, "a number > 0")
+nonnegative_float = _at_least(float, 0, False, "a number >= 0")
+positive_int = _at_least(int, 1, False, "a whole number >= 1")
+nonnegative_int = _at_least(int, 0, False, "a whole number >= 0")
 
 
 def rows(text: str):
