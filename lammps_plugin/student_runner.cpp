@@ -65,12 +65,19 @@ std::vector<std::string> missing_cpu_features(const std::string &cpu_isa)
   if (want.empty() || want[0] != machine()) return {want.empty() ? std::string("(no machine)") : want[0]};
   for (size_t k = 1; k < want.size(); k++) {
     const std::string &f = want[k];
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 12)
+    // torch 2.12 replaced at::cpu::is_*_supported by one map of cpuinfo's names
+    static const auto caps = at::cpu::get_cpu_capabilities();
+    const auto it = caps.find(f == "avx512" ? std::string("avx512_f") : f);
+    const bool have = it != caps.end() && it->second.isBool() && it->second.toBool();
+#else
     const bool have = f == "avx2"          ? at::cpu::is_avx2_supported()
                       : f == "avx512"      ? at::cpu::is_avx512_supported()
                       : f == "avx512_bf16" ? at::cpu::is_avx512_bf16_supported()
                       : f == "amx_tile"    ? at::cpu::is_amx_tile_supported()
                       : f == "amx_fp16"    ? at::cpu::is_amx_fp16_supported()
                                            : false;
+#endif
     if (!have) missing.push_back(f);
   }
   return missing;
