@@ -26,6 +26,10 @@ def _number(text: str, kind, what: str):
     return value
 
 
+def finite_float(text: str) -> float:
+    return _number(text, float, "a finite number")
+
+
 def positive_float(text: str) -> float:
     value = _number(text, float, "a number > 0")
     if value <= 0:
