@@ -153,7 +153,7 @@ def test_unknown_option_same_error_everywhere(tmp_path, students, engine):
 
 
 def test_md_options_are_checked_once():
-    for bad, match in [({"ensemble": "npt"}, "ensemble must be 'nve' or 'nvt'"), ({"steps": -1}, "steps must be"),
+    for bad, match in [({"ensemble": "npH"}, "ensemble must be 'nve', 'nvt' or 'npt'"), ({"steps": -1}, "steps must be"),
                        ({"timestep_fs": 0}, "timestep_fs must be a positive"),
                        ({"ensemble": "nvt", "temperature_K": 0}, "'nvt' needs temperature_K > 0"),
                        ({"report_interval": 0}, "report_interval must be an integer >= 1"),

@@ -12,7 +12,7 @@ ENGINE_FLAGS = {"platform": ("openmm", "platform"), "precision": ("openmm", "pre
 
 
 def add_parser(sub) -> None:
-    from .options import device, nonnegative_float, positive_float, positive_int
+    from .options import device, finite_float, nonnegative_float, positive_float, positive_int
 
     p = sub.add_parser("md", help="run MD of an exported student with energy-conservation monitoring")
     p.add_argument("--engine", default="ase", choices=["ase", "openmm", "lammps"])
@@ -22,8 +22,15 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--timestep", type=positive_float, default=0.5, help="fs")
     p.add_argument("--temperature", type=nonnegative_float, default=300.0, help="initial/bath temperature, K")
-    p.add_argument("--ensemble", default="nve", choices=["nve", "nvt"])
+    p.add_argument("--ensemble", default="nve", choices=["nve", "nvt", "npt"],
+                   help="npt: the nvt thermostat and an isotropic barostat (a cell periodic in x, y and z); "
+                        "monitor.csv gains the cell volume, and the energy thresholds are not applied")
     p.add_argument("--friction", type=positive_float, default=1.0, help="Langevin friction, 1/ps")
+    p.add_argument("--pressure", type=finite_float, default=1.0, help="npt: pressure, bar")
+    p.add_argument("--barostat-time", type=positive_float, default=1.0,
+                   help="npt: time scale of the box, ps (ase P_tau, lammps Pdamp)")
+    p.add_argument("--barostat-interval", type=positive_int, default=25,
+                   help="npt: steps between openmm's Monte Carlo volume moves")
     p.add_argument("--report-interval", type=positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-drift", type=positive_float, default=0.01, help="stop above this drift, eV/atom/ps")
@@ -103,7 +110,8 @@ def run(a) -> None:
     check_output(a.out, inputs=[a.model, a.structure, *committee], kind="dir", writes=written, what="MD folder")
 
     options = MDOptions(steps=a.steps, timestep_fs=a.timestep, temperature_K=a.temperature, ensemble=a.ensemble,
-                        friction_per_ps=a.friction, report_interval=a.report_interval,
+                        friction_per_ps=a.friction, pressure_bar=a.pressure, barostat_time_ps=a.barostat_time,
+                        barostat_interval=a.barostat_interval, report_interval=a.report_interval,
                         trajectory_interval=a.trajectory_interval, seed=a.seed, max_drift=a.max_drift,
                         max_deviation=a.max_deviation, progress=a.progress, committee=committee,
                         committee_drive=a.committee_drive, max_force_deviation=a.max_force_deviation,

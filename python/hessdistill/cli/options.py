@@ -38,6 +38,10 @@ def _at_least(kind, low, strict: bool, what: str):
     return parse
 
 
+def finite_float(text: str) -> float:
+    return _number(text, float, "a finite number")
+
+
 positive_float = _at_least(float, 0, True, "a number > 0")
 nonnegative_float = _at_least(float, 0, False, "a number >= 0")
 positive_int = _at_least(int, 1, False, "a whole number >= 1")

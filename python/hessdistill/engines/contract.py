@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 ENGINES = ("ase", "openmm", "lammps")
 #: native trajectory format of each engine (the file is ``trajectory.<ext>``)
@@ -55,9 +55,18 @@ class MDOptions:
     ----------
     steps: MD steps to run (>= 0).
     timestep_fs: time step, fs.
-    temperature_K: temperature of the initial velocities (when the atoms carry none) and of the NVT bath, K.
-    ensemble: ``nve`` (velocity Verlet) or ``nvt`` (Langevin with ``friction_per_ps``).
-    friction_per_ps: Langevin friction, 1/ps (NVT only).
+    temperature_K: temperature of the initial velocities (when the atoms carry none) and of the NVT/NPT bath, K.
+    ensemble: ``nve`` (velocity Verlet), ``nvt`` (Langevin with ``friction_per_ps``) or ``npt`` (the NVT
+        thermostat and an isotropic barostat at ``pressure_bar``; needs a cell periodic in all three directions).
+        ASE: ``LangevinBAOAB`` with a hydrostatic Langevin-Hoover cell; OpenMM: ``LangevinMiddleIntegrator`` and a
+        ``MonteCarloBarostat``; LAMMPS: ``fix npt ... iso`` (Nose-Hoover, thermostat time 1/``friction_per_ps``).
+        The box does work in NPT, so E_pot + E_kin is not conserved: ``max_drift`` and ``max_deviation`` are not
+        applied (:attr:`energy_thresholds`); non-finite energies and forces still stop the run.
+    friction_per_ps: Langevin friction, 1/ps (NVT and NPT).
+    pressure_bar: NPT pressure, bar.
+    barostat_time_ps: NPT time scale of the box, ps: ASE's ``P_tau`` (the cell's fluctuation period and Langevin
+        time), LAMMPS' ``Pdamp``. Tens to a thousand time steps; shorter follows the pressure faster.
+    barostat_interval: NPT steps between OpenMM's Monte Carlo volume moves.
     report_interval: steps between monitor samples (and thermo output).
     trajectory_interval: steps between trajectory frames (None: ``report_interval``).
     seed: seed of the initial velocities and of the Langevin noise.
@@ -84,6 +93,9 @@ class MDOptions:
     temperature_K: float = 300.0
     ensemble: str = "nve"
     friction_per_ps: float = 1.0
+    pressure_bar: float = 1.0
+    barostat_time_ps: float = 1.0
+    barostat_interval: int = 25
     report_interval: int = 10
     trajectory_interval: Optional[int] = None
     seed: int = 0
@@ -137,15 +149,25 @@ class MDOptions:
             if self.spot_check_interval % self.report_interval:
                 raise ConfigError(f"MD option spot_check_interval ({self.spot_check_interval}) must be a multiple of "
                                   f"report_interval ({self.report_interval})")
-        if self.ensemble not in ("nve", "nvt"):
-            raise ConfigError(f"MD option ensemble must be 'nve' or 'nvt', got {self.ensemble!r}")
-        if self.ensemble == "nvt" and not (self.temperature_K > 0 and self.friction_per_ps > 0):
-            raise ConfigError("MD option ensemble 'nvt' needs temperature_K > 0 and friction_per_ps > 0")
+        integer("barostat_interval", 1)
+        positive("barostat_time_ps")
+        p = self.pressure_bar
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) or not math.isfinite(p):
+            raise ConfigError(f"MD option pressure_bar must be a finite number (bar), got {p!r}")
+        if self.ensemble not in ("nve", "nvt", "npt"):
+            raise ConfigError(f"MD option ensemble must be 'nve', 'nvt' or 'npt', got {self.ensemble!r}")
+        if self.ensemble != "nve" and not (self.temperature_K > 0 and self.friction_per_ps > 0):
+            raise ConfigError(f"MD option ensemble {self.ensemble!r} needs temperature_K > 0 and friction_per_ps > 0")
 
     @property
     def frame_interval(self) -> int:
         """Steps between trajectory frames."""
         return self.trajectory_interval or self.report_interval
+
+    @property
+    def energy_thresholds(self) -> tuple:
+        """``(max_drift, max_deviation)`` the energy monitor applies: both None in NPT, whose box does work."""
+        return (None, None) if self.ensemble == "npt" else (self.max_drift, self.max_deviation)
 
     @property
     def watches_trust(self) -> bool:
@@ -354,6 +376,8 @@ def run_with_contract(engine: str, runner: Callable, model_path, atoms, out_dir,
         raise ConfigError("teacher spot checks are not supported in LAMMPS (it runs no teacher); run them with "
                           "engine ase or openmm (a committee alone runs in LAMMPS)")
     check_structure(atoms)
+    if options.ensemble == "npt" and not atoms.pbc.all():
+        raise InputError(f"MD ensemble npt needs a cell periodic in all three directions, got pbc {atoms.pbc.tolist()}")
     files = output_files(out_dir, engine)
     if options.watches_trust:
         files.update({k: files["summary"].with_name(name) for k, name in TRUST_FILES.items()})

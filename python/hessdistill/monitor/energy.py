@@ -1,6 +1,7 @@
 """Energy-conservation monitor shared by every MD engine (ASE, OpenMM, LAMMPS log reader).
 
-Feed it (time, potential, kinetic) in eV and ps; it writes one CSV row per record (flushed at once, so nothing
+Feed it (time, potential, kinetic) in eV and ps (and the cell volume, A^3, so runs at constant pressure can be
+compared by density); it writes one CSV row per record (flushed at once, so nothing
 is lost if the run dies), keeps the drift as a least-squares slope of total energy per atom against time
 (eV/atom/ps, over a growing window or the last ``window_ps``; ``drift.RunningSlope``, O(1) work per record), the
 largest |E - E0| per atom, and stops the run by raising ``EnergyConservationError`` - after flushing the CSV -
@@ -67,9 +68,10 @@ class EnergyMonitor:
 
     def record(
         self, step: int, time_ps: float, potential: float, kinetic: float, temperature: float = float("nan"),
-        forces_finite: bool = True,
+        forces_finite: bool = True, volume: float = float("nan"),
     ) -> None:
-        """Add one sample (energies in eV for the whole system). Raises EnergyConservationError to stop the run."""
+        """Add one sample (energies in eV for the whole system; ``volume``: the cell's, A^3, NaN for a molecule).
+        Raises EnergyConservationError to stop the run."""
         total = potential + kinetic
         per_atom = total / self.n_atoms
         finite = math.isfinite(total) and forces_finite
@@ -83,7 +85,8 @@ class EnergyMonitor:
             drift = self.drift
         else:
             deviation = drift = float("nan")
-        self._rows.write([step, time_ps, potential, kinetic, total, temperature, per_atom, deviation, drift])
+        self._rows.write([step, time_ps, potential, kinetic, total, temperature, per_atom, deviation, drift,
+                          volume if math.isfinite(volume) else ""])
         if not finite:
             what = "energy" if not math.isfinite(total) else "forces"
             self._stop(f"non-finite {what} at step {step} (t = {time_ps:.4f} ps)")

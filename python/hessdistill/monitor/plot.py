@@ -18,14 +18,18 @@ COLUMNS = (
     "total_per_atom_eV",
     "deviation_per_atom_eV",
     "drift_eV_per_atom_ps",
+    "volume_A3",
 )
+#: columns a monitor CSV may lack (the LAMMPS fix writes none; run_md adds it from the thermo output): read as NaN
+OPTIONAL_COLUMNS = ("volume_A3",)
 
 
 def read_monitor_csv(path) -> dict[str, np.ndarray]:
-    """Columns of a monitor CSV as float arrays."""
+    """Columns of a monitor CSV as float arrays (an empty or absent ``volume_A3``, a cell that is not periodic: NaN)."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
+    return {c: np.array([float(r.get(c) or "nan") if c in OPTIONAL_COLUMNS else float(r[c]) for r in rows])
+            for c in COLUMNS}
 
 
 def plot_monitor(csv_path, png_path, title: str = "") -> None:

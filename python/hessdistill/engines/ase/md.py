@@ -1,4 +1,5 @@
-"""MD of an exported student with ASE (VelocityVerlet NVE or Langevin NVT), watched by the energy monitor.
+"""MD of an exported student with ASE (VelocityVerlet NVE, Langevin NVT, LangevinBAOAB NPT), watched by the energy
+monitor.
 
 Keeps the engine contract (:mod:`hessdistill.engines.contract`); the trajectory is ``trajectory.traj``. With a
 committee (``MDOptions.committee``) the student is a :class:`~.calculator.CommitteeCalculator` and its force
@@ -13,6 +14,7 @@ import numpy as np
 from ase import units
 from ase.io import Trajectory
 from ase.md.langevin import Langevin
+from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.verlet import VelocityVerlet
 
 from ..contract import (
@@ -46,10 +48,14 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
     dt = o.timestep_fs * units.fs
     if o.ensemble == "nve":
         dyn = VelocityVerlet(atoms, dt)
-    else:
+    elif o.ensemble == "nvt":
         dyn = Langevin(atoms, dt, temperature_K=o.temperature_K, friction=o.friction_per_ps / (1000 * units.fs),
                        rng=np.random.default_rng(o.seed), fixcm=False)  # as OpenMM's and LAMMPS' Langevin
-    monitor = EnergyMonitor(len(atoms), files["monitor_csv"], max_drift=o.max_drift, max_deviation=o.max_deviation)
+    else:
+        dyn = npt_dynamics(atoms, o)
+    periodic = bool(atoms.pbc.all())
+    max_drift, max_deviation = o.energy_thresholds
+    monitor = EnergyMonitor(len(atoms), files["monitor_csv"], max_drift=max_drift, max_deviation=max_deviation)
     traj = Trajectory(str(files["trajectory"]), "w", atoms)
     bar = progress_bar(o.steps, f"MD ase {o.ensemble}", unit="step", enabled=o.progress)
 
@@ -58,7 +64,8 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
         kinetic = atoms.get_kinetic_energy()
         bar.update(dyn.nsteps - bar.n)
         monitor.record(dyn.nsteps, dyn.nsteps * o.timestep_fs / 1000.0, atoms.get_potential_energy(), kinetic,
-                       kinetic_temperature(kinetic, len(atoms)), forces_finite=bool(np.all(np.isfinite(forces))))
+                       kinetic_temperature(kinetic, len(atoms)), forces_finite=bool(np.all(np.isfinite(forces))),
+                       volume=atoms.get_volume() if periodic else float("nan"))
         if watch is not None:
             deviation = None
             if isinstance(atoms.calc, CommitteeCalculator):  # the deviation of the calculator's own members
@@ -91,3 +98,15 @@ def _run(model_path, atoms, files, o: MDOptions, eo: ASEOptions) -> MDResult:
                     wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
                     **monitor_fields(monitor.summary()), files=written_files(files),
                     extra={"calculator": type(atoms.calc).__name__}, trust=watch.summary() if watch is not None else {})
+
+
+def npt_dynamics(atoms, o: MDOptions) -> LangevinBAOAB:
+    """NPT dynamics of ``atoms`` (its calculator must give stress): Langevin on the atoms (friction
+    ``o.friction_per_ps``, as in NVT) and a hydrostatic Langevin-Hoover barostat on the cell (the shape is kept, the
+    volume samples the isothermal-isobaric ensemble; Quigley and Probert, J. Chem. Phys. 120, 11432 (2004)).
+    Used for teachers too (``ASEOptions.calculator``), so a teacher's and a student's density come from one
+    integrator."""
+    return LangevinBAOAB(atoms, o.timestep_fs * units.fs, temperature_K=o.temperature_K,
+                         externalstress=-o.pressure_bar * units.bar,  # a stress is minus the pressure
+                         hydrostatic=True, T_tau=1000 * units.fs / o.friction_per_ps,
+                         P_tau=o.barostat_time_ps * 1000 * units.fs, rng=np.random.default_rng(o.seed))

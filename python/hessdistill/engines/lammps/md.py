@@ -102,17 +102,21 @@ pair_coeff      * * {models} {' '.join(elements)}
 neighbor        {skin:g} bin
 neigh_modify    every 1 delay 0 check yes
 timestep        {o.timestep_fs / 1000.0:.10g}
-fix             hd_integrate all nve
 """
+    if o.ensemble == "npt":  # Nose-Hoover thermostat and isotropic barostat (MTK); units metal: pressure in bar
+        text += f"fix             hd_integrate all npt temp {o.temperature_K:g} {o.temperature_K:g} " \
+                f"{1.0 / o.friction_per_ps:.10g} iso {o.pressure_bar!r} {o.pressure_bar!r} {o.barostat_time_ps:.10g}\n"
+    else:
+        text += "fix             hd_integrate all nve\n"
     if o.ensemble == "nvt":
         lseed = o.seed % 900_000_000 + 1  # LAMMPS seeds are positive
         text += f"fix             hd_thermostat all langevin {o.temperature_K:g} {o.temperature_K:g} " \
                 f"{1.0 / o.friction_per_ps:.10g} {lseed} zero yes\n"
-    text += monitor_commands(o.report_interval, o.max_drift, o.max_deviation, file=monitor_csv)
+    text += monitor_commands(o.report_interval, *o.energy_thresholds, file=monitor_csv)
     if committee:
         text += deviation_commands(o.report_interval, deviation_csv, o.max_force_deviation, o.deviation_action,
                                    flagged)
-    text += f"""thermo_style    custom step time atoms pe ke etotal temp press f_{MONITOR_FIX}[2] f_{MONITOR_FIX}[1]
+    text += f"""thermo_style    custom step time atoms pe ke etotal temp press vol f_{MONITOR_FIX}[2] f_{MONITOR_FIX}[1]
 thermo_modify   norm no flush yes format float %.15g
 thermo          {o.report_interval}
 """
@@ -182,9 +186,11 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     if error and not len(rows.get("step", [])):
         raise LammpsError(f"LAMMPS failed before the first step (input {files['input']}):\n{error}")
     summary = summary_from_rows(rows, len(atoms))
+    log = read_log(files["log"])
+    if files["monitor_csv"].exists():
+        add_volume(files["monitor_csv"], log if boundary == "p p p" else {})
     if summary["n_samples"]:
         plot_monitor(files["monitor_csv"], files["monitor_png"])
-    log = read_log(files["log"])
     trust, deviation_stop, deviation_steps = _replay_deviation(files, o) if o.committee else ({}, "", [])
     reason = ""
     if log["monitor_stop"]:  # the fix's own message, as EnergyMonitor words it (it names the CSV)
@@ -201,6 +207,26 @@ def _run(model_path, atoms, files, o: MDOptions, eo: LAMMPSOptions) -> MDResult:
     return MDResult(engine="lammps", steps_requested=o.steps, steps_done=steps_done, stopped=bool(reason),
                     reason=reason, wall_s=wall, ns_per_day=ns_per_day(steps_done, o.timestep_fs, wall),
                     **monitor_fields(summary), files=written_files(files), extra={"nprocs": eo.nprocs}, trust=trust)
+
+
+def add_volume(csv_path, log: dict) -> None:
+    """Append the ``volume_A3`` column to the CSV of ``fix hessdistill/monitor`` (which writes none): the thermo
+    ``Volume`` of the row's step from ``log`` (:func:`read_log`), empty where thermo printed none (a stop comes before
+    that step's thermo line) and for a shrink-wrapped molecule (``log`` empty)."""
+    import csv
+
+    from ...monitor.plot import COLUMNS
+    from ...paths import atomic_write_text
+
+    volumes = dict(zip((int(s) for s in log.get("Step", [])), log.get("Volume", [])))
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = [",".join(COLUMNS)]
+    for row in rows:
+        volume = volumes.get(int(float(row["step"])))
+        row["volume_A3"] = "" if volume is None else repr(float(volume))
+        lines.append(",".join(row[c] for c in COLUMNS))
+    atomic_write_text(csv_path, "\n".join(lines) + "\n")
 
 
 def _replay_deviation(files, o: MDOptions) -> tuple[dict, str, list]:

@@ -94,8 +94,11 @@ class EnergyMonitorReporter:
         # kB in eV/K as ASE has it (the package's units), so every engine reports the same temperature
         temperature = 2.0 * kinetic / (self.dof * ase_units.kB) if self.dof > 0 else float("nan")
         forces = state.getForces(asNumpy=True)._value
+        volume = float("nan")
+        if simulation.system.usesPeriodicBoundaryConditions():
+            volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer ** 3) * 1000.0  # A^3
         self.monitor.record(simulation.currentStep, state.getTime().value_in_unit(unit.picosecond), potential,
-                            kinetic, temperature, forces_finite=bool(np.all(np.isfinite(forces))))
+                            kinetic, temperature, forces_finite=bool(np.all(np.isfinite(forces))), volume=volume)
 
     def record_initial(self, simulation) -> None:
         """Record the current state (call before the first step so E0 is the starting energy)."""
@@ -241,7 +244,8 @@ def run_md(model_path, atoms, out_dir, options: MDOptions | None = None, **engin
     """Run OpenMM MD of ``atoms`` with the student and monitor energy conservation.
 
     NVE uses VerletIntegrator (started half a step back, so its leapfrog velocities give the velocity-Verlet
-    trajectory of the given state), NVT LangevinMiddleIntegrator. Engine options: :class:`OpenMMOptions`
+    trajectory of the given state), NVT LangevinMiddleIntegrator, NPT that and a MonteCarloBarostat (isotropic
+    volume moves every ``barostat_interval`` steps; the student takes the box vectors of every step). Engine options: :class:`OpenMMOptions`
     (platform, precision, backend, outputs_forces, device, analyze, title). Writes ``trajectory.dcd`` with
     ``topology.pdb`` (and ``analysis.png`` with mdtraj) besides the contract's files; ``extra`` holds
     ``platform``, ``backend`` and, with mdtraj, ``max_bond_deviation_A`` and ``unstable``.
@@ -275,6 +279,11 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
         integrator = openmm.LangevinMiddleIntegrator(o.temperature_K * unit.kelvin, o.friction_per_ps / unit.picosecond,
                                                      dt)
         integrator.setRandomNumberSeed(int(o.seed))
+    if o.ensemble == "npt":
+        barostat = openmm.MonteCarloBarostat(o.pressure_bar * unit.bar, o.temperature_K * unit.kelvin,
+                                             o.barostat_interval)
+        barostat.setRandomNumberSeed(int(o.seed))
+        system.addForce(barostat)
     plat, props = select_platform(eo.platform, eo.precision, system)
     simulation = app.Simulation(topology, system, integrator, plat, props)
     simulation.context.setPositions(positions)
@@ -287,8 +296,9 @@ def _run(model_path, atoms, files, o: MDOptions, eo: OpenMMOptions) -> MDResult:
     files = {**files, "topology": files["trajectory"].with_name("topology.pdb")}
     with open(files["topology"], "w") as fh:
         app.PDBFile.writeFile(topology, positions * 10.0 * unit.angstrom, fh, keepIds=False)
-    monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=o.max_drift,
-                                    max_deviation=o.max_deviation, dof=dof_without_centre_of_mass(len(atoms)))
+    max_drift, max_deviation = o.energy_thresholds
+    monitor = EnergyMonitorReporter(files["monitor_csv"], o.report_interval, system, max_drift=max_drift,
+                                    max_deviation=max_deviation, dof=dof_without_centre_of_mass(len(atoms)))
     dcd = _DCDWriter(files["trajectory"], o.frame_interval, simulation)
     trust = TrustReporter(watch, o.report_interval, atoms) if watch is not None else None
     simulation.reporters += [dcd, monitor] + ([trust] if trust is not None else [])
