@@ -55,7 +55,8 @@ def test_rdf_difference_of_known_curves():
     teacher = gaussian(r, 1.5, 3.0) + gaussian(r, 3.0, 2.0)
     same = rdf_difference(r, teacher, teacher)
     assert same["rdf_difference"] == 0.0 and same["first_peak_shift_A"] == 0.0
-    assert same["teacher_first_peak_A"] == pytest.approx(1.5) and same["teacher_first_peak_height"] == pytest.approx(3.0)
+    assert same["teacher_first_peak_A"] == pytest.approx(1.5)
+    assert same["teacher_first_peak_height"] == pytest.approx(3.0)
     # twice the curve: |2g - g| integrates to the integral of g
     assert rdf_difference(r, 2 * teacher, teacher)["rdf_difference"] == pytest.approx(1.0)
     shifted = rdf_difference(r, gaussian(r, 1.7, 3.0) + gaussian(r, 3.0, 2.0), teacher)

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("student", help="exported student file (.pt, .pt2, metatomic)")
     p.add_argument("labels", help="label store; its test split is reported on")
     p.add_argument("-o", "--out", default="report", help="output folder (report.json, report.png)")
-    p.add_argument("--teacher", help="teacher for the physics checks (default: the one named in the store)")
+    p.add_argument("--teacher", help="teacher for the physics checks and --md (default: the one named in the store)")
     p.add_argument("--no-physics", action="store_true",
                    help="skip the physics checks against the teacher (no teacher calls unless --md)")
     p.add_argument("--md", type=positive_float, metavar="PS",
