@@ -182,6 +182,8 @@ CASES = [
     ("export-not-a-checkpoint", ["export", M, "-o", "x.pt"], "checkpoint"),
     ("report-labels-not-a-store", ["report", ST, S, "-o", "rep", "--no-physics"], "label store"),
     ("report-student-dir", ["report", "{d}", M, "-o", "rep", "--no-physics"], "is a directory"),
+    ("report-md-molecule", ["report", ST, M, "-o", "rep", "--md", "0.1"], "periodic in all three directions"),
+    ("report-md-zero", ["report", ST, M, "-o", "rep", "--md", "0"], "--md: expected a number > 0"),
     ("md-model-missing", ["md", "--model", "{d}/nothing.pt", "--structure", S, "--out", "md"], "does not exist"),
 ]
 if not GPU:
