@@ -394,7 +394,7 @@ def pareto_plot(res: dict, path: Path) -> Path:
 
 
 def target(res: dict) -> dict:
-    """Issue 11's target: a student both faster per atom-step (median over rounds, and in every round) and more
+    """The target: a student both faster per atom-step (median over rounds, and in every round) and more
     accurate (held-out force MAE) than a compressed DeePMD-kit model; checked against each DeePMD model."""
     seconds = res["lammps"]["timing"]["seconds"]
     out = {"definition": "faster: lower median us/atom-step (per_round_faster: in every round); more accurate: "

@@ -28,7 +28,7 @@ from common import jsonable  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 # arm -> flags of `hessdistill distill` besides --out and --seed; "distilled" is the defaults
 ARMS = {"distilled": (), "baseline": ("--baseline",),
-        "painn-64x3": ("--features", "64", "--num-interactions", "3"),  # capacity (item 5): a larger student
+        "painn-64x3": ("--features", "64", "--num-interactions", "3"),  # capacity: a larger student
         "tensornet": ("--architecture", "tensornet"),  # and another architecture (rank-2 tensors), same width
         "tensornet-64": ("--architecture", "tensornet", "--features", "64")}  # and twice as wide
 TARGETS = {"force_mae_relative": 0.02, "frequency_rms_relative": 0.02, "pressure_error_relative": 0.05,
