@@ -9,7 +9,7 @@
 Example
 -------
 >>> teacher_fingerprint(load_teacher("morse"))   # 16 hex digits
->>> labels_fingerprint("labels.h5")
+>>> labels_fingerprint(load_labels("labels.h5"))
 """
 
 from __future__ import annotations
@@ -73,12 +73,11 @@ def structures_fingerprint(structures: Sequence) -> str:
     return _digest(parts)
 
 
-def labels_fingerprint(store: str | os.PathLike) -> str:
-    """The content of a merged label store: structures, splits and every label (the same after a re-merge)."""
-    from .label.store import load_labels
-
+def labels_fingerprint(items: Sequence) -> str:
+    """The content of a label store's structures (``load_labels``; any order): structures, splits and every label
+    (the same after a re-merge)."""
     parts = []
-    for it in load_labels(store):
+    for it in sorted(items, key=lambda it: it.index):
         parts += [it.numbers.tobytes(), np.asarray(it.positions, np.float64).tobytes(),
                   np.asarray(it.cell, np.float64).tobytes(), np.asarray(it.pbc, bool).tobytes(), it.split,
                   repr(float(it.energy)), np.asarray(it.forces, np.float64).tobytes(),

@@ -94,7 +94,8 @@ class Trainer:
         self.teacher_name = teacher_name or store_teacher(labels)
         if config.hessian_weight != 0:
             check_hessian_rows(by_split["train"], config.hessian_rows)
-        type_names, zs = element_types([it for items in by_split.values() for it in items])
+        every_item = [it for items in by_split.values() for it in items]
+        type_names, zs = element_types(every_item)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's RNG state is left as it was
             torch.manual_seed(config.seed)
             self.model = build_student(
@@ -131,7 +132,7 @@ class Trainer:
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self.resumed_from = None
         # the labels' content: a checkpoint records it, and a resume on other labels is refused
-        self.labels_fingerprint = labels_fingerprint(labels)
+        self.labels_fingerprint = labels_fingerprint(every_item)
         if resume and self.checkpoint_path.exists():
             self.load_state_dict(load_checkpoint(self.checkpoint_path, self.config.to_dict(), self.labels_fingerprint,
                                                  self.device))
