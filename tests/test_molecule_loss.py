@@ -15,7 +15,7 @@ from hessdistill.distill import DistillConfig, Trainer
 from hessdistill.distill.data import collate, sample_row_slots
 from hessdistill.distill.loss import molecule_loss, predict, slots_loss, uses_molecules
 from hessdistill.label import label_structures
-from hessdistill.molecules import molecules, net_force_torque
+from hessdistill.molecules import fitted_molecules, molecules, net_force_torque
 from hessdistill.sample import rattled, split
 from hessdistill.teachers.analytic import MorseTeacher
 
@@ -78,6 +78,33 @@ def test_molecule_loss_equals_the_reports_net_forces_and_torques(dimer_labels, t
 def test_one_molecule_sets_have_no_molecule_terms(tmp_path):
     path = tmp_path / "mono.h5"
     label_structures(split(rattled(molecule("H2O"), 8, 0.05, seed=0)), MorseTeacher(), path, rows=2, progress=False)
+    trainer = Trainer(_config(), path, tmp_path / "r", progress=False)
+    assert "net_force" not in trainer.norm and not uses_molecules(trainer.config, trainer.norm)
+
+
+def test_single_atoms_and_cell_spanning_chains_are_not_fitted():
+    """A lone atom's net force is its force (already in the force term) and a chain closed on itself through the
+    periodic boundary has no centre of mass: neither gets a molecule term; a whole water molecule beside them does."""
+    water = molecule("H2O")
+    water.positions += [1.0, 3.0, 3.0]
+    chain = Atoms("C2", positions=[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0]])
+    argon = Atoms("Ar", positions=[[1.5, 4.0, 0.5]])
+    atoms = chain + water + argon
+    atoms.cell, atoms.pbc = [3.0, 7.0, 7.0], True
+    groups, whole = molecules(atoms)
+    assert [list(g) for g in groups] == [[0, 1], [2, 3, 4], [5]]
+    assert list(fitted_molecules(atoms, groups, whole)) == [False, True, False]
+    lone = water + argon
+    assert list(fitted_molecules(lone, *molecules(lone))) == [True, False]
+
+
+def test_sets_of_single_atoms_have_no_molecule_terms(tmp_path):
+    """Clusters of atoms with no covalent bond (argon, LJ teacher): every molecule is one atom, so nothing to fit."""
+    from hessdistill.teachers.analytic import LennardJonesTeacher
+
+    cluster = Atoms("Ar4", positions=[[0, 0, 0], [3.8, 0, 0], [0, 3.8, 0], [0, 0, 3.8]])
+    path = tmp_path / "ar.h5"
+    label_structures(split(rattled(cluster, 8, 0.05, seed=0)), LennardJonesTeacher(), path, rows=2, progress=False)
     trainer = Trainer(_config(), path, tmp_path / "r", progress=False)
     assert "net_force" not in trainer.norm and not uses_molecules(trainer.config, trainer.norm)
 

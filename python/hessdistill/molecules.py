@@ -56,6 +56,22 @@ def molecules(atoms: Atoms) -> tuple[list[np.ndarray], np.ndarray]:
     return groups, positions
 
 
+def fitted_molecules(atoms: Atoms, groups: list[np.ndarray], positions: np.ndarray) -> np.ndarray:
+    """(M,) bool: the molecules whose net force and torque are intermolecular quantities worth a loss term. Not a
+    molecule alone in its structure (its sums are zero for any conservative, invariant energy), not a single atom
+    (its net force is its force, already fitted; its torque is zero), not one closed on itself through the
+    periodic boundary (a framework or a polymer spanning the cell: no centre of mass to take torques about)."""
+    mask = np.array([len(g) > 1 for g in groups]) & (len(groups) > 1)
+    i, j, d = covalent_bonds(atoms)
+    broken = np.linalg.norm(positions[j] - positions[i] - d, axis=1) > 1e-6
+    if broken.any():
+        label = np.empty(len(atoms), dtype=np.int64)
+        for m, g in enumerate(groups):
+            label[g] = m
+        mask[np.unique(label[i[broken]])] = False
+    return mask
+
+
 def lever_arms(masses: np.ndarray, positions: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each atom's molecule index (N,) and its position relative to its molecule's centre of mass (N, 3), from
     whole-molecule ``positions``: a molecule's net torque is the sum over its atoms of lever x force."""

@@ -31,7 +31,8 @@ HELP = {
     "stress_weight": "wS: weight of the stress MSE (Voigt components, eV/A^3) over structures with a stress label "
                      "(periodic cells of teachers with stress); the student's stress is its strain derivative; 0: off",
     "net_force_weight": "wNF: weight of the MSE of each molecule's net force (the intermolecular part of the "
-                        "forces; molecules from the covalent bond graph) over structures of several molecules; 0: off",
+                        "forces; molecules from the covalent bond graph) over structures of several molecules, single atoms and "
+                        "cell-spanning networks left out; 0: off",
     "net_torque_weight": "wNT: weight of the MSE of each molecule's net torque about its centre of mass, as "
                          "net_force_weight; 0: off",
     "hessian_rows": "s: Hessian rows sampled per structure per step (uniform, without replacement over 3N)",
@@ -76,8 +77,10 @@ class DistillConfig:
     hessian_weight: float = 100.0
     # 10: a few-fold smaller pressure error at an unchanged force error; see docs/design/training.md
     stress_weight: float = 10.0
-    net_force_weight: float = 0.0
-    net_torque_weight: float = 0.0
+    # 10: molecules' net force and torque errors 2.4x smaller on a molecular complex, inactive on one molecule or a
+    # crystal; see docs/design/training.md
+    net_force_weight: float = 10.0
+    net_torque_weight: float = 10.0
     hessian_rows: int = 1
     batch_size: int = 4
     # Run length: the plateau rule ends a run; the step cap only guards against one that never plateaus

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import InputError
 from ..label.store import SPLITS, LabeledStructure, load_labels
-from ..molecules import lever_arms, molecules
+from ..molecules import fitted_molecules, lever_arms, molecules
 from ..neighbors import neighbor_list
 from ..structures import check_elements
 
@@ -61,12 +61,16 @@ class Graph:
     molecule: torch.Tensor | None = None  # (N,) each atom's molecule (covalent bond graph), 0..n_molecules-1
     lever: torch.Tensor | None = None  # (N, 3) position relative to its molecule's centre of mass, A
     n_molecules: int = 1
+    molecule_mask: torch.Tensor | None = None  # (n_molecules,) 1 for molecules the loss fits (``fitted_molecules``)
 
     def __post_init__(self):
         if self.molecule is None:  # a graph made without its bond graph: one molecule, nothing intermolecular
             self.molecule = torch.zeros(self.n_atoms, dtype=torch.long, device=self.positions.device)
             self.lever = torch.zeros_like(self.positions)
             self.n_molecules = 1
+        if self.molecule_mask is None:
+            self.molecule_mask = torch.full((self.n_molecules,), float(self.n_molecules > 1),
+                                            dtype=self.positions.dtype, device=self.positions.device)
 
     @property
     def n_atoms(self) -> int:
@@ -102,6 +106,7 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
                 molecule=torch.tensor(molecule, dtype=torch.long, device=device),
                 lever=torch.tensor(lever, **kw),
                 n_molecules=len(groups),
+                molecule_mask=torch.tensor(fitted_molecules(atoms, groups, whole), **kw),
             )
         )
     if graphs and all(g.edge_index.shape[1] == 0 for g in graphs) and any(g.n_atoms > 1 for g in graphs):
@@ -136,7 +141,7 @@ class Batch:
     volume: torch.Tensor | None = None  # (B,) cell volumes, 1 where a structure has no stress label
     molecule: torch.Tensor | None = None  # (N_total,) molecule index of each atom, over the whole batch
     lever: torch.Tensor | None = None  # (N_total, 3) atom position relative to its molecule's centre of mass
-    molecule_mask: torch.Tensor | None = None  # (M,) 1 for molecules of structures of several molecules, else 0
+    molecule_mask: torch.Tensor | None = None  # (M,) 1 for the molecules the loss fits, else 0
 
 
 def collate(graphs: Sequence[Graph]) -> Batch:
@@ -167,9 +172,7 @@ def collate(graphs: Sequence[Graph]) -> Batch:
         volume=torch.tensor([g.volume if h else 1.0 for g, h in zip(graphs, has_stress)], dtype=dtype, device=device),
         molecule=torch.cat([g.molecule + o for g, o in zip(graphs, molecule_offsets)]),
         lever=torch.cat([g.lever for g in graphs]),
-        # one molecule alone has zero net force and torque from any conservative, invariant energy: nothing to fit
-        molecule_mask=torch.cat([torch.full((g.n_molecules,), float(g.n_molecules > 1), dtype=dtype, device=device)
-                                 for g in graphs]),
+        molecule_mask=torch.cat([g.molecule_mask for g in graphs]),
     )
 
 

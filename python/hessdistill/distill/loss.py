@@ -8,8 +8,8 @@ undistilled baseline. The stress term counts only structures with a stress label
 give one; mean over their six Voigt components); the student's stress is (1/V) dE/d(strain), the derivative of its
 energy with the batch's cells and positions deformed by a zero strain per structure, taken in the same backward
 pass as the forces (so it can be differentiated again, for the parameter gradients).
-The molecule terms count only structures of several molecules (a molecule alone has zero net force and torque
-for teacher and student alike): a molecule's net force and its net torque about its centre of mass are carried by
+The molecule terms count the molecules of ``molecules.fitted_molecules`` (of structures of several molecules, of
+more than one atom, not spanning the periodic cell): a molecule's net force and its net torque about its centre of mass are carried by
 the intermolecular forces alone (:mod:`hessdistill.molecules`), a small part of each atom's force that the force
 MSE barely sees.
 Energies are fitted after per-element reference energies (``fit_shift_and_scale``), so var(E/N) is the variance
@@ -87,11 +87,15 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
     h = [g.hessian.reshape(-1) for g in graphs if g.hessian.numel()]
     h2 = float(torch.mean(torch.cat(h) ** 2)) if h else 1.0
     norm = {"energy": max(var_e, 1e-8), "forces": max(f2, 1e-8), "hessian": max(h2, 1e-8)}
-    several = [g for g in graphs if g.n_molecules > 1]
-    if several:
-        net = [molecule_sums(g.forces, g.lever, g.molecule, g.n_molecules) for g in several]
-        norm["net_force"] = max(float(torch.mean(torch.cat([f for f, _ in net]) ** 2)), 1e-10)
-        norm["net_torque"] = max(float(torch.mean(torch.cat([t for _, t in net]) ** 2)), 1e-10)
+    net_forces, net_torques = [], []
+    for g in graphs:
+        if bool(g.molecule_mask.any()):
+            force, torque = molecule_sums(g.forces, g.lever, g.molecule, g.n_molecules)
+            net_forces.append(force[g.molecule_mask > 0])
+            net_torques.append(torque[g.molecule_mask > 0])
+    if net_forces:
+        norm["net_force"] = max(float(torch.mean(torch.cat(net_forces) ** 2)), 1e-10)
+        norm["net_torque"] = max(float(torch.mean(torch.cat(net_torques) ** 2)), 1e-10)
     stresses = [g.stress for g in graphs if g.stress is not None]
     if stresses:
         # <S^2>, not the variance about the mean: a set at one volume has a large mean (pressure) and tiny spread
@@ -117,8 +121,8 @@ def molecule_sums(forces, lever, molecule, n_molecules: int) -> tuple[torch.Tens
 
 
 def molecule_loss(grad, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
-    """wNF * MSE(net force) / <NF^2> + wNT * MSE(net torque) / <NT^2> over the batch's molecules in structures of
-    several molecules (``grad`` is dE/dx; both sums are linear in the forces, so the error's sums are taken)."""
+    """wNF * MSE(net force) / <NF^2> + wNT * MSE(net torque) / <NT^2> over the batch's fitted molecules
+    (``batch.molecule_mask``; ``grad`` is dE/dx; both sums are linear in the forces, so the error's sums are taken)."""
     mask = batch.molecule_mask
     force, torque = molecule_sums(-grad - batch.forces, batch.lever, batch.molecule, mask.shape[0])
     count = 3.0 * mask.sum().clamp(min=1.0)
