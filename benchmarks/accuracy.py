@@ -10,7 +10,7 @@ from common import frames_force_mae, median, ratio, size_label
 from timing import clock  # single runs: CPU seconds, as every timing
 from hessdistill.distill import DistillConfig
 
-HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/studies/hessian_weight.py)
+HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/studies/weight_sweep.py)
 TARGET_FORCE_RATIO = 0.6
 
 

@@ -194,8 +194,8 @@ def _hessian_weight(hw: dict) -> list[str]:
     from accuracy import HESSIAN_WEIGHT
 
     best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
-    return (["Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main "
-             f"size, s = 1, mean over its seeds): lowest force MAE at wH = "
+    return (["Hessian-loss weight (`benchmarks/studies/weight_sweep.py --option hessian_weight`, "
+             "studies/results/hessian_weight.json; main size, s = 1, mean over its seeds): lowest force MAE at wH = "
              f"{', '.join(f'{v} ({k})' for k, v in best.items())}; package default {HESSIAN_WEIGHT:g}.", ""]
             + _table("system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom)",
                      ([system, wh, *_mae_cells(m)] for system, by_weight in hw.items() for wh, m in by_weight.items())))
