@@ -81,10 +81,38 @@ def default_student(type_names, atomic_numbers, seed: int = 0, **overrides):
     from hessdistill.students import build_student
 
     d = DistillConfig()
-    hyper = dict(cutoff=d.cutoff, features=d.features, num_interactions=d.num_interactions, num_basis=d.num_basis)
+    hyper = dict(architecture=d.architecture, cutoff=d.cutoff, features=d.features,
+                 num_interactions=d.num_interactions, num_basis=d.num_basis)
     hyper.update(overrides)
     torch.manual_seed(seed)
-    return build_student(d.architecture, type_names=list(type_names), atomic_numbers=list(atomic_numbers), **hyper)
+    return build_student(hyper.pop("architecture"), type_names=list(type_names), atomic_numbers=list(atomic_numbers),
+                         **hyper)
+
+
+def bare_student(model_path, frames: list):
+    """Forward + backward of an exported student alone, on neighbour lists made beforehand, one of ``frames``
+    (Atoms) per call in turn (in MD the edge count changes from step to step); also the first frame's edge count."""
+    import torch
+
+    from hessdistill.formats import StudentFile
+    from hessdistill.neighbors import neighbor_list
+
+    sf = StudentFile(model_path, device="cpu")
+    species = sf.species(frames[0].get_chemical_symbols())
+    inputs = []
+    for atoms in frames:
+        ei, sh = neighbor_list(atoms, sf.cutoff)
+        inputs.append((torch.tensor(atoms.positions, dtype=sf.dtype), torch.as_tensor(ei),
+                       torch.as_tensor(sh, dtype=sf.dtype)))
+    turn = [0]
+
+    def call():
+        x, ei, sh = inputs[turn[0] % len(inputs)]
+        turn[0] += 1
+        x = x.clone().requires_grad_(True)
+        return torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)[0]
+
+    return call, int(inputs[0][1].shape[1])
 
 
 def size_label(arch: str, features: int, layers: int) -> str:
