@@ -10,6 +10,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,11 +207,41 @@ def ratio(a: float, b: float) -> float:
     return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else float("nan")
 
 
-def child_env() -> dict:
-    """Environment for child processes: one OpenMP/MKL thread, the benchmarks folder importable."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
+def child_env(**extra) -> dict:
+    """Environment for child processes: one OpenMP/MKL thread, this tree's library and the benchmarks folder
+    importable, ``extra`` variables on top."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), str(BENCH_DIR), env.get("PYTHONPATH", ""))
+                                        if p)
     return env
+
+
+def run_logged(cmd: list, log: Path, env: dict | None = None, cwd=None) -> dict:
+    """Run ``cmd`` with its output appended to ``log``; its wall and CPU seconds (user + system of the process and
+    its children, from wait4). A failure raises RuntimeError with the log's tail."""
+    t0 = time.perf_counter()
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(map(str, cmd))}\n")
+        out.flush()
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or child_env(), stdout=out,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = "\n".join(Path(log).read_text().splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(map(str, cmd[:4]))} exited with {code} (log {log}):\n{tail}")
+    return {"wall": time.perf_counter() - t0, "cpu": usage.ru_utime + usage.ru_stime}
+
+
+def hessdistill_cli(*args, log: Path) -> dict:
+    """``hessdistill ARGS`` run as a user would (this tree's library, one thread), logged; its wall and CPU s."""
+    return run_logged([sys.executable, "-m", "hessdistill", *args], log)
+
+
+def study_record(script: str, argv) -> dict:
+    """What every study's JSON starts with: date, the command, machine and versions."""
+    return {"date": now(), "command": f"python benchmarks/studies/{script} " + " ".join(argv or sys.argv[1:]),
+            "machine": machine(), "versions": versions()}
 
 
 def call_in_subprocess(module: str, function: str, kwargs: dict, timeout: float, log_path: Path | None = None) -> dict:
