@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, 
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import plots  # noqa: E402
 from common import jsonable  # noqa: E402
 from timing import clock  # noqa: E402  (CPU seconds, as every timing)
 
@@ -269,14 +270,10 @@ def summarize(seeds: list[dict]) -> dict:
 
 
 def plot(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
     systems = [s for s, r in results["systems"].items() if isinstance(r, dict) and "seeds" in r]
-    fig, axes = plt.subplots(2, max(1, len(systems)), figsize=(5.5 * max(1, len(systems)), 8.5), squeeze=False)
+    fig, axes = plots.subplots(2, max(1, len(systems)), figsize=(5.5 * max(1, len(systems)), 8.5), squeeze=False)
     colors = {"refine": "C3", "random": "C0", "no_new_frames": "0.5"}
     for j, system in enumerate(systems):
         r = results["systems"][system]
@@ -309,10 +306,7 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_ylabel("hot test force MAE, member 0 (meV/A)")
         ax.set_title(f"{system}: refine vs random frames ({len(r['seeds'])} seeds)", fontsize=9)
         ax.legend(fontsize=8, title="no new frames: x = the others' calls", title_fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path)
 
 
 def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
@@ -355,8 +349,7 @@ def main(argv=None) -> dict:
         out = Path(a.out) if a.out else (Path(tmp) / "out" if a.quick else RESULTS)
         out.mkdir(parents=True, exist_ok=True)
         workdir = Path(a.workdir) if a.workdir else Path(tmp)
-        results = {"date": common.now(), "command": "python benchmarks/studies/trust.py " + " ".join(argv or sys.argv[1:]),
-                   "machine": common.machine(), "versions": common.versions(), "torch_threads": 1,
+        results = {**common.study_record("trust.py", argv), "torch_threads": 1,
                    "size": dataclasses.asdict(size), "seeds": seeds, "threshold_quantile": THRESHOLD_QUANTILE,
                    "upper_factor": UPPER_FACTOR, "systems": {}}
         t0 = time.perf_counter()
