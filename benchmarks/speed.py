@@ -237,8 +237,10 @@ def pt2_in_ase(sizes, dtypes, rounds: int) -> dict:
                            "ms_torchscript": 1e3 * float(np.median(ts)), "ms_pt2": 1e3 * float(np.median(pt2)),
                            "speedup": spread(ts / pt2), "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
                     results["rows"].append(row)
+                    sp = row["speedup"]
                     print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript {row['ms_torchscript']:8.3f} "
-                          f"ms, pt2 {row['ms_pt2']:8.3f} ms, speed-up {row['speedup']}", flush=True)
+                          f"ms, pt2 {row['ms_pt2']:8.3f} ms, speed-up {sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f})",
+                          flush=True)
     return results
 
 
