@@ -238,9 +238,9 @@ def pt2_in_ase(sizes, dtypes, rounds: int) -> dict:
                            "speedup": spread(ts / pt2), "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
                     results["rows"].append(row)
                     sp = row["speedup"]
-                    print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript {row['ms_torchscript']:8.3f} "
-                          f"ms, pt2 {row['ms_pt2']:8.3f} ms, speed-up {sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f})",
-                          flush=True)
+                    print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "
+                          f"{row['ms_torchscript']:8.3f} ms, pt2 {row['ms_pt2']:8.3f} ms, speed-up "
+                          f"{sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f})", flush=True)
     return results
 
 

