@@ -178,6 +178,30 @@ def guarded(fn: Callable, *args, **kwargs):
         return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
 
 
+def in_workers(fn: Callable, calls: list, jobs: int, desc: str = "runs") -> list:
+    """``fn(*args)`` for every ``args`` of ``calls`` in ``jobs`` spawned worker processes (no fork after torch's
+    threads exist; one job: in this process), results in the order of ``calls``. A call that raises, or whose
+    worker dies, gives {"error": "<Type>: message"}; the others go on."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from hessdistill.progress import progress_bar
+
+    results: list = [None] * len(calls)
+    with progress_bar(len(calls), desc, unit="run") as bar:
+        if jobs <= 1:
+            for k, args in enumerate(calls):
+                results[k] = guarded(fn, *args)
+                bar.update(1)
+            return results
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(guarded, fn, *args): k for k, args in enumerate(calls)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = guarded(fut.result)
+                bar.update(1)
+    return results
+
+
 def jsonable(obj):
     """Numpy scalars/arrays, Paths and tuples to plain JSON types; NaN/inf to None."""
     if isinstance(obj, dict):

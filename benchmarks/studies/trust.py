@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -339,7 +337,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=None, help="seeds per system (default: the size's)")
     p.add_argument("--out", default=None, help="folder for trust.json and trust.png")
     p.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
-    p.add_argument("--jobs", type=int, default=2, help="systems run side by side in worker processes")
+    p.add_argument("--jobs", type=int, default=2, help="systems run side by side in worker processes (1: in this process)")
     a = p.parse_args(argv)
     import trust  # this module by name, so that the spawned workers can find run_system
 
@@ -353,12 +351,9 @@ def main(argv=None) -> dict:
                    "size": dataclasses.asdict(size), "seeds": seeds, "threshold_quantile": THRESHOLD_QUANTILE,
                    "upper_factor": UPPER_FACTOR, "systems": {}}
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max(1, min(a.jobs, len(a.systems))),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {system: pool.submit(common.guarded, trust.run_system, system, size, workdir, seeds)
-                       for system in a.systems}
-            for system, future in futures.items():
-                results["systems"][system] = future.result()
+        done = common.in_workers(trust.run_system, [(system, size, workdir, seeds) for system in a.systems],
+                                 min(a.jobs, len(a.systems)), "systems")
+        results["systems"] = dict(zip(a.systems, done))
         results["wall_seconds"] = time.perf_counter() - t0
         # CPU seconds of the worker processes (each system's own clock)
         results["cpu_seconds"] = sum(r.get("cpu_seconds", 0.0) for r in results["systems"].values())

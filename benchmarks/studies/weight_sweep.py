@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, systems
+
+from common import in_workers  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 # weights, seeds, the test MAEs averaged over seeds, the values also kept per seed
@@ -116,9 +116,10 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = datasets(option, Path(tmp))
         jobs = [(s, w, seed) for s in data for seed in sweep["seeds"] for w in sweep["weights"]]
-        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(train_one, option, s, data[s], tmp, w, seed) for s, w, seed in jobs]
-            records = [f.result() for f in futures]
+        records = in_workers(train_one, [(option, s, data[s], tmp, w, seed) for s, w, seed in jobs], 2, option)
+    failed = [r["error"] for r in records if "error" in r]
+    if failed:
+        raise RuntimeError(f"{len(failed)} training run(s) failed: {failed[0]}")
     out: dict = {system: {} for system in data}
     for system in data:
         for w in sweep["weights"]:
