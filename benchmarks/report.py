@@ -414,10 +414,7 @@ def _deepmd(dc: dict, rel: str) -> list[str]:
 
 def _cell(x, scale=1.0, fmt="{:.2f}") -> str:
     """A spread over seeds {"median", "min", "max", "n"} as 'median (min-max)', '-' when missing."""
-    if not x:
-        return "-"
-    m = fmt.format(scale * x["median"])
-    return m if x["n"] == 1 else f"{m} ({fmt.format(scale * x['min'])}-{fmt.format(scale * x['max'])})"
+    return _r({k: scale * x[k] for k in ("median", "min", "max")}, fmt, unit="") if x else "-"
 
 
 def _efficiency(eff: dict) -> str:
