@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bare_student, default_student  # noqa: E402
+from common import bare_student, call_in_subprocess, default_student  # noqa: E402
 from systems import silicon  # noqa: E402
 from timing import interleaved  # noqa: E402
 
@@ -186,11 +186,17 @@ def flatness(rows: list, key: str) -> dict:
     return {"max_over_min": max(costs) / min(costs), "largest_over_smallest": costs[-1] / costs[0]}
 
 
-def scaling(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3), rounds: int = 5) -> dict:
-    """Cost per atom-step of a tiny SchNet (float64) on Si supercells, with a 1 A Verlet skin and without."""
-    from hessdistill.formats import export_student
+def scaling(heap: str, sizes: list, rounds: int = 5) -> dict:
+    """Cost per atom-step of a tiny SchNet (float64) on Si supercells of ``sizes`` cells per side, with a 1 A Verlet
+    skin and without, after the glibc ``heap`` setting (process-wide: call it in a fresh process)."""
+    import openmm
 
+    from hessdistill.formats import export_student
+    from hessdistill.heap import keep_freed_memory
+
+    keep_freed_memory(large_blocks=HEAP_SETTINGS[heap])
     torch.set_num_threads(1)
+    steps = [max(2, int(round(10 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tiny = default_student(["Si"], [14], architecture="schnet", cutoff=4.0, features=8, num_interactions=1,
@@ -211,6 +217,8 @@ def scaling(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3), rounds: int = 5) -> dict
                       f"{100 * row['system_cpu_share']:.0f}% kernel time", flush=True)
             results[label] = {"rows": rows, **flatness(rows, "us_per_atom_step"),
                               "bare": flatness(rows, "bare_us_per_atom_step")}
+    results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
+                          "cpu_count": os.cpu_count()}
     return results
 
 
@@ -228,30 +236,19 @@ def main(argv=None) -> int:
     if a.mode == "speed":
         print(json.dumps(run(quick=a.quick), indent=2))
         return 0
-    if a.heap == "all":
-        results = {}
-        for heap in HEAP_SETTINGS:
-            with tempfile.NamedTemporaryFile(suffix=".json") as part:
-                cmd = [sys.executable, __file__, "--mode", "scaling", "--sizes", a.sizes, "--heap", heap,
-                       "--out", part.name, "--rounds", str(a.rounds)]
-                subprocess.run(cmd + (["--quick"] if a.quick else []), check=True)
-                results[heap] = json.loads(Path(part.name).read_text())
-    else:
-        import os
-
-        import openmm
-
-        from hessdistill.heap import keep_freed_memory
-
-        keep_freed_memory(large_blocks=HEAP_SETTINGS[a.heap])
-        sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
-        steps = [max(2, int(round(10 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
-        results = scaling(sizes, steps, a.rounds)
-        results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
-                              "cpu_count": os.cpu_count()}
+    sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
+    results = {}
+    for heap in HEAP_SETTINGS if a.heap == "all" else [a.heap]:
+        log = Path(a.out).parent / "work" / f"openmm_scaling.{heap}.log"  # the per-size lines
+        log.parent.mkdir(parents=True, exist_ok=True)
+        results[heap] = call_in_subprocess("openmm_bench", "scaling", {"heap": heap, "sizes": sizes,
+                                                                       "rounds": a.rounds}, 7200, log)
+        if "error" in results[heap]:
+            raise SystemExit(f"{heap}: {results[heap]['error']}\n{results[heap].get('output_tail', '')}")
         for label in ("skin 1 A", "skin 0"):
-            print(f"{a.heap}, {label}: cost per atom-step, max/min over sizes {results[label]['max_over_min']:.2f} "
-                  f"(target <= {TARGET_SCALING_FLATNESS:g}); bare student's {results[label]['bare']['max_over_min']:.2f}")
+            r = results[heap][label]
+            print(f"{heap}, {label}: cost per atom-step, max/min over sizes {r['max_over_min']:.2f} (target <= "
+                  f"{TARGET_SCALING_FLATNESS:g}); bare student's {r['bare']['max_over_min']:.2f} (details: {log})")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {a.out}")
