@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import frames_force_mae, median, ratio, size_label
+from common import frames_force_mae, in_workers, median, ratio, size_label
 from timing import clock  # single runs: CPU seconds, as every timing
 from hessdistill.distill import DistillConfig
 
-HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/studies/hessian_weight.py)
+HESSIAN_WEIGHT = DistillConfig.hessian_weight  # the package default (100; benchmarks/studies/weight_sweep.py)
 TARGET_FORCE_RATIO = 0.6
 
 
@@ -63,35 +63,12 @@ def train(size, datasets: list, workdir: Path, jobs_parallel: int = 1) -> dict[s
     """Run every job of every data set in ``jobs_parallel`` worker processes (one torch thread each); return
     {system: records in job order, or {"error": ...} if one of its runs failed}. Training runs are not timing
     figures, so they may share the cores."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from hessdistill.progress import progress_bar
-
     todo = [(ds, job) for ds in datasets for job in jobs(size, ds)]
     # longest first (more rows, more features), so the workers finish together
     order = sorted(range(len(todo)), key=lambda k: -(todo[k][1]["s"] + 2) * todo[k][1]["features"]
                    * todo[k][1]["layers"])
-    results: list = [None] * len(todo)
-    bar = progress_bar(len(todo), "train", unit="run")
-
-    def done(k, fn):
-        try:
-            results[k] = fn()
-        except Exception as exc:  # recorded per system; the other system's runs go on
-            results[k] = {"error": f"{type(exc).__name__}: {exc}"}
-        bar.update(1)
-
-    if jobs_parallel <= 1:
-        for k in order:
-            done(k, lambda k=k: train_one(size, todo[k][0], str(workdir), todo[k][1]))
-    else:
-        ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads exist
-        with ProcessPoolExecutor(jobs_parallel, mp_context=ctx) as pool:
-            futures = {pool.submit(train_one, size, todo[k][0], str(workdir), todo[k][1]): k for k in order}
-            for fut in as_completed(futures):
-                done(futures[fut], fut.result)
-    bar.close()
+    done = in_workers(train_one, [(size, todo[k][0], str(workdir), todo[k][1]) for k in order], jobs_parallel, "train")
+    results = [r for _, r in sorted(zip(order, done), key=lambda pair: pair[0])]
     out: dict = {}
     for ds in datasets:
         recs = [r for (d, _), r in zip(todo, results) if d is ds]

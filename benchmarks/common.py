@@ -10,6 +10,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +82,38 @@ def default_student(type_names, atomic_numbers, seed: int = 0, **overrides):
     from hessdistill.students import build_student
 
     d = DistillConfig()
-    hyper = dict(cutoff=d.cutoff, features=d.features, num_interactions=d.num_interactions, num_basis=d.num_basis)
+    hyper = dict(architecture=d.architecture, cutoff=d.cutoff, features=d.features,
+                 num_interactions=d.num_interactions, num_basis=d.num_basis)
     hyper.update(overrides)
     torch.manual_seed(seed)
-    return build_student(d.architecture, type_names=list(type_names), atomic_numbers=list(atomic_numbers), **hyper)
+    return build_student(hyper.pop("architecture"), type_names=list(type_names), atomic_numbers=list(atomic_numbers),
+                         **hyper)
+
+
+def bare_student(model_path, frames: list):
+    """Forward + backward of an exported student alone, on neighbour lists made beforehand, one of ``frames``
+    (Atoms) per call in turn (in MD the edge count changes from step to step); also the first frame's edge count."""
+    import torch
+
+    from hessdistill.formats import StudentFile
+    from hessdistill.neighbors import neighbor_list
+
+    sf = StudentFile(model_path, device="cpu")
+    species = sf.species(frames[0].get_chemical_symbols())
+    inputs = []
+    for atoms in frames:
+        ei, sh = neighbor_list(atoms, sf.cutoff)
+        inputs.append((torch.tensor(atoms.positions, dtype=sf.dtype), torch.as_tensor(ei),
+                       torch.as_tensor(sh, dtype=sf.dtype)))
+    turn = [0]
+
+    def call():
+        x, ei, sh = inputs[turn[0] % len(inputs)]
+        turn[0] += 1
+        x = x.clone().requires_grad_(True)
+        return torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)[0]
+
+    return call, int(inputs[0][1].shape[1])
 
 
 def size_label(arch: str, features: int, layers: int) -> str:
@@ -149,6 +178,30 @@ def guarded(fn: Callable, *args, **kwargs):
         return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
 
 
+def in_workers(fn: Callable, calls: list, jobs: int, desc: str = "runs") -> list:
+    """``fn(*args)`` for every ``args`` of ``calls`` in ``jobs`` spawned worker processes (no fork after torch's
+    threads exist; one job: in this process), results in the order of ``calls``. A call that raises, or whose
+    worker dies, gives {"error": "<Type>: message"}; the others go on."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from hessdistill.progress import progress_bar
+
+    results: list = [None] * len(calls)
+    with progress_bar(len(calls), desc, unit="run") as bar:
+        if jobs <= 1:
+            for k, args in enumerate(calls):
+                results[k] = guarded(fn, *args)
+                bar.update(1)
+            return results
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(guarded, fn, *args): k for k, args in enumerate(calls)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = guarded(fut.result)
+                bar.update(1)
+    return results
+
+
 def jsonable(obj):
     """Numpy scalars/arrays, Paths and tuples to plain JSON types; NaN/inf to None."""
     if isinstance(obj, dict):
@@ -178,11 +231,41 @@ def ratio(a: float, b: float) -> float:
     return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else float("nan")
 
 
-def child_env() -> dict:
-    """Environment for child processes: one OpenMP/MKL thread, the benchmarks folder importable."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
+def child_env(**extra) -> dict:
+    """Environment for child processes: one OpenMP/MKL thread, this tree's library and the benchmarks folder
+    importable, ``extra`` variables on top."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), str(BENCH_DIR), env.get("PYTHONPATH", ""))
+                                        if p)
     return env
+
+
+def run_logged(cmd: list, log: Path, env: dict | None = None, cwd=None) -> dict:
+    """Run ``cmd`` with its output appended to ``log``; its wall and CPU seconds (user + system of the process and
+    its children, from wait4). A failure raises RuntimeError with the log's tail."""
+    t0 = time.perf_counter()
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(map(str, cmd))}\n")
+        out.flush()
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or child_env(), stdout=out,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = "\n".join(Path(log).read_text().splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(map(str, cmd[:4]))} exited with {code} (log {log}):\n{tail}")
+    return {"wall": time.perf_counter() - t0, "cpu": usage.ru_utime + usage.ru_stime}
+
+
+def hessdistill_cli(*args, log: Path) -> dict:
+    """``hessdistill ARGS`` run as a user would (this tree's library, one thread), logged; its wall and CPU s."""
+    return run_logged([sys.executable, "-m", "hessdistill", *args], log)
+
+
+def study_record(script: str, argv) -> dict:
+    """What every study's JSON starts with: date, the command, machine and versions."""
+    return {"date": now(), "command": f"python benchmarks/studies/{script} " + " ".join(argv or sys.argv[1:]),
+            "machine": machine(), "versions": versions()}
 
 
 def call_in_subprocess(module: str, function: str, kwargs: dict, timeout: float, log_path: Path | None = None) -> dict:

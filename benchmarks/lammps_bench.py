@@ -24,7 +24,8 @@ import torch
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from common import default_student, jsonable, machine, now, size_label, versions  # noqa: E402
+from common import bare_student, default_student, jsonable, machine, now, size_label, versions  # noqa: E402
+from systems import silicon  # noqa: E402
 from timing import clock, interleaved, lammps_steps, spread  # noqa: E402
 
 TARGET_RATIO = 1.1  # speed: LAMMPS step / bare student
@@ -33,14 +34,6 @@ TARGET_WORK_RATIO = 1.3  # scaling: work at 8 ranks on 32768 atoms / one rank, s
 TARGET_EFFICIENCY = 0.8  # scaling: wall clock, 2 ranks on 4096 atoms
 MAX_STEPS = 3000  # scaling: optimizer steps of each accuracy run
 RESULTS = BENCH / "results"
-
-
-def silicon(cells: int):
-    from ase.build import bulk
-
-    atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(cells)
-    atoms.rattle(0.05, seed=cells)
-    return atoms
 
 
 def nve_input(model, atoms, workdir: Path, plugin, steps: int = 2, before_run: str = "", name: str = "") -> str:
@@ -90,26 +83,9 @@ def lmp_run(script: str, nprocs: int, workdir: Path, name: str) -> str:
     return text
 
 
-def bare_step(model_path, atoms):
-    """One forward + backward of the student on ``atoms`` (neighbor list made once, outside); the edge count."""
-    from hessdistill.formats import StudentFile
-    from hessdistill.neighbors import neighbor_list
-
-    sf = StudentFile(model_path, device="cpu")
-    species = sf.species(atoms.get_chemical_symbols())
-    ei, sh = neighbor_list(atoms, sf.cutoff)
-    edge_index, shifts = torch.as_tensor(ei), torch.as_tensor(sh, dtype=sf.dtype)
-
-    def step():
-        pos = torch.tensor(atoms.positions, dtype=sf.dtype, requires_grad=True)
-        return torch.autograd.grad(sf.module(pos, species, edge_index, shifts).sum(), pos)[0]
-
-    return step, edge_index.shape[1]
-
-
 def measure(model_path, atoms, plugin, workdir: Path, rounds: int = 3) -> dict:
     """Interleaved rounds of bare forward + backward and LAMMPS steps, the same number of each per round."""
-    bare, n_edges = bare_step(model_path, atoms)
+    bare, n_edges = bare_student(model_path, [atoms])
     bare()
     bare()  # TorchScript profiling runs
     t0 = clock()
@@ -153,11 +129,10 @@ def run(quick: bool = False) -> dict:
     return results
 
 
-def random_student(layers: int, path: Path, dtype: str, features: int | None = None) -> Path:
+def random_student(path: Path, dtype: str, **hyper) -> Path:
     from hessdistill.formats import export_student
 
-    width = {"features": features} if features else {}
-    return export_student(default_student(["Si"], [14], num_interactions=layers, **width), path, dtype=dtype)
+    return export_student(default_student(["Si"], [14], **hyper), path, dtype=dtype)
 
 
 def work(plugin: Path, quick: bool) -> dict:
@@ -172,7 +147,7 @@ def work(plugin: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for layers in (1, 2, 3):
-            model = random_student(layers, tmp / f"x{layers}.pt", "float32", 8)  # narrow: 8 ranks fit in memory
+            model = random_student(tmp / f"x{layers}.pt", "float32", num_interactions=layers, features=8)  # narrow: 8 ranks fit in memory
             entry = out["students"][f"painn x{layers}"] = {"num_interactions": layers,
                                                            "cutoff_A": DistillConfig().cutoff, "sizes": {}}
             for atoms, cells in sizes.items():
@@ -255,7 +230,7 @@ def wall(plugin: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for layers in (2, 1):
-            script = nve_input(random_student(layers, tmp / f"x{layers}.pt", "float64"), atoms, tmp, plugin)
+            script = nve_input(random_student(tmp / f"x{layers}.pt", "float64", num_interactions=layers), atoms, tmp, plugin)
             script += f"run {steps}\n"
             seconds: dict[int, list[float]] = {1: [], 2: []}
             for _ in range(rounds):

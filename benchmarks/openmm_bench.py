@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import bare_student, call_in_subprocess, default_student  # noqa: E402
+from systems import silicon  # noqa: E402
 from timing import interleaved  # noqa: E402
 
 TARGET_RATIO = 1.1  # speed: OpenMM step / bare student
@@ -46,62 +48,38 @@ def ethanol_box(nx: int, ny: int, nz: int, spacing: float = 5.0, seed: int = 0):
     return box
 
 
-def md_frames(model_path, atoms, n_frames: int):
-    """Positions (A) of the first ``n_frames`` steps of the same NVE run the OpenMM steps take (see
-    ``openmm_step``), so the bare student is timed on the positions OpenMM visits."""
+def md_frames(model_path, atoms, n_frames: int) -> list:
+    """The first ``n_frames`` structures of the same NVE run the OpenMM steps take (see ``openmm_step``), so the
+    bare student is timed on the positions OpenMM visits."""
     from openmm import unit
 
-    step, ctx = openmm_step(model_path, atoms, "Reference", "torchforce" if _has_openmmtorch() else "pythonforce",
-                            False)
+    step, ctx = openmm_step(model_path, atoms, "Reference", backend=_default_backend(), outputs_forces=False)
     frames = []
     for _ in range(n_frames):
         step()
-        frames.append(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom))
+        frames.append(atoms.copy())
+        frames[-1].positions = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     return frames
 
 
-def bare_call(model_path, atoms, frames):
-    """Forward + backward alone on precomputed neighbor lists, one MD frame per call in turn (in MD the edge count
-    changes from step to step)."""
-    from hessdistill.formats import StudentFile
-    from hessdistill.neighbors import neighbor_list
-
-    sf = StudentFile(model_path, device="cpu")
-    species = sf.species(atoms.get_chemical_symbols())
-    along, turn = [], [0]
-    for positions in frames:
-        a = atoms.copy()
-        a.positions = positions
-        ei, sh = neighbor_list(a, sf.cutoff)
-        along.append((torch.tensor(positions, dtype=sf.dtype), torch.tensor(ei), torch.tensor(sh, dtype=sf.dtype)))
-
-    def bare():
-        turn[0] = (turn[0] + 1) % len(along)
-        x, ei, sh = along[turn[0]]
-        x = x.clone().requires_grad_(True)
-        torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)
-
-    return bare
+def _default_backend() -> str:
+    return "torchforce" if importlib.util.find_spec("openmmtorch") is not None else "pythonforce"
 
 
-def _has_openmmtorch() -> bool:
-    return importlib.util.find_spec("openmmtorch") is not None
-
-
-def openmm_step(model_path, atoms, platform: str, backend: str, outputs_forces: bool):
+def openmm_step(model_path, atoms, platform: str, dt_ps: float = 0.0005, **force_options):
+    """(one NVE step, its Context) of the student's System (``create_system(**force_options)``)."""
     from hessdistill.engines.openmm import create_system, topology_from_atoms
 
     topology, pos_nm, atoms = topology_from_atoms(atoms)
-    system = create_system(topology, model_path, masses=atoms.get_masses(), backend=backend,
-                           outputs_forces=outputs_forces)
-    return _stepper(system, pos_nm, platform)
+    system = create_system(topology, model_path, masses=atoms.get_masses(), **force_options)
+    return _stepper(system, pos_nm, platform, dt_ps)
 
 
-def _stepper(system, pos_nm, platform: str):
+def _stepper(system, pos_nm, platform: str, dt_ps: float = 0.0005):
     """(one NVE step, its Context) of ``system`` on ``platform``, started at 300 K and warmed up by 5 steps."""
     import openmm
 
-    integrator = openmm.VerletIntegrator(0.0005)  # 0.5 fs NVE: atoms move, the Verlet list is searched as in MD
+    integrator = openmm.VerletIntegrator(dt_ps)  # NVE: atoms move, the Verlet list is searched as in MD
     ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
     ctx.setPositions(pos_nm)
     ctx.setVelocitiesToTemperature(300.0, 1)
@@ -140,15 +118,12 @@ def run(quick: bool = False) -> dict:
 
     from hessdistill.formats import export_student
     from hessdistill.heap import keep_freed_memory
-    from hessdistill.students import build_student
+
     keep_freed_memory()  # the opt-in (as the CLI does); before any timing, so both sides run with the same heap
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    student = build_student("painn", type_names=["H", "C", "O"], atomic_numbers=[1, 6, 8], cutoff=4.0, features=32,
-                            num_interactions=2)  # the size of the built-in example's student
-    backends = []
-    if _has_openmmtorch():
-        backends += [("torchforce", False), ("torchforce", True)]
+    student = default_student(["H", "C", "O"], [1, 6, 8], cutoff=4.0)  # the size of the built-in example's student
+    torchforce = importlib.util.find_spec("openmmtorch") is not None
+    backends = [("torchforce", False), ("torchforce", True)] if torchforce else []
     if hasattr(openmm, "PythonForce"):
         backends += [("pythonforce", True)]
     systems = {"ethanol_54": (3, 2, 1)} if quick else {"ethanol_54": (3, 2, 1), "ethanol_1125": (5, 5, 5)}
@@ -158,19 +133,18 @@ def run(quick: bool = False) -> dict:
         for name, grid in systems.items():
             atoms = ethanol_box(*grid)
             calls, rounds = (5, 25) if len(atoms) < 200 else (2, 7)
-            fns = {"bare": bare_call(path, atoms, md_frames(path, atoms, 40))}
+            fns = {"bare": bare_student(path, md_frames(path, atoms, 40))[0]}
             keep = []  # the Contexts must outlive the timing
             steps = []
             for backend, outputs_forces in backends:
                 for platform in ("Reference", "CPU"):
                     label = f"{backend}{'+forces' if outputs_forces and backend == 'torchforce' else ''}/{platform}"
-                    fns[label], ctx = openmm_step(path, atoms, platform, backend, outputs_forces)
+                    fns[label], ctx = openmm_step(path, atoms, platform, backend=backend, outputs_forces=outputs_forces)
                     keep.append(ctx)
                     steps.append(label)
-            if _has_openmmtorch():
-                for platform in ("Reference", "CPU"):
-                    fns[f"engine_only/{platform}"], ctx = engine_only_step(atoms, platform)
-                    keep.append(ctx)
+            for platform in ("Reference", "CPU") if torchforce else ():
+                fns[f"engine_only/{platform}"], ctx = engine_only_step(atoms, platform)
+                keep.append(ctx)
             # warm-up: the TorchScript profiling executor optimizes during the first calls
             t = interleaved(fns, rounds, calls=calls, warmup=5, desc=name)
             ms = {k: 1e3 * t.median(k) for k in fns}
@@ -188,65 +162,19 @@ def run(quick: bool = False) -> dict:
     return results
 
 
-def silicon(n: int, seed: int = 0):
-    """Diamond Si, n^3 cubic cells, rattled 0.02 A."""
-    from ase.build import bulk
-
-    atoms = bulk("Si", cubic=True).repeat((n, n, n))
-    atoms.rattle(0.02, seed=seed)
-    return atoms
-
-
-def tiny_student(path: Path) -> Path:
-    from hessdistill.formats import export_student
-    from hessdistill.students import build_student
-
-    torch.manual_seed(0)
-    model = build_student("schnet", type_names=["Si"], atomic_numbers=[14], cutoff=4.0, features=8,
-                          num_interactions=1, num_basis=8)
-    return export_student(model.double(), path)
-
-
 def time_steps(model_path: Path, atoms, skin: float, steps: int, rounds: int) -> dict:
-    """OpenMM NVE steps against the bare student (forward + backward on a fixed edge list) at one size.
-
-    Both run in this process in interleaved rounds (timing.interleaved, CPU clock), so the student's own cost per
-    atom, which grows once its edge tensors leave the CPU caches, is measured beside the whole step and the
-    ratio shows what the OpenMM adapter (Verlet list, unit conversion, OpenMM's own work) adds.
-    """
-    import openmm
-    from openmm import unit
-
-    from hessdistill.engines.openmm import create_system, topology_from_atoms
-    from hessdistill.formats import read_metadata
-    from hessdistill.neighbors import cell_list_edges
-
-    topology, pos_nm, atoms = topology_from_atoms(atoms)
-    system = create_system(topology, model_path, skin=skin)
-    integrator = openmm.VerletIntegrator(0.001)
-    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions(pos_nm)
-    ctx.setVelocitiesToTemperature(300 * unit.kelvin, 1)
-
-    student = torch.jit.load(str(model_path))
-    x = torch.tensor(atoms.positions, dtype=torch.float64)
-    edge_index, shifts = cell_list_edges(x, torch.tensor(atoms.cell.array, dtype=torch.float64), True,
-                                         float(read_metadata(model_path)["cutoff"]))
-    species = torch.zeros(len(atoms), dtype=torch.long)
-
-    def bare():
-        for _ in range(steps):
-            xg = x.detach().requires_grad_(True)
-            torch.autograd.grad([student(xg, species, edge_index, shifts).sum()], [xg])
-
+    """OpenMM NVE steps (Reference, 1 fs) against the bare student (forward + backward on a fixed edge list) at
+    one size, in interleaved rounds: the student's own cost per atom, which grows once its edge tensors leave the
+    CPU caches, beside the whole step; the ratio shows what the OpenMM adapter adds."""
+    step, ctx = openmm_step(model_path, atoms, "Reference", dt_ps=0.001, skin=skin)
+    bare, n_edges = bare_student(model_path, [atoms])
     before = resource.getrusage(resource.RUSAGE_SELF)
-    # warm-up 2 calls each: the first OpenMM step builds the neighbor list and TorchScript's profiled graph
-    t = interleaved({"openmm": lambda: integrator.step(steps), "bare": bare}, rounds=rounds, warmup=2,
-                    units={"openmm": steps, "bare": steps}, desc=f"{len(atoms)} atoms")
+    # warm-up 2 calls each: TorchScript's profiled graph
+    t = interleaved({"openmm": lambda: [step() for _ in range(steps)], "bare": lambda: [bare() for _ in range(steps)]},
+                    rounds=rounds, warmup=2, units={"openmm": steps, "bare": steps}, desc=f"{len(atoms)} atoms")
     after = resource.getrusage(resource.RUSAGE_SELF)
-    n = len(atoms)
-    calls = (rounds + 2) * steps * 2
-    return {"atoms": n, "edges": int(edge_index.shape[1]), "steps_per_round": steps, "rounds": rounds,
+    n, calls = len(atoms), (rounds + 2) * steps * 2
+    return {"atoms": n, "edges": n_edges, "steps_per_round": steps, "rounds": rounds,
             "us_per_atom_step": 1e6 * t.median("openmm") / n, "bare_us_per_atom_step": 1e6 * t.median("bare") / n,
             "openmm_over_bare": t.ratio("openmm", "bare"), "timings": t.summary(),
             "page_faults_per_step": (after.ru_minflt - before.ru_minflt) / calls,
@@ -258,15 +186,26 @@ def flatness(rows: list, key: str) -> dict:
     return {"max_over_min": max(costs) / min(costs), "largest_over_smallest": costs[-1] / costs[0]}
 
 
-def scaling(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3), rounds: int = 5) -> dict:
+def scaling(heap: str, sizes: list, rounds: int = 5) -> dict:
+    """Cost per atom-step of a tiny SchNet (float64) on Si supercells of ``sizes`` cells per side, with a 1 A Verlet
+    skin and without, after the glibc ``heap`` setting (process-wide: call it in a fresh process)."""
+    import openmm
+
+    from hessdistill.formats import export_student
+    from hessdistill.heap import keep_freed_memory
+
+    keep_freed_memory(large_blocks=HEAP_SETTINGS[heap])
     torch.set_num_threads(1)
+    steps = [max(2, int(round(10 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_student(Path(tmp) / "schnet_tiny.pt")
+        tiny = default_student(["Si"], [14], architecture="schnet", cutoff=4.0, features=8, num_interactions=1,
+                               num_basis=8)
+        model = export_student(tiny, Path(tmp) / "schnet_tiny.pt", dtype="float64")
         for skin, label in ((1.0, "skin 1 A"), (0.0, "skin 0")):
             rows = []
             for n, k in zip(sizes, steps):
-                row = time_steps(model, silicon(n), skin, k, rounds)
+                row = time_steps(model, silicon(n, rattle=0.02, seed=0), skin, k, rounds)
                 rows.append(row)
                 r = row["openmm_over_bare"]
                 print(f"{label:>9}  {row['atoms']:6d} atoms  OpenMM {row['us_per_atom_step']:6.2f} us/atom-step "
@@ -278,6 +217,8 @@ def scaling(sizes=(5, 8, 13, 18), steps=(20, 10, 5, 3), rounds: int = 5) -> dict
                       f"{100 * row['system_cpu_share']:.0f}% kernel time", flush=True)
             results[label] = {"rows": rows, **flatness(rows, "us_per_atom_step"),
                               "bare": flatness(rows, "bare_us_per_atom_step")}
+    results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
+                          "cpu_count": os.cpu_count()}
     return results
 
 
@@ -295,30 +236,19 @@ def main(argv=None) -> int:
     if a.mode == "speed":
         print(json.dumps(run(quick=a.quick), indent=2))
         return 0
-    if a.heap == "all":
-        results = {}
-        for heap in HEAP_SETTINGS:
-            with tempfile.NamedTemporaryFile(suffix=".json") as part:
-                cmd = [sys.executable, __file__, "--mode", "scaling", "--sizes", a.sizes, "--heap", heap,
-                       "--out", part.name, "--rounds", str(a.rounds)]
-                subprocess.run(cmd + (["--quick"] if a.quick else []), check=True)
-                results[heap] = json.loads(Path(part.name).read_text())
-    else:
-        import os
-
-        import openmm
-
-        from hessdistill.heap import keep_freed_memory
-
-        keep_freed_memory(large_blocks=HEAP_SETTINGS[a.heap])
-        sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
-        steps = [max(2, int(round(10 * (sizes[0] / n) ** 3))) for n in sizes]  # about the same time per size
-        results = scaling(sizes, steps, a.rounds)
-        results["machine"] = {"torch": torch.__version__, "openmm": openmm.__version__, "threads": 1,
-                              "cpu_count": os.cpu_count()}
+    sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
+    results = {}
+    for heap in HEAP_SETTINGS if a.heap == "all" else [a.heap]:
+        log = Path(a.out).parent / "work" / f"openmm_scaling.{heap}.log"  # the per-size lines
+        log.parent.mkdir(parents=True, exist_ok=True)
+        results[heap] = call_in_subprocess("openmm_bench", "scaling", {"heap": heap, "sizes": sizes,
+                                                                       "rounds": a.rounds}, 7200, log)
+        if "error" in results[heap]:
+            raise SystemExit(f"{heap}: {results[heap]['error']}\n{results[heap].get('output_tail', '')}")
         for label in ("skin 1 A", "skin 0"):
-            print(f"{a.heap}, {label}: cost per atom-step, max/min over sizes {results[label]['max_over_min']:.2f} "
-                  f"(target <= {TARGET_SCALING_FLATNESS:g}); bare student's {results[label]['bare']['max_over_min']:.2f}")
+            r = results[heap][label]
+            print(f"{heap}, {label}: cost per atom-step, max/min over sizes {r['max_over_min']:.2f} (target <= "
+                  f"{TARGET_SCALING_FLATNESS:g}); bare student's {r['bare']['max_over_min']:.2f} (details: {log})")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {a.out}")

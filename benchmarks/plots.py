@@ -10,16 +10,18 @@ from speed import TARGET_SPEEDUP
 from training_cost import TARGET_S1_RATIO
 
 
-def _plt():
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` on the Agg backend (files only, no display): every figure here and in the
+    studies starts with it and ends with ``save``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    return plt.subplots(*args, **kwargs)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -35,9 +37,8 @@ def _ok(part) -> bool:
 def pareto(results: dict, path: Path) -> Path:
     """Speed-up over the teacher (ASE MD steps/s ratio) against held-out force MAE, per student size, distilled
     (filled) and undistilled (open) of equal size, data and training steps."""
-    plt = _plt()
     systems = [s for s in ("ethanol", "si") if _ok(results["speed"].get(s)) and _ok(results["accuracy"].get(s))]
-    fig, axes = plt.subplots(1, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 4.2), squeeze=False)
+    fig, axes = subplots(1, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 4.2), squeeze=False)
     for ax, system in zip(axes[0], systems):
         sp, acc = results["speed"][system], results["accuracy"][system]
         for k, (label, entry) in enumerate(sp["students"].items()):
@@ -57,14 +58,13 @@ def pareto(results: dict, path: Path) -> Path:
         ax.set_ylabel("test force MAE vs teacher (meV/A)")
         ax.set_title(f"{system}: filled = Hessian-distilled, open = undistilled", fontsize=10)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def accuracy_bars(results: dict, path: Path) -> Path:
     """Force and Hessian MAE, distilled vs undistilled, per size (error bars: std over seeds)."""
-    plt = _plt()
     systems = [s for s in ("ethanol", "si") if _ok(results["accuracy"].get(s))]
-    fig, axes = plt.subplots(2, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 6.5), squeeze=False)
+    fig, axes = subplots(2, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 6.5), squeeze=False)
     for col, system in enumerate(systems):
         sizes = results["accuracy"][system]["sizes"]
         labels = list(sizes)
@@ -79,13 +79,12 @@ def accuracy_bars(results: dict, path: Path) -> Path:
             ax.set_ylabel(f"test {key.replace('_', ' ')} ({unit})")
             ax.set_title(f"{system} (main size: mean of {results['accuracy'][system]['seeds']} seeds)", fontsize=9)
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def s_curve(results: dict, path: Path) -> Path:
     """Accuracy and epoch time against s (Hessian rows per structure and step; s = 0 is wH = 0)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = subplots(1, 3, figsize=(14, 3.8))
     curve = results["training_cost"].get("s_curve", {})
     for k, (system, rows) in enumerate(curve.items()):
         if not isinstance(rows, list) or not rows:
@@ -106,15 +105,14 @@ def s_curve(results: dict, path: Path) -> Path:
         ax.set_xlabel("s (Hessian rows per structure and step; 0 = E+F only)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def conservation(results: dict, path: Path) -> Path:
     """NVE drift per seed for each model, with the count of unstable runs."""
-    plt = _plt()
     part = results["conservation"]
     systems = [s for s, v in part.items() if _ok(v)]
-    fig, axes = plt.subplots(1, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 3.8), squeeze=False)
+    fig, axes = subplots(1, max(1, len(systems)), figsize=(6 * max(1, len(systems)), 3.8), squeeze=False)
     for ax, system in zip(axes[0], systems):
         models = part[system]["models"]
         for k, (name, m) in enumerate(models.items()):
@@ -125,13 +123,12 @@ def conservation(results: dict, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_ylabel("|NVE drift| (eV/atom/ps)")
         ax.set_title(f"{system}: drift per seed (first 20% discarded)", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def speed_and_labeling(results: dict, path: Path) -> Path:
     """Left: MD speed-up of every student (and engine) over the teacher. Right: Hessian rows/s, batched vs loop."""
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(13, 4))
     names, vals, colors = [], [], []
     for k, system in enumerate(("ethanol", "si")):
         sp = results["speed"].get(system)
@@ -163,7 +160,7 @@ def speed_and_labeling(results: dict, path: Path) -> Path:
         ax2.set_ylabel("teacher Hessian rows / s")
         ax2.set_title("labelling: full teacher Hessian, batched VJPs vs row loop", fontsize=9)
         ax2.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 ALL = {"pareto": pareto, "accuracy": accuracy_bars, "s_curve": s_curve, "conservation": conservation,

@@ -22,7 +22,9 @@ from common import REPO, jsonable, median  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 STUDIES = REPO / "benchmarks" / "studies" / "results"  # the one-off studies' JSON and PNGs
-STUDY_NAMES = ("hessian_weight", "trust", "deepmd_compare", "targets")
+# each study's JSON name and the command that writes it
+STUDY_COMMANDS = {"hessian_weight": "studies/weight_sweep.py --option hessian_weight", "trust": "studies/trust.py",
+                  "deepmd_compare": "studies/deepmd_compare.py", "targets": "studies/targets.py"}
 TEMPLATE = Path(__file__).resolve().parent / "report.md"
 README_BEGIN = "<!-- benchmark table: written by benchmarks/report.py from benchmarks/results/results.json -->"
 README_END = "<!-- end of benchmark table -->"
@@ -194,8 +196,8 @@ def _hessian_weight(hw: dict) -> list[str]:
     from accuracy import HESSIAN_WEIGHT
 
     best = {system: min(by_weight, key=lambda wh: by_weight[wh]["force_mae"]) for system, by_weight in hw.items()}
-    return (["Hessian-loss weight (`benchmarks/studies/hessian_weight.py`, studies/results/hessian_weight.json; main "
-             f"size, s = 1, mean over its seeds): lowest force MAE at wH = "
+    return (["Hessian-loss weight (`benchmarks/studies/weight_sweep.py --option hessian_weight`, "
+             "studies/results/hessian_weight.json; main size, s = 1, mean over its seeds): lowest force MAE at wH = "
              f"{', '.join(f'{v} ({k})' for k, v in best.items())}; package default {HESSIAN_WEIGHT:g}.", ""]
             + _table("system | wH | force MAE (meV/A) | Hessian MAE (eV/A^2) | energy MAE (meV/atom)",
                      ([system, wh, *_mae_cells(m)] for system, by_weight in hw.items() for wh, m in by_weight.items())))
@@ -287,7 +289,7 @@ def _run_line(name: str, d: dict, rel: str) -> str:
     m = d.get("machine", {})
     wall = f", {d['wall_seconds']:.0f} s wall" if d.get("wall_seconds") else ""
     cpu = f" / {d['cpu_seconds']:.0f} s CPU" if d.get("cpu_seconds") else ""
-    return (f"`benchmarks/studies/{name}.py` ({rel}/{name}.json): {d.get('date') or d.get('started')}, "
+    return (f"`benchmarks/{STUDY_COMMANDS[name]}` ({rel}/{name}.json): {d.get('date') or d.get('started')}, "
             f"`{d.get('command', '')}`{wall}{cpu}; {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), load "
             f"average at start {m.get('load_average_at_start')}; commit {d.get('versions', {}).get('git_commit')}.")
 
@@ -412,10 +414,7 @@ def _deepmd(dc: dict, rel: str) -> list[str]:
 
 def _cell(x, scale=1.0, fmt="{:.2f}") -> str:
     """A spread over seeds {"median", "min", "max", "n"} as 'median (min-max)', '-' when missing."""
-    if not x:
-        return "-"
-    m = fmt.format(scale * x["median"])
-    return m if x["n"] == 1 else f"{m} ({fmt.format(scale * x['min'])}-{fmt.format(scale * x['max'])})"
+    return _r({k: scale * x[k] for k in ("median", "min", "max")}, fmt, unit="") if x else "-"
 
 
 def _efficiency(eff: dict) -> str:
@@ -480,7 +479,7 @@ def _targets(tg: dict, rel: str) -> list[str]:
 
 def load_studies(folder: Path = STUDIES) -> dict:
     """{name: that study's JSON, or None if it has not been run}."""
-    return {name: _load(folder / f"{name}.json") for name in STUDY_NAMES}
+    return {name: _load(folder / f"{name}.json") for name in STUDY_COMMANDS}
 
 
 def _load(path: Path):
@@ -495,7 +494,7 @@ def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: 
 
     def study(name, fn, *args):
         d = studies.get(name)
-        return fn(d, *args) if d else [f"Not run yet: `python benchmarks/studies/{name}.py`."]
+        return fn(d, *args) if d else [f"Not run yet: `python benchmarks/{STUDY_COMMANDS[name]}`."]
 
     blocks = {"header": _header(res), "targets": _goals(res), "data": _data(res), "speed": _speed(res),
               "accuracy": _accuracy(res), "training": _training(res), "s_curve": _s_curve(res),
@@ -582,9 +581,7 @@ def readme_table(res: dict) -> str:
     head = (f"Latest full run ({res['date'][:10]}, {_f(res.get('total_seconds'), '{:.0f}')} s, {m.get('cpus')}-CPU "
             f"{m.get('cpu_model', '')} machine, load average at start {m.get('load_average_at_start')}, 1 torch "
             "thread); ratios are medians over interleaved rounds, (min-max) over rounds:")
-    lines = [head, "", "| figure | result | target |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines)
+    return "\n".join([head, ""] + _table("figure | result | target", rows))
 
 
 def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",

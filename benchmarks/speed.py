@@ -1,14 +1,22 @@
-"""Figure 1 (speed): MD steps per second of each student against its teacher (ASE, OpenMM or LAMMPS, .pt2)."""
+"""Figure 1 (speed): MD steps per second of each student against its teacher (ASE, OpenMM or LAMMPS, .pt2).
+
+Run alone, one mode: the ASE calculator's time per energy+forces call, TorchScript against .pt2 (docs/design/pt2.md):
+
+    OMP_NUM_THREADS=1 python benchmarks/speed.py pt2 [--rounds 7] [--sizes ethanol si64 si512] [--out FILE.json]
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from common import guarded
-from timing import Seconds, clock, interleaved
+from timing import Seconds, clock, interleaved, spread
 
 TARGET_SPEEDUP = {"si": 25.0}
 
@@ -172,3 +180,86 @@ def measure(system: str, dataset, records: list[dict], size, acc: dict) -> dict:
         out["target_speedup"] = TARGET_SPEEDUP[system]
         out["target_met"] = bool(out["main_speedup"] >= TARGET_SPEEDUP[system] and out["main_force_mae_not_worse"])
     return out
+
+
+def pt2_in_ase(sizes, dtypes, rounds: int) -> dict:
+    """Per dtype and structure: ms per energy+forces call of the ASE calculator ("ase") and of the model on a
+    ready neighbour list ("model"), TorchScript against .pt2, and the per-round speed-up."""
+    import torch
+    from ase.build import molecule
+    from ase.calculators.calculator import all_changes
+
+    from common import default_student
+    from hessdistill.engines.ase import StudentCalculator
+    from hessdistill.formats import save_student
+    from hessdistill.heap import keep_freed_memory
+    from hessdistill.neighbors import neighbor_list
+    from systems import silicon
+
+    torch.set_num_threads(1)
+    # the heap setting the CLI applies and a user's MD script is told to (heap.py): without it TorchScript's
+    # per-call page faults made its times vary 1.5x between runs of this benchmark, the package's hardly
+    keep_freed_memory()
+    model = default_student(["H", "C", "O", "Si"], [1, 6, 8, 14])
+    structures = {}
+    for name in sizes:
+        structures[name] = molecule("CH3CH2OH") if name == "ethanol" else silicon(SI_CELLS[name], seed=1)
+        if name == "ethanol":
+            structures[name].rattle(0.05, seed=1)
+
+    def ase_call(calc, atoms, rng) -> None:  # positions move a little each call, so nothing is cached
+        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        calc.calculate(atoms, ["energy", "forces"], all_changes)
+
+    def model_call(student, atoms):
+        ei, sh = neighbor_list(atoms, student.cutoff)
+        inputs = (torch.tensor(atoms.positions, dtype=student.dtype), student.species(atoms.get_chemical_symbols()),
+                  torch.tensor(ei), torch.tensor(sh, dtype=student.dtype))
+        return lambda: student.evaluate(*inputs)
+
+    results = {"torch": torch.__version__, "clock": "process_time", "threads": 1, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in dtypes:
+            calcs = {fmt: StudentCalculator(save_student(model, Path(tmp) / f"s_{dtype}{suffix}", dtype=dtype,
+                                                         format=fmt), device="cpu")
+                     for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2"))}
+            for name, atoms in structures.items():
+                fns = {}
+                for fmt, calc in calcs.items():
+                    fns[f"ase {fmt}"] = lambda c=calc, a=atoms.copy(), r=np.random.default_rng(0): ase_call(c, a, r)
+                    fns[f"model {fmt}"] = model_call(calc.student, atoms)
+                calls = max(2, int(2000 / len(atoms)))
+                # 3 warm-up calls each: TorchScript's profiling executor optimizes during the first calls
+                seconds = interleaved(fns, rounds, calls=calls, warmup=3, desc=f"{name} {dtype}").seconds
+                for what in ("ase", "model"):
+                    ts, pt2 = (np.asarray(seconds[f"{what} {fmt}"]) for fmt in ("torchscript", "pt2"))
+                    row = {"system": name, "atoms": len(atoms), "dtype": dtype, "what": what, "calls_per_round": calls,
+                           "ms_torchscript": 1e3 * float(np.median(ts)), "ms_pt2": 1e3 * float(np.median(pt2)),
+                           "speedup": spread(ts / pt2), "seconds": {"torchscript": ts.tolist(), "pt2": pt2.tolist()}}
+                    results["rows"].append(row)
+                    sp = row["speedup"]
+                    print(f"{name:8s} {len(atoms):4d} atoms {dtype} {what:5s}: TorchScript "
+                          f"{row['ms_torchscript']:8.3f} ms, pt2 {row['ms_pt2']:8.3f} ms, speed-up "
+                          f"{sp['median']:.2f}x ({sp['min']:.2f}-{sp['max']:.2f})", flush=True)
+    return results
+
+
+SI_CELLS = {"si8": 1, "si64": 2, "si216": 3, "si512": 4}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
+    p.add_argument("mode", choices=["pt2"], help="the mode (figure 1 itself runs in run.py)")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sizes", nargs="+", default=["ethanol", "si64", "si512"], choices=["ethanol", *SI_CELLS])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    p.add_argument("--out", help="write the results as JSON here")
+    a = p.parse_args(argv)
+    results = pt2_in_ase(a.sizes, a.dtypes, a.rounds)
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

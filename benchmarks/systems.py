@@ -44,6 +44,16 @@ def teacher(name: str):
     return _TEACHERS[name]
 
 
+def silicon(cells: int, rattle: float = 0.05, seed: int | None = None) -> Atoms:
+    """Diamond Si, ``cells``^3 cubic cells of 8 atoms, rattled by ``rattle`` A (seed: ``cells`` unless given); the
+    engine benchmarks' structure."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(cells)
+    atoms.rattle(rattle, seed=cells if seed is None else seed)
+    return atoms
+
+
 def md_structure(system: str) -> Atoms:
     from hessdistill.sample import starting_structure
 

@@ -21,7 +21,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # common, timing, systems
 
-from common import BENCH_DIR, REPO  # noqa: E402
+import common  # noqa: E402
+from common import BENCH_DIR, REPO, hessdistill_cli, jsonable, run_logged  # noqa: E402
 from timing import spread  # noqa: E402
 
 DEFAULT_VENV = os.environ.get("HESSDISTILL_DEEPMD_VENV", "/tmp/hessdistill-deepmd-venv")
@@ -66,12 +67,11 @@ def build_data(workdir: Path, processes: int = 2) -> dict:
         structures = split(md + shaken, DATA["split"], seed=DATA["seed"])
         write_structures(structures, structures_file)
     t1 = time.process_time()
-    # labelling in ``processes`` shard processes (label_structures skips finished structures; the last merges)
-    env = dict(os.environ, **THREAD_ENV)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), env.get("PYTHONPATH", "")) if p)
+    # labelling in ``processes`` shard processes (finished structures are skipped; the last shard merges)
     with ThreadPoolExecutor(processes) as pool:
-        shards = list(pool.map(lambda i: run_timed([sys.executable, __file__, "label-shard", workdir, i, processes],
-                                                   workdir, env, workdir / f"label{i}.log"), range(processes)))
+        shards = list(pool.map(lambda i: hessdistill_cli(
+            "label", structures_file, "--teacher", "sevennet0", "--rows", DATA["rows"], "--seed", DATA["seed"],
+            "--shard", f"{i}/{processes}", "-o", store, log=workdir / f"label{i}.log"), range(processes)))
     if not store.exists():
         label_structures(structures, teacher, store, rows=DATA["rows"], seed=DATA["seed"])  # merge
     counts = {s: sum(a.info["split"] == s for a in structures) for s in ("train", "val", "test")}
@@ -106,17 +106,6 @@ def deepmd_sets(labels: Path, out: Path) -> dict:
     return counts
 
 
-def label_shard(workdir: Path, i: int, n: int) -> None:
-    """One labelling shard (a process of its own, run by ``build_data``)."""
-    from hessdistill.label import label_structures
-    from hessdistill.sample import read_structures
-    from hessdistill.teachers import load_teacher
-
-    structures = read_structures(workdir / "structures.extxyz")
-    label_structures(structures, load_teacher("sevennet0"), workdir / "labels.h5", rows=DATA["rows"],
-                     seed=DATA["seed"], shard=(i, n))
-
-
 def deepmd_env(venv: Path) -> dict:
     """Environment of the DeePMD venv's programs: its bin first, MPI libraries found, one thread everywhere."""
     site = next((venv / "lib").glob("python3*/site-packages"))
@@ -128,21 +117,6 @@ def deepmd_env(venv: Path) -> dict:
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
     return env
-
-
-def run_timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> dict:
-    """Run ``cmd``; its wall and CPU seconds (user + system of the process and its children, from wait4)."""
-    t0 = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"$ {' '.join(map(str, cmd))}\n")
-        out.flush()
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(f"{' '.join(map(str, cmd[:3]))} exited with {proc.returncode} (log {log}):\n{tail}")
-    return {"wall": time.perf_counter() - t0, "cpu": usage.ru_utime + usage.ru_stime}
 
 
 def deepmd_input(descriptor: list[int], fitting: list[int], numb_steps: int, data: Path) -> dict:
@@ -176,7 +150,7 @@ def train_deepmd(name: str, workdir: Path, venv: Path, budget_s: float, probe_st
     probe.mkdir(parents=True, exist_ok=True)
     (probe / "input.json").write_text(json.dumps(deepmd_input(descriptor, fitting, probe_steps, data), indent=1))
     (probe / "train.log").unlink(missing_ok=True)
-    probe_time = run_timed([dp, "--tf", "train", "input.json"], probe, env, probe / "train.log")
+    probe_time = run_logged([dp, "--tf", "train", "input.json"], probe / "train.log", env, probe)
     import re
 
     found = re.findall(r"average training time: ([\d.eE+-]+) s/batch", (probe / "train.log").read_text())
@@ -187,15 +161,15 @@ def train_deepmd(name: str, workdir: Path, venv: Path, budget_s: float, probe_st
     (folder / "input.json").write_text(json.dumps(deepmd_input(descriptor, fitting, numb_steps, data), indent=1))
     log = folder / "train.log"
     log.unlink(missing_ok=True)
-    times = {"probe": probe_time, "train": run_timed([dp, "--tf", "train", "input.json"], folder, env, log)}
-    times["freeze"] = run_timed([dp, "--tf", "freeze", "-o", "frozen.pb"], folder, env, log)
-    times["compress"] = run_timed([dp, "--tf", "compress", "-i", "frozen.pb", "-o", "compressed.pb"], folder, env, log)
+    times = {"probe": probe_time, "train": run_logged([dp, "--tf", "train", "input.json"], log, env, folder)}
+    times["freeze"] = run_logged([dp, "--tf", "freeze", "-o", "frozen.pb"], log, env, folder)
+    times["compress"] = run_logged([dp, "--tf", "compress", "-i", "frozen.pb", "-o", "compressed.pb"], log, env, folder)
     maes = {}
     for model in ("frozen", "compressed"):
         for f in folder.glob(f"test_{model}*.out"):
             f.unlink()
-        run_timed([dp, "--tf", "test", "-m", f"{model}.pb", "-s", str(data / "test"), "-n", "100000",
-                   "-d", f"test_{model}"], folder, env, log)
+        run_logged([dp, "--tf", "test", "-m", f"{model}.pb", "-s", str(data / "test"), "-n", "100000",
+                    "-d", f"test_{model}"], log, env, folder)
         detail = np.loadtxt(next(folder.glob(f"test_{model}*.f.out")), ndmin=2)  # data_f(3) pred_f(3) per atom
         energy = np.loadtxt(next(folder.glob(f"test_{model}*.e_peratom.out")), ndmin=2)  # data_e pred_e per atom
         maes[model] = {"force_mae": float(np.abs(detail[:, :3] - detail[:, 3:6]).mean()),
@@ -216,16 +190,13 @@ def train_ours(workdir: Path, labels: Path, budget: str) -> dict:
     if done.exists():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, **THREAD_ENV)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), env.get("PYTHONPATH", "")) if p)
-    cli = [sys.executable, "-m", "hessdistill"]
     log = folder / "train.log"
     log.unlink(missing_ok=True)
     run = folder / "run"
-    times = {"train": run_timed(cli + ["distill", str(labels), "--out", str(run), "--time-budget", budget,
-                                       "--export-dtype", "float32", "--no-resume"], folder, env, log)}
-    times["export_pt2"] = run_timed(cli + ["export", str(run), "-o", str(folder / "student.pt2"), "--dtype",
-                                           "float32", "--format", "pt2"], folder, env, log)
+    times = {"train": hessdistill_cli("distill", labels, "--out", run, "--time-budget", budget, "--export-dtype",
+                                      "float32", "--no-resume", log=log),
+             "export_pt2": hessdistill_cli("export", run, "-o", folder / "student.pt2", "--dtype", "float32",
+                                           "--format", "pt2", log=log)}
     summary = json.loads((run / "summary.json").read_text())
     result = {"name": "painn-32x2", "config": summary["config"], "parameters": summary["parameters"],
               "epochs": summary["epochs"], "stop_reason": summary["stop_reason"], "compiled": summary["compiled"],
@@ -237,20 +208,15 @@ def train_ours(workdir: Path, labels: Path, budget: str) -> dict:
 
 
 def student_test_mae(student: str, labels: Path) -> dict:
-    """Force and energy MAE of an exported student against the teacher on the store's test split."""
+    """Force and energy MAE (no offset removed, as DeePMD's ``dp test``) of an exported student on the store's
+    test split."""
     from hessdistill.engines.ase import StudentCalculator
     from hessdistill.label import load_labels
+    from hessdistill.report.labels import label_errors
 
-    calc = StudentCalculator(student, device="cpu")
-    f_err, e_err = [], []
-    for x in load_labels(labels):
-        if x.split != "test":
-            continue
-        atoms = x.atoms()
-        atoms.calc = calc
-        f_err.append(np.abs(atoms.get_forces() - x.forces).ravel())
-        e_err.append(abs(atoms.get_potential_energy() - x.energy) / len(atoms))
-    return {"force_mae": float(np.concatenate(f_err).mean()), "energy_mae_per_atom": float(np.mean(e_err))}
+    test = [x for x in load_labels(labels) if x.split == "test"]
+    errors, _ = label_errors(test, StudentCalculator(student, device="cpu"), hessian_rows=0, progress=False)
+    return {"force_mae": errors["force_mae"], "energy_mae_per_atom": errors["energy_mae_per_atom_raw"]}
 
 
 def plugin_for_deepmd_lammps(venv: Path, build_dir: Path) -> Path:
@@ -353,8 +319,8 @@ def lammps_timing(workdir: Path, venv: Path, models: dict, rounds: int, seconds:
     env = deepmd_env(venv)
     env["PYTHONPATH"] = os.pathsep.join((str(BENCH_DIR), str(REPO / "python")))  # timing.py, hessdistill.progress
     (folder / "timing.log").unlink(missing_ok=True)
-    run_timed([venv / "bin" / "python", __file__, "lammps-child", folder / "spec.json"], folder, env,
-              folder / "timing.log")
+    run_logged([venv / "bin" / "python", __file__, "lammps-child", folder / "spec.json"], folder / "timing.log", env,
+               folder)
     res = json.loads((folder / "timing.json").read_text())
     _, teacher_forces = load_teacher("sevennet0").energy_forces(atoms)
     for name, m in res["models"].items():
@@ -367,12 +333,9 @@ def lammps_timing(workdir: Path, venv: Path, models: dict, rounds: int, seconds:
 
 def pareto_plot(res: dict, path: Path) -> Path:
     """Held-out force MAE against LAMMPS us per atom-step, one point per model (lower left is better)."""
-    import matplotlib
+    import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    fig, ax = plots.subplots(figsize=(5.6, 4.2))
     for name, m in res["models"].items():
         us = res["lammps"]["us_per_atom_step"][name]
         mae = 1e3 * m["test"]["force_mae"]
@@ -387,10 +350,7 @@ def pareto_plot(res: dict, path: Path) -> Path:
     ax.set_ylim(0, 1.15e3 * max(m["test"]["force_mae"] for m in res["models"].values()))
     ax.set_title("SiC, SevenNet-0 labels: hessdistill vs DeePMD-kit (compressed)", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path)
 
 
 def target(res: dict) -> dict:
@@ -416,8 +376,6 @@ def target(res: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    import common
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="/tmp/hessdistill-deepmd-compare")
     p.add_argument("--venv", default=DEFAULT_VENV, help="venv of benchmarks/studies/deepmd_env.sh")
@@ -432,8 +390,7 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     if not (venv / "bin" / "dp").exists():
         raise SystemExit(f"no DeePMD-kit venv at {venv}: run bash benchmarks/studies/deepmd_env.sh {venv}")
-    t_start, started = time.perf_counter(), common.now()
-    machine = common.machine()
+    t_start, record = time.perf_counter(), common.study_record("deepmd_compare.py", argv)
     print("data ...", flush=True)
     data = build_data(workdir)
     labels = Path(data["labels"])
@@ -473,9 +430,8 @@ def main(argv=None) -> int:
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; print(json.dumps({d: m.version(d) "
          "for d in ('deepmd-kit', 'tensorflow-cpu', 'lammps', 'dpdata', 'numpy')}))"],
         capture_output=True, text=True, env=deepmd_env(venv), check=True).stdout
-    res = {"date": started, "command": "python benchmarks/studies/deepmd_compare.py " + " ".join(argv or sys.argv[1:]),
-           "wall_seconds": time.perf_counter() - t_start, "machine": machine, "versions": common.versions(),
-           "deepmd_venv_versions": json.loads(venv_versions), "data": data,
+    res = {**record, "wall_seconds": time.perf_counter() - t_start, "deepmd_venv_versions": json.loads(venv_versions),
+           "data": data,
            "system": {"structure": f"3C-SiC (zincblende, a = {LATTICE} A), cubic cell x (2, 1, 1)",
                       "type_map": TYPE_MAP},
            "training": {"ours": ours, **{k: v for k, v in trained.items() if k != "ours"},
@@ -485,8 +441,6 @@ def main(argv=None) -> int:
                             "pair_styles": lmp_models, "ranks": 1, "threads": 1, "rounds": a.rounds,
                             "seconds_per_call": a.seconds, "structure_atoms": lmp["atoms"], "rattle": 0.05}}
     res["target"] = target(res)
-    from common import jsonable
-
     out = Path(a.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable(res), indent=1))  # first: a failing plot must not lose the numbers
@@ -503,8 +457,6 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["lammps-child"]:
         lammps_timing_child(sys.argv[2])
-    elif sys.argv[1:2] == ["label-shard"]:
-        label_shard(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1:2] == ["data-only"]:
         print(build_data(Path(sys.argv[2])))
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, 
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import plots  # noqa: E402
 import timing  # noqa: E402
-from common import jsonable  # noqa: E402
+from common import hessdistill_cli, jsonable  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # arm -> flags of `hessdistill distill` besides --out and --seed; "distilled" is the defaults
@@ -60,19 +60,6 @@ SYSTEMS = {
 }
 
 
-def hessdistill(*args, log: Path) -> float:
-    """Run the command-line tool as a user would; returns its wall time (s); its output goes to ``log``."""
-    t0 = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"$ hessdistill {' '.join(map(str, args))}\n")
-        out.flush()
-        proc = subprocess.run([sys.executable, "-m", "hessdistill", *map(str, args)], stdout=out,
-                              stderr=subprocess.STDOUT, env=common.child_env())
-    if proc.returncode:
-        raise RuntimeError(f"hessdistill {args[0]} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - t0
-
-
 def build_complex(path: Path, seed: int = 0) -> Path:
     """Acetamide + 2 methanol + 4 water on a 3x3 grid (3.2 A apart, random orientations), relaxed by ANI-1x."""
     from ase import Atoms
@@ -107,17 +94,19 @@ def build_mgo(path: Path) -> Path:
     return path
 
 
-def sample_args(spec: dict, start: str, n: int, split: str, seed: int) -> list:
-    """The `hessdistill sample` arguments (no output) for ``n`` structures of a system's mix."""
+def sample_and_label(spec: dict, start: str, n: int, split: str, seed: int, folder: Path, name: str) -> dict:
+    """``hessdistill sample`` of ``n`` structures of a system's mix into ``folder/<name>.extxyz``, then
+    ``hessdistill label`` into ``folder/<name>.h5``: wall times and the sampling command as run."""
     n_md = int(round(spec["md_fraction"] * n))
-    return (["sample", "--start", start, "--teacher", spec["teacher"], "--md", n_md, "--temperature",
+    args = (["sample", "--start", start, "--teacher", spec["teacher"], "--md", n_md, "--temperature",
              spec["temperatures"], *([spec["extra"], n - n_md] if spec["extra"] else []), "--split", split,
              "--seed", seed] + (["--strain", spec["strain"]] if spec.get("strain") else []))
-
-
-def as_run(args, folder: Path) -> str:
-    """The command line as run, with file names instead of scratch paths."""
-    return " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x) for x in args)
+    structures, log = folder / f"{name}.extxyz", folder / "log.txt"
+    sample_s = hessdistill_cli(*args, "-o", structures, log=log)["wall"]
+    label_s = hessdistill_cli("label", structures, "--teacher", spec["teacher"], "--rows", spec["rows"], "-o",
+                              folder / f"{name}.h5", log=log)["wall"]
+    return {"sample_wall_s": sample_s, "label_wall_s": label_s,  # the command line with file names, not paths
+            "sampling": " ".join(Path(str(x)).name if str(x).startswith(str(folder)) else str(x) for x in args)}
 
 
 def build_labels(system: str, size: Size, folder: Path) -> dict:
@@ -133,18 +122,14 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     elif start == "mgo.xyz":
         start = str(build_mgo(folder / start))
     n = size.train + size.val + size.test
-    log = folder / "log.txt"
-    args = sample_args(spec, start, n, f"{size.train / n:.6f},{size.val / n:.6f},{size.test / n:.6f}", seed=0)
-    sample_s = hessdistill(*args, "-o", folder / "structures.extxyz", log=log)
-    label_s = hessdistill("label", folder / "structures.extxyz", "--teacher", spec["teacher"], "--rows",
-                          spec["rows"], "-o", labels, log=log)
+    run = sample_and_label(spec, start, n, f"{size.train / n:.6f},{size.val / n:.6f},{size.test / n:.6f}", 0, folder,
+                           "labels")
     from hessdistill.label import load_labels
 
     items = load_labels(labels)
     counts = {s: sum(it.split == s for it in items) for s in ("train", "val", "test")}
     info = {"start": start, "atoms": len(items[0].numbers), "teacher": spec["teacher"], "rows": spec["rows"],
-            "counts": counts, "sample_wall_s": sample_s, "label_wall_s": label_s,
-            "sampling": as_run(args, folder)}
+            "counts": counts, **run}
     info_path.write_text(json.dumps(info, indent=1))
     return info
 
@@ -175,18 +160,13 @@ def more_labels(system: str, size: Size, folder: Path) -> Path:
     spec, info_path = SYSTEMS[system], folder / "labels.json"
     info = json.loads(info_path.read_text())
     # n_more + 2: the split keeps one val and one test structure; they are dropped
-    args = sample_args(spec, info["start"], n_more + 2, "1,0,0", seed=1)
-    log = folder / "log.txt"
-    sample_s = hessdistill(*args, "-o", folder / "more.extxyz", log=log)
-    label_s = hessdistill("label", folder / "more.extxyz", "--teacher", spec["teacher"], "--rows", spec["rows"],
-                          "-o", folder / "more.h5", log=log)
+    run = sample_and_label(spec, info["start"], n_more + 2, "1,0,0", 1, folder, "more")
     items = load_labels(folder / "labels.h5")
     more = [it for it in load_labels(folder / "more.h5") if it.split == "train"][:n_more]
     train = [it for it in items if it.split == "train"]
     write_store(train + more + [it for it in items if it.split != "train"], path,
                 teacher_name=store_teacher(folder / "labels.h5"))
-    info["more"] = {"train": len(more), "sample_wall_s": sample_s, "label_wall_s": label_s,
-                    "sampling": as_run(args, folder)}
+    info["more"] = {"train": len(more), **run}
     info_path.write_text(json.dumps(info, indent=1))
     return path
 
@@ -213,7 +193,7 @@ def one_run(system: str, size: Size, folder: Path, arm: str, n_train: int, seed:
     else:
         store = subset_store(folder / "labels.h5", n_train, folder / f"labels-n{n_train}.h5")
     args = ["distill", store, "--out", run_dir, "--seed", seed, *size.distill_flags, *ARMS[arm]]
-    wall = hessdistill(*args, log=folder / "log.txt")
+    wall = hessdistill_cli(*args, log=folder / "log.txt")["wall"]
     summary = json.loads((run_dir / "summary.json").read_text())
     report = json.loads((run_dir / "report" / "report.json").read_text())
     physics = {k: v for k, v in report.get("physics", {}).items()
@@ -355,13 +335,10 @@ def write(workdir: Path) -> dict:
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     systems = results["systems"]
     if not systems:
         return
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), squeeze=False)
+    fig, axes = plots.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), squeeze=False)
     for ax, (name, s) in zip(axes[0], systems.items()):
         for arm, style in (("distilled", "o-"), ("baseline", "s--")):
             c = s["curve"].get(arm, {})
@@ -377,9 +354,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("training structures")
         ax.set_ylabel("held-out force MAE (meV/A)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def main(argv=None) -> dict:
@@ -397,10 +372,7 @@ def main(argv=None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     _STATE["out"] = Path(a.out) if a.out else (workdir if a.quick else RESULTS)
     _STATE["out"].mkdir(parents=True, exist_ok=True)
-    _STATE["meta"] = {"command": "python benchmarks/studies/targets.py " + " ".join(argv if argv is not None else
-                                                                             sys.argv[1:]),
-                      "started": common.now(), "machine": common.machine(), "versions": common.versions(),
-                      "size": size.__dict__, "seeds": seeds}
+    _STATE["meta"] = {**common.study_record("targets.py", argv), "size": size.__dict__, "seeds": seeds}
     with ThreadPoolExecutor(a.jobs) as pool:
         list(pool.map(lambda s: run_system(s, size, workdir, seeds), a.systems))
     out = write(workdir)

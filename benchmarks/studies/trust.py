@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # common, timing, 
 import numpy as np  # noqa: E402
 
 import common  # noqa: E402
+import plots  # noqa: E402
 from common import jsonable  # noqa: E402
 from timing import clock  # noqa: E402  (CPU seconds, as every timing)
 
@@ -269,14 +268,10 @@ def summarize(seeds: list[dict]) -> dict:
 
 
 def plot(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
     systems = [s for s, r in results["systems"].items() if isinstance(r, dict) and "seeds" in r]
-    fig, axes = plt.subplots(2, max(1, len(systems)), figsize=(5.5 * max(1, len(systems)), 8.5), squeeze=False)
+    fig, axes = plots.subplots(2, max(1, len(systems)), figsize=(5.5 * max(1, len(systems)), 8.5), squeeze=False)
     colors = {"refine": "C3", "random": "C0", "no_new_frames": "0.5"}
     for j, system in enumerate(systems):
         r = results["systems"][system]
@@ -309,10 +304,7 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_ylabel("hot test force MAE, member 0 (meV/A)")
         ax.set_title(f"{system}: refine vs random frames ({len(r['seeds'])} seeds)", fontsize=9)
         ax.legend(fontsize=8, title="no new frames: x = the others' calls", title_fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path)
 
 
 def run_system(system: str, size: Size, workdir: Path, seeds: int) -> dict:
@@ -345,7 +337,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=None, help="seeds per system (default: the size's)")
     p.add_argument("--out", default=None, help="folder for trust.json and trust.png")
     p.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
-    p.add_argument("--jobs", type=int, default=2, help="systems run side by side in worker processes")
+    p.add_argument("--jobs", type=int, default=2, help="systems run side by side in worker processes (1: in this process)")
     a = p.parse_args(argv)
     import trust  # this module by name, so that the spawned workers can find run_system
 
@@ -355,17 +347,13 @@ def main(argv=None) -> dict:
         out = Path(a.out) if a.out else (Path(tmp) / "out" if a.quick else RESULTS)
         out.mkdir(parents=True, exist_ok=True)
         workdir = Path(a.workdir) if a.workdir else Path(tmp)
-        results = {"date": common.now(), "command": "python benchmarks/studies/trust.py " + " ".join(argv or sys.argv[1:]),
-                   "machine": common.machine(), "versions": common.versions(), "torch_threads": 1,
+        results = {**common.study_record("trust.py", argv), "torch_threads": 1,
                    "size": dataclasses.asdict(size), "seeds": seeds, "threshold_quantile": THRESHOLD_QUANTILE,
                    "upper_factor": UPPER_FACTOR, "systems": {}}
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max(1, min(a.jobs, len(a.systems))),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {system: pool.submit(common.guarded, trust.run_system, system, size, workdir, seeds)
-                       for system in a.systems}
-            for system, future in futures.items():
-                results["systems"][system] = future.result()
+        done = common.in_workers(trust.run_system, [(system, size, workdir, seeds) for system in a.systems],
+                                 min(a.jobs, len(a.systems)), "systems")
+        results["systems"] = dict(zip(a.systems, done))
         results["wall_seconds"] = time.perf_counter() - t0
         # CPU seconds of the worker processes (each system's own clock)
         results["cpu_seconds"] = sum(r.get("cpu_seconds", 0.0) for r in results["systems"].values())
