@@ -155,3 +155,16 @@ def test_cli_passes_npt_options():
     a = build_parser().parse_args(["md", "--model", "s.pt", "--structure", "x.xyz", "--ensemble", "npt",
                                    "--pressure", "250", "--barostat-time", "0.5"])
     assert (a.ensemble, a.pressure, a.barostat_time, a.barostat_interval) == ("npt", 250.0, 0.5, 25)
+
+
+def test_thermostat_work_does_not_trip_the_energy_thresholds(student, tmp_path):
+    """The Langevin bath changes E_pot + E_kin: a hot NVT run is not stopped by thresholds its own NVE run, from the
+    same start, trips at once (they apply to NVE only); both report the same quantities."""
+    atoms = solid()
+    tight = dict(steps=20, report_interval=5, temperature_K=2000.0, max_drift=1e-9, max_deviation=1e-9)
+    nve = run_md("ase", student, atoms, tmp_path / "nve", MDOptions(**tight))
+    nvt = run_md("ase", student, atoms, tmp_path / "nvt", MDOptions(ensemble="nvt", friction_per_ps=50.0, **tight))
+    assert nve.stopped and nve.steps_done < 20
+    assert not nvt.stopped and nvt.steps_done == 20
+    rows = read_monitor_csv(nvt.files["monitor_csv"])
+    assert np.abs(rows["deviation_per_atom_eV"]).max() > 1e-4  # the bath did work far above the thresholds

@@ -9,7 +9,7 @@ the O(N) TorchScript-able search (vesin-torch's cell list) that the OpenMM force
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -134,14 +134,23 @@ def cell_list_edges(x: torch.Tensor, cell: torch.Tensor, periodic: bool,
     return edge_index, lattice @ box
 
 
-def edges_within(x: torch.Tensor, candidates: torch.Tensor, shifts: torch.Tensor,
-                 cutoff: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def edge_ends(candidates: torch.Tensor) -> torch.Tensor:
+    """(2E,) the neighbours then the centres of ``candidates``: :func:`edges_within` gathers both in one call."""
+    return candidates.flip(0).reshape(-1)
+
+
+def edges_within(x: torch.Tensor, candidates: torch.Tensor, shifts: torch.Tensor, cutoff: float,
+                 ends: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """The candidate edges (and their shifts) with |x[j] - x[i] + shift| < cutoff at positions ``x``.
 
     With candidates found within cutoff + skin at reference positions, this is the exact neighbor list as long as
-    no atom has moved more than skin / 2 since and the cell is unchanged (the Verlet-list argument).
+    no atom has moved more than skin / 2 since and the cell is unchanged (the Verlet-list argument). ``ends``:
+    :func:`edge_ends` of the candidates, kept by a caller that filters the same candidates every step.
     """
     xd = x.detach()
-    r = xd.index_select(0, candidates[1]) - xd.index_select(0, candidates[0]) + shifts
+    if ends is None:
+        ends = edge_ends(candidates)
+    both = xd.index_select(0, ends).view(2, -1, 3)
+    r = both[0] - both[1] + shifts
     keep = torch.nonzero((r * r).sum(dim=1) < cutoff * cutoff).squeeze(1)
     return candidates.index_select(1, keep), shifts.index_select(0, keep)

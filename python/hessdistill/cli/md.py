@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
                    help="npt: steps between openmm's Monte Carlo volume moves")
     p.add_argument("--report-interval", type=positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-drift", type=positive_float, default=0.01, help="stop above this drift, eV/atom/ps")
-    p.add_argument("--max-deviation", type=positive_float, default=0.05, help="stop above this |E-E0|, eV/atom")
+    p.add_argument("--max-drift", type=positive_float, default=0.01, help="stop above this drift, eV/atom/ps (NVE only)")
+    p.add_argument("--max-deviation", type=positive_float, default=0.05, help="stop above this |E-E0|, eV/atom (NVE only)")
     p.add_argument("--trajectory-interval", type=positive_int, default=None, help="steps between frames (default: the "
                    "report interval)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (ase, openmm)")

@@ -90,9 +90,9 @@ def device(text: str) -> str:
     if text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
         raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
     if text.startswith("cuda"):
-        import torch
+        from ..devices import cuda_available
 
-        if not torch.cuda.is_available():
+        if not cuda_available():
             raise argparse.ArgumentTypeError(f"{text}: no CUDA device is available here; use cpu")
     return text
 

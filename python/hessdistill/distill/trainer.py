@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..devices import resolve_device
 from ..provenance import labels_fingerprint
 from .checkpoint import load_checkpoint, save_checkpoint
 from .compiled import CompiledStep
@@ -62,14 +63,6 @@ VAL_EVERY_STEPS = 50
 def auto_patience(steps_per_epoch: int) -> int:
     """The plateau patience (epochs) of patience = 0: ~AUTO_PATIENCE_STEPS steps, at least AUTO_PATIENCE_EPOCHS."""
     return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 class Trainer:

@@ -60,8 +60,9 @@ class MDOptions:
         thermostat and an isotropic barostat at ``pressure_bar``; needs a cell periodic in all three directions).
         ASE: ``LangevinBAOAB`` with a hydrostatic Langevin-Hoover cell; OpenMM: ``LangevinMiddleIntegrator`` and a
         ``MonteCarloBarostat``; LAMMPS: ``fix npt ... iso`` (Nose-Hoover, thermostat time 1/``friction_per_ps``).
-        The box does work in NPT, so E_pot + E_kin is not conserved: ``max_drift`` and ``max_deviation`` are not
-        applied (:attr:`energy_thresholds`); non-finite energies and forces still stop the run.
+        The thermostat (and in NPT the box) does work, so E_pot + E_kin is not conserved outside NVE:
+        ``max_drift`` and ``max_deviation`` then only report (:attr:`energy_thresholds`); non-finite energies and
+        forces still stop the run.
     friction_per_ps: Langevin friction, 1/ps (NVT and NPT).
     pressure_bar: NPT pressure, bar.
     barostat_time_ps: NPT time scale of the box, ps: ASE's ``P_tau`` (the cell's fluctuation period and Langevin
@@ -166,8 +167,9 @@ class MDOptions:
 
     @property
     def energy_thresholds(self) -> tuple:
-        """``(max_drift, max_deviation)`` the energy monitor applies: both None in NPT, whose box does work."""
-        return (None, None) if self.ensemble == "npt" else (self.max_drift, self.max_deviation)
+        """``(max_drift, max_deviation)`` the energy monitor applies: both None outside NVE, where the thermostat
+        and the barostat do work on the system."""
+        return (self.max_drift, self.max_deviation) if self.ensemble == "nve" else (None, None)
 
     @property
     def watches_trust(self) -> bool:

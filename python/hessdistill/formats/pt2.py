@@ -319,6 +319,7 @@ class Pt2StudentFile:
         self.type_names = meta["type_names"].split()
         self.atomic_numbers = [int(z) for z in meta["atomic_numbers"].split()]
         self.dtype = DTYPES[meta["dtype"]]
+        self._ones = None  # energy_forces' all-atoms mask and pair weights, kept while the sizes stay
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
@@ -346,3 +347,15 @@ class Pt2StudentFile:
             [positions, species, edge_index.index_select(1, kept), pair_shifts, both, local])
         shift_forces = torch.zeros_like(shifts).index_copy(0, kept, pair_shift_forces)
         return StudentOutputs(energy, energies, forces, shift_forces, virial)
+
+    def energy_forces(self, positions: torch.Tensor, species: torch.Tensor, pairs: torch.Tensor,
+                      pair_shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energy and forces of every atom from each pair once (``pairs`` (2, P) as
+        :func:`.evaluate.pair_records` keeps them, ``pair_shifts`` (P, 3)): the package's own input, for callers
+        that keep a half list (OpenMM's PythonForce), with no pair search or output scatter per call."""
+        n, p = positions.shape[0], pairs.shape[1]
+        if self._ones is None or self._ones[0].shape[0] != n or self._ones[1].shape[0] != p:
+            self._ones = (torch.ones(n, dtype=torch.bool, device=positions.device),
+                          torch.ones(p, dtype=pair_shifts.dtype, device=pair_shifts.device))
+        energy, _, forces, _, _ = self._run([positions, species, pairs, pair_shifts, self._ones[1], self._ones[0]])
+        return energy, forces

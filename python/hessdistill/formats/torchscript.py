@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..devices import resolve_device
 from ..dtypes import DTYPES, parse_dtype
 from ..errors import ModelFileError, first_line
 from ..paths import atomic_path
@@ -106,7 +107,7 @@ class StudentFile:
             raise ModelFileError(f"student file {self.path} does not exist")
         if not zipfile.is_zipfile(self.path):
             raise ModelFileError(f"{self.path} is not a TorchScript archive (not a zip file)")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         extra = dict.fromkeys(METADATA_KEYS, "")
         try:
             self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)

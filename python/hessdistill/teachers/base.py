@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..devices import resolve_device
 from ..errors import ConfigError, StructureError
 from ..structures import check_elements, check_structure
 
@@ -125,7 +126,7 @@ class AutogradTeacher(Teacher):
             raise ConfigError(f"hessian_mode must be auto, batched or loop, got {hessian_mode!r}")
         self.hessian_mode = hessian_mode
         self.chunk_size = int(chunk_size)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
 
     @abstractmethod
     def energy_function(self, atoms: Atoms) -> tuple[EnergyFn, torch.Tensor]:

@@ -93,8 +93,6 @@ def student_force(model_path, topology, atoms: Optional[Sequence[int]] = None, *
         log.info("student %s (.pt2) -> openmm.PythonForce on %s (%d atoms, periodic=%s)", Path(model_path).name,
                  callback.device, len(symbols), periodic)
     else:
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         sf = StudentFile(model_path, device="cpu" if chosen == "torchforce" else device)
         species = sf.species(symbols)
         index = None if atoms is None else torch.tensor(atoms)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional, Tuple
 
-import torch
-
+from ...devices import openmm_platform_name
 from ...errors import InputError
 from .backend import import_openmm
 from .force import STUDENT_FORCE_PREFIX
@@ -34,12 +33,7 @@ def select_platform(name: Optional[str] = None, precision: Optional[str] = None,
     openmm = import_openmm()
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name is None:
-        if "CUDA" in names and torch.cuda.is_available():
-            name = "CUDA"
-        elif "CPU" in names and not (system is not None and only_students(system)):
-            name = "CPU"
-        else:
-            name = "Reference"
+        name = openmm_platform_name(names, students_only=system is not None and only_students(system))
         log.info("OpenMM platform: %s", name)
     if name not in names:
         raise InputError(f"OpenMM platform {name!r} is not available here; available: {', '.join(names)}")

@@ -46,8 +46,9 @@ class ScriptedModuleCallback:
 
 class Pt2Callback:
     """``openmm.PythonForce`` computation for a compiled .pt2 student: State -> (energy kJ/mol, forces kJ/mol/nm),
-    neighbors from the same :class:`VerletList` as the TorchScript path, outputs from the package's
-    ``evaluate()``. Pickled as the file's path and the settings (the package is loaded again from that path)."""
+    neighbors from the same :class:`VerletList` as the TorchScript path, kept as each pair once (the package's own
+    input: no pair search per step), outputs from the package's ``energy_forces()``. Pickled as the file's path
+    and the settings (the package is loaded again from that path)."""
 
     def __init__(self, path, symbols: Sequence[str], atoms: Optional[Sequence[int]], periodic: bool, device,
                  skin: float):
@@ -57,7 +58,10 @@ class Pt2Callback:
         self.device = self.student.device
         self.species = self.student.species(self.symbols).to(self.device)
         self.index = None if atoms is None else torch.tensor(atoms, dtype=torch.long, device=self.device)
-        self.neighbors = torch.jit.script(VerletList(self.student.cutoff, skin, self.student.dtype).to(self.device))
+        # eager, not scripted: called from Python anyway, and TorchScript's interpreter cost per op doubled the list's
+        # time at small sizes
+        self.neighbors = VerletList(self.student.cutoff, skin, self.student.dtype, half=True).to(self.device)
+        self.no_cell = torch.zeros(3, 3, dtype=self.student.dtype, device=self.device)
 
     def __call__(self, state):
         from openmm import unit
@@ -66,16 +70,16 @@ class Pt2Callback:
         pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
         pos = pos.to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
         x = pos if self.index is None else pos.index_select(0, self.index)
-        cell = torch.zeros(3, 3, dtype=dtype, device=self.device)
+        cell = self.no_cell
         if self.periodic:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
             cell = torch.from_numpy(np.asarray(box)).to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
-        edge_index, shifts = self.neighbors(x, cell, self.periodic)
-        out = self.student.evaluate(x, self.species, edge_index, shifts)
-        energy = float(out.energy) * EV_TO_KJ_PER_MOL
+        pairs, shifts = self.neighbors(x, cell, self.periodic)
+        energy, forces = self.student.energy_forces(x, self.species, pairs, shifts)
+        energy = float(energy) * EV_TO_KJ_PER_MOL
         if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
             energy = float("nan")
-        forces = out.forces.to(torch.float64) * (EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM)
+        forces = forces.to(torch.float64) * (EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM)
         if self.index is not None:
             forces = torch.zeros(pos.shape[0], 3, dtype=torch.float64, device=self.device).index_copy(
                 0, self.index, forces)

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ...errors import InputError
-from ...neighbors import cell_list_edges, edges_within
+from ...formats.evaluate import pair_records
+from ...neighbors import cell_list_edges, edge_ends, edges_within
 from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 DEFAULT_SKIN = 1.0  # A: Verlet skin of the module's neighbor list (searched again after a skin/2 move)
@@ -36,17 +37,21 @@ class VerletList(nn.Module):
 
     Candidate pairs within cutoff + ``skin`` are searched again (:func:`~hessdistill.neighbors.cell_list_edges`,
     O(N)) only when an atom has moved more than skin / 2 since the last search or the cell has changed; every
-    other call keeps the candidates inside the cutoff (O(edges)). The state lives in buffers.
+    other call keeps the candidates inside the cutoff (O(edges)). The state lives in buffers. ``half``: keep each
+    pair once (:func:`~hessdistill.formats.evaluate.pair_records`, the compiled format's pair records), chosen at
+    the search rather than at every call.
     """
 
-    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype):
+    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype, half: bool = False):
         super().__init__()
         if not skin >= 0:
             raise InputError(f"skin must be >= 0 A, got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
+        self.half = bool(half)
         self.register_buffer("candidates", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("candidate_shifts", torch.zeros(0, 3, dtype=dtype))
+        self.register_buffer("candidate_ends", torch.zeros(0, dtype=torch.long))
         self.register_buffer("reference_positions", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("reference_cell", torch.zeros(3, 3, dtype=dtype))
         self.searches = 0  # how many times the candidates were searched (tests read it)
@@ -62,11 +67,16 @@ class VerletList(nn.Module):
             # no_grad as well as detach: under openmm-torch, a search result kept from a call whose graph was never
             # run backward (an energy-only evaluation) otherwise broke the next call's backward
             with torch.no_grad():
-                self.candidates, self.candidate_shifts = cell_list_edges(xd, cd, periodic, self.cutoff + self.skin)
+                candidates, shifts = cell_list_edges(xd, cd, periodic, self.cutoff + self.skin)
+                if self.half:
+                    kept = pair_records(candidates, shifts)
+                    candidates, shifts = candidates.index_select(1, kept), shifts.index_select(0, kept)
+                self.candidates, self.candidate_shifts = candidates, shifts
+                self.candidate_ends = edge_ends(candidates)
                 self.reference_positions = xd.clone()
                 self.reference_cell = cd.clone()
             self.searches += 1
-        return edges_within(xd, self.candidates, self.candidate_shifts, self.cutoff)
+        return edges_within(xd, self.candidates, self.candidate_shifts, self.cutoff, self.candidate_ends)
 
 
 class StudentForceModule(nn.Module):
