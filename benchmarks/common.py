@@ -91,25 +91,33 @@ def default_student(type_names, atomic_numbers, seed: int = 0, **overrides):
 
 
 def bare_student(model_path, frames: list):
-    """Forward + backward of an exported student alone, on neighbour lists made beforehand, one of ``frames``
-    (Atoms) per call in turn (in MD the edge count changes from step to step); also the first frame's edge count."""
+    """Forces of an exported student alone (TorchScript: forward + backward; .pt2: the package's call on its pair
+    records), on neighbour lists made beforehand, one of ``frames`` (Atoms) per call in turn (in MD the edge count
+    changes from step to step); also the first frame's edge count."""
     import torch
 
-    from hessdistill.formats import StudentFile
+    from hessdistill.formats import file_format, load_student
+    from hessdistill.formats.evaluate import pair_records
     from hessdistill.neighbors import neighbor_list
 
-    sf = StudentFile(model_path, device="cpu")
+    compiled = file_format(model_path) == "pt2"
+    sf = load_student(model_path, device="cpu")
     species = sf.species(frames[0].get_chemical_symbols())
     inputs = []
     for atoms in frames:
         ei, sh = neighbor_list(atoms, sf.cutoff)
-        inputs.append((torch.tensor(atoms.positions, dtype=sf.dtype), torch.as_tensor(ei),
-                       torch.as_tensor(sh, dtype=sf.dtype)))
+        ei, sh = torch.as_tensor(ei), torch.as_tensor(sh, dtype=sf.dtype)
+        if compiled:  # each pair once, as the OpenMM force keeps them
+            kept = pair_records(ei, sh)
+            ei, sh = ei.index_select(1, kept), sh.index_select(0, kept)
+        inputs.append((torch.tensor(atoms.positions, dtype=sf.dtype), ei, sh))
     turn = [0]
 
     def call():
         x, ei, sh = inputs[turn[0] % len(inputs)]
         turn[0] += 1
+        if compiled:
+            return sf.energy_forces(x, species, ei, sh)[1]
         x = x.clone().requires_grad_(True)
         return torch.autograd.grad(sf.module(x, species, ei, sh).sum(), x)[0]
 

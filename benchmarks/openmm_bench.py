@@ -2,6 +2,7 @@
 
     python benchmarks/openmm_bench.py --mode speed [--quick]      # step / bare student (section 6)
     python benchmarks/openmm_bench.py --mode scaling [--quick] [--sizes 5,8,13,18]   # results/openmm_scaling.json
+    python benchmarks/openmm_bench.py --mode pt2 [--quick]        # TorchForce vs .pt2 in PythonForce: results/openmm_pt2.json
 
 Methods: BENCHMARKS.md section 6 and docs/design/performance.md.
 """
@@ -23,11 +24,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bare_student, call_in_subprocess, default_student  # noqa: E402
 from systems import silicon  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, spread  # noqa: E402
 
 TARGET_RATIO = 1.1  # speed: OpenMM step / bare student
 TARGET_SCALING_FLATNESS = 1.3  # scaling: max / min cost per atom-step, 1k-50k atoms
 HEAP_SETTINGS = {"thresholds": False, "large-blocks": True}  # scaling: keep_freed_memory(large_blocks=...)
+PT2_GRIDS = {"ethanol_27": (1, 1, 3), "ethanol_324": (3, 3, 4), "ethanol_3087": (7, 7, 7)}  # ~30, ~300, ~3000 atoms
+TEACHER_MAX_ATOMS = 400  # pt2: ANI-1x's step is timed on the smaller boxes only (seconds per call at 3000 atoms)
+TARGET_PT2_SPEEDUP = 3.0  # pt2: TorchForce step / PythonForce .pt2 step, ~3000 atoms
+TARGET_CALLBACK_MS = 0.3  # pt2: PythonForce .pt2 step - bare .pt2 call, ~30 atoms
+OUT_DEFAULT = str(Path(__file__).parent / "results" / "openmm_scaling.json")
 
 
 def ethanol_box(nx: int, ny: int, nz: int, spacing: float = 5.0, seed: int = 0):
@@ -162,6 +168,52 @@ def run(quick: bool = False) -> dict:
     return results
 
 
+def pt2_paths(grids: dict, rounds: int = 5) -> dict:
+    """The default student (float32) in OpenMM as TorchScript in TorchForce and as a .pt2 package in PythonForce,
+    per step on ethanol boxes; beside them the bare .pt2 call on the same MD's pair lists (PythonForce step - bare:
+    the callback's own cost per step) and, on the smaller boxes, ANI-1x's step (its ASE calculator)."""
+    import openmm
+
+    from hessdistill.formats import export_student, save_student
+    from hessdistill.heap import keep_freed_memory
+    from speed import ase_md, native_teacher_calculator
+
+    keep_freed_memory()
+    torch.set_num_threads(1)
+    student = default_student(["H", "C", "O"], [1, 6, 8])
+    results = {"versions": {"torch": torch.__version__, "openmm": openmm.__version__}}
+    with tempfile.TemporaryDirectory() as tmp:
+        ts = export_student(student, Path(tmp) / "student.pt", dtype="float32")
+        pt2 = save_student(student, Path(tmp) / "student.pt2", dtype="float32")
+        for name, grid in grids.items():
+            atoms = ethanol_box(*grid)
+            keep, fns = [], {}
+            for label, path, backend in (("torchforce", ts, "torchforce"), ("pythonforce_pt2", pt2, "pythonforce")):
+                fns[label], ctx = openmm_step(path, atoms, "Reference", backend=backend)
+                keep.append(ctx)
+            fns["bare_pt2"] = bare_student(pt2, md_frames(ts, atoms, 10))[0]
+            if len(atoms) <= TEACHER_MAX_ATOMS:
+                fns["teacher_ani1x"] = lambda dyn=ase_md(atoms, native_teacher_calculator("ani1x")): dyn.run(1)
+            calls = 20 if len(atoms) < 100 else (4 if len(atoms) < 1000 else 1)
+            t = interleaved(fns, rounds, calls=calls, warmup=3, desc=name)
+            ms = {k: 1e3 * t.median(k) for k in fns}
+            callback = spread(1e3 * (np.asarray(t.seconds["pythonforce_pt2"]) - np.asarray(t.seconds["bare_pt2"])))
+            entry = {"atoms": len(atoms), "ms_per_step": ms, "pt2_speedup": t.ratio("torchforce", "pythonforce_pt2"),
+                     "callback_ms": callback, "timing": t.summary()}
+            if "teacher_ani1x" in fns:
+                entry["teacher_over"] = {k: t.ratio("teacher_ani1x", k) for k in ("torchforce", "pythonforce_pt2")}
+            print(f"{name}: TorchForce {ms['torchforce']:.2f} ms, PythonForce .pt2 {ms['pythonforce_pt2']:.2f} ms "
+                  f"({entry['pt2_speedup']['median']:.2f}x), bare .pt2 {ms['bare_pt2']:.2f} ms, callback "
+                  f"{callback['median']:.3f} ms", flush=True)
+            results[name] = entry
+            del keep
+    largest, smallest = results[list(grids)[-1]], results[list(grids)[0]]
+    results["targets"] = {"pt2_speedup": TARGET_PT2_SPEEDUP, "callback_ms": TARGET_CALLBACK_MS,
+                          "pt2_speedup_met": largest["pt2_speedup"]["median"] >= TARGET_PT2_SPEEDUP,
+                          "callback_met": smallest["callback_ms"]["median"] <= TARGET_CALLBACK_MS}
+    return results
+
+
 def time_steps(model_path: Path, atoms, skin: float, steps: int, rounds: int) -> dict:
     """OpenMM NVE steps (Reference, 1 fs) against the bare student (forward + backward on a fixed edge list) at
     one size, in interleaved rounds: the student's own cost per atom, which grows once its edge tensors leave the
@@ -224,17 +276,26 @@ def scaling(heap: str, sizes: list, rounds: int = 5) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=("speed", "scaling"), default="speed")
-    p.add_argument("--quick", action="store_true", help="speed: 54 atoms only; scaling: the two smallest sizes")
+    p.add_argument("--mode", choices=("speed", "scaling", "pt2"), default="speed")
+    p.add_argument("--quick", action="store_true", help="speed: 54 atoms only; scaling: the two smallest sizes; "
+                   "pt2: the smallest box, 2 rounds")
     p.add_argument("--sizes", default="5,8,13,18", help="scaling: supercell repeats n (8 n^3 atoms)")
-    p.add_argument("--rounds", type=int, default=5, help="scaling: interleaved timing rounds per size")
+    p.add_argument("--rounds", type=int, default=5, help="scaling, pt2: interleaved timing rounds per size")
     p.add_argument("--heap", default="all", choices=["all", *HEAP_SETTINGS],
                    help="scaling: glibc heap setting (all: each in its own process)")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "openmm_scaling.json"),
-                   help="scaling: results JSON")
+    p.add_argument("--out", default=OUT_DEFAULT, help="results JSON (default: results/openmm_scaling.json for "
+                   "scaling, results/openmm_pt2.json for pt2)")
     a = p.parse_args(argv)
     if a.mode == "speed":
         print(json.dumps(run(quick=a.quick), indent=2))
+        return 0
+    if a.mode == "pt2":
+        grids = dict(list(PT2_GRIDS.items())[:1]) if a.quick else PT2_GRIDS
+        out = Path(__file__).parent / "results" / "openmm_pt2.json" if a.out == OUT_DEFAULT else Path(a.out)
+        results = pt2_paths(grids, rounds=2 if a.quick else a.rounds)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        print(f"wrote {out}")
         return 0
     sizes = [int(s) for s in a.sizes.split(",")][: 2 if a.quick else None]
     results = {}

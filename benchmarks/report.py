@@ -284,6 +284,27 @@ def _engines(res: dict) -> list[str]:
         "of the total)."]
 
 
+def _openmm_pt2(op: dict | None) -> list[str]:
+    """Section 6's OpenMM .pt2 table from openmm_pt2.json: TorchForce vs PythonForce per step, the callback's cost."""
+    if not op:
+        return ["Not run yet: `python benchmarks/openmm_bench.py --mode pt2`."]
+    boxes = {k: e for k, e in op.items() if isinstance(e, dict) and "atoms" in e}
+    head = (f"OpenMM with the default student (float32, Reference platform; torch {op['versions']['torch']}, OpenMM "
+            f"{op['versions']['openmm']}), ms per step: TorchScript in TorchForce against the `.pt2` package in "
+            "PythonForce, the bare `.pt2` call on the same MD's pair lists, ANI-1x's ASE step on the smaller boxes; "
+            "callback = PythonForce step - bare call, per round.")
+    rows = ([f"ethanol box, {e['atoms']} atoms", f"{e['ms_per_step']['torchforce']:.2f}",
+             f"{e['ms_per_step']['pythonforce_pt2']:.2f}", _r1(e["pt2_speedup"]), f"{e['ms_per_step']['bare_pt2']:.2f}",
+             _spread(e["callback_ms"], fmt="{:.3f}"),
+             " / ".join(_r1(e["teacher_over"][k]) for k in ("torchforce", "pythonforce_pt2"))
+             if "teacher_over" in e else None] for e in boxes.values())
+    tg = op["targets"]
+    return [head, ""] + _table("system | TorchForce | PythonForce .pt2 | .pt2 speed-up | bare .pt2 | callback ms | "
+                               "ANI-1x / student (TorchForce / .pt2)", rows) + [
+        f"\nTargets: .pt2 >= {tg['pt2_speedup']:g}x TorchForce at the largest box: {MET[tg['pt2_speedup_met']]}; "
+        f"callback <= {tg['callback_ms']:g} ms at the smallest: {MET[tg['callback_met']]}."]
+
+
 def _run_line(name: str, d: dict, rel: str) -> str:
     """Which study run made ``<rel>/<name>.json``: script, date, command, machine."""
     m = d.get("machine", {})
@@ -487,9 +508,9 @@ def _load(path: Path):
 
 
 def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: str = "benchmarks/results",
-           studies_rel: str = "benchmarks/studies/results") -> str:
-    """BENCHMARKS.md: ``report.md`` with its slots filled from ``res`` (results.json), ``ls`` (lammps_scaling.json)
-    and ``studies`` ({name: that study's JSON or None})."""
+           studies_rel: str = "benchmarks/studies/results", op: dict | None = None) -> str:
+    """BENCHMARKS.md: ``report.md`` with its slots filled from ``res`` (results.json), ``ls`` (lammps_scaling.json),
+    ``op`` (openmm_pt2.json) and ``studies`` ({name: that study's JSON or None})."""
     studies = studies or {}
 
     def study(name, fn, *args):
@@ -498,7 +519,7 @@ def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: 
 
     blocks = {"header": _header(res), "targets": _goals(res), "data": _data(res), "speed": _speed(res),
               "accuracy": _accuracy(res), "training": _training(res), "s_curve": _s_curve(res),
-              "labeling": _labeling(res), "conservation": _conservation(res), "engines": _engines(res),
+              "labeling": _labeling(res), "conservation": _conservation(res), "engines": _engines(res), "openmm_pt2": _openmm_pt2(op),
               "hessian_weight_study": study("hessian_weight", _hessian_weight),
               "trust": study("trust", _trust, studies_rel), "deepmd": study("deepmd_compare", _deepmd, studies_rel),
               "targets_study": study("targets", _targets, studies_rel),
@@ -518,8 +539,8 @@ def render(res: dict, studies: dict | None = None, ls: dict | None = None, rel: 
     return string.Template(TEMPLATE.read_text()).substitute(values)
 
 
-def readme_table(res: dict) -> str:
-    """The summary table: one row per figure, the main student size."""
+def readme_table(res: dict, op: dict | None = None) -> str:
+    """The summary table: one row per figure, the main student size (``op``: openmm_pt2.json)."""
     def target(prefix, op="<="):  # every target whose name starts with prefix
         ts = [v for k, v in res.get("targets", {}).items() if k.startswith(prefix) and v["met"] is not None]
         if not ts:
@@ -568,6 +589,17 @@ def readme_table(res: dict) -> str:
                                          f"{_range(x['ratio']['median'] for x in _openmm_setups(e).values())}x"
                                          for e in om.values() if isinstance(e, dict) and "bare_ms" in e),
                      target("openmm_step")))
+    boxes = [e for e in (op or {}).values() if isinstance(e, dict) and "atoms" in e]
+    if boxes:
+        tg = op["targets"]
+        rows.append(("OpenMM, default student: `.pt2` in PythonForce over TorchScript in TorchForce, per step "
+                     "(ethanol boxes; ANI-1x teacher / `.pt2` student where timed)",
+                     ", ".join(f"{e['atoms']} atoms {_r(e['pt2_speedup'], '{:.1f}')}" + (
+                         f" (teacher / student {_r(e['teacher_over']['pythonforce_pt2'], '{:.1f}')})"
+                         if "teacher_over" in e else "") for e in boxes)
+                     + f"; callback {boxes[0]['callback_ms']['median']:.2f} ms at {boxes[0]['atoms']} atoms",
+                     f">= {tg['pt2_speedup']:g}: {MET[tg['pt2_speedup_met']]}; callback <= {tg['callback_ms']:g} ms: "
+                     f"{MET[tg['callback_met']]}"))
     lm = res["engines"].get("lammps")
     if not _err(lm):
         sizes = lm["sizes"]
@@ -596,13 +628,14 @@ def write(results: Path = RESULTS, benchmarks_md: Path = REPO / "BENCHMARKS.md",
         res["plots"] = plots_module.make_all(res, results)
         (results / "results.json").write_text(json.dumps(jsonable(res), indent=1))
 
+    op = _load(results / "openmm_pt2.json")
     benchmarks_md.write_text(render(res, load_studies(), _load(results / "lammps_scaling.json"),
                                     os.path.relpath(results, benchmarks_md.parent),
-                                    os.path.relpath(STUDIES, benchmarks_md.parent)))
+                                    os.path.relpath(STUDIES, benchmarks_md.parent), op))
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)
-        readme.write_text(head + README_BEGIN + "\n" + readme_table(res) + "\n" + README_END
+        readme.write_text(head + README_BEGIN + "\n" + readme_table(res, op) + "\n" + README_END
                           + rest.split(README_END, 1)[1])
 
 
