@@ -150,3 +150,17 @@ def test_overlap_is_found_across_the_periodic_boundary():
         check_structure(atoms)
     atoms.pbc = False  # 5.1 A apart without the boundary
     check_structure(atoms)
+
+
+def test_float64_export_keeps_every_bit_of_the_weights(tmp_path):
+    """A float64 student exported as float64 is the same function: its weights are not rounded through float32."""
+    from conftest import make_student
+
+    model = make_student(seed=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-9 * torch.randn_like(p))  # digits float32 cannot hold
+    module = torch.jit.load(str(export_student(model, tmp_path / "s.pt", dtype="float64")))
+    exported = module.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(exported[name], value), name

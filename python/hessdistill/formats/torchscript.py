@@ -89,10 +89,14 @@ def base_metadata(model: StudentBase, dtype: str, teacher: str) -> dict:
 
 
 def _clone(model: StudentBase) -> StudentBase:
+    """A copy of ``model`` in its own dtype: built in the default dtype and loaded, a float64 student's weights
+    would be rounded to float32 on the way."""
     from ..students import build_student
 
-    copy = build_student(model.architecture, **model.hyperparameters())
-    copy.load_state_dict(model.state_dict())
+    state = model.state_dict()
+    dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+    copy = build_student(model.architecture, **model.hyperparameters()).to(dtype)
+    copy.load_state_dict(state)
     return copy
 
 
