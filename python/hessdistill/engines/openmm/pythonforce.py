@@ -15,6 +15,22 @@ from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 from .student_module import VerletList
 
 
+def _positions_nm(state, out: Optional[np.ndarray]) -> np.ndarray:
+    """The State's positions in nm as float64 (N, 3), written into ``out`` when it has the right shape. Through
+    the State's own copy-into-array call where this OpenMM has it: ``getPositions(asNumpy=True)`` allocates, wraps
+    in units and calls ``dir()`` every step, a cost comparable to a small student's."""
+    fill = getattr(state, "_getVectorAsNumpy", None)
+    if fill is None:
+        from openmm import unit
+
+        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    n = state._getNumParticles()
+    if out is None or out.shape != (n, 3):
+        out = np.empty((n, 3), dtype=np.float64)
+    fill(type(state).Positions, out)
+    return out
+
+
 class ScriptedModuleCallback:
     """``openmm.PythonForce`` computation: State -> (energy kJ/mol, forces kJ/mol/nm). Picklable (PythonForce
     pickles its function when a System is copied or serialized): the module travels as TorchScript bytes."""
@@ -62,13 +78,15 @@ class Pt2Callback:
         # time at small sizes
         self.neighbors = VerletList(self.student.cutoff, skin, self.student.dtype, half=True).to(self.device)
         self.no_cell = torch.zeros(3, 3, dtype=self.student.dtype, device=self.device)
+        self.positions_nm = None  # (N, 3) float64, filled by the State each step
 
     def __call__(self, state):
         from openmm import unit
 
         dtype = self.student.dtype
-        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
-        pos = pos.to(device=self.device, dtype=dtype) * NM_TO_ANGSTROM
+        nm = _positions_nm(state, self.positions_nm)
+        self.positions_nm = nm
+        pos = torch.from_numpy(nm).to(device=self.device, dtype=dtype).mul_(NM_TO_ANGSTROM)
         x = pos if self.index is None else pos.index_select(0, self.index)
         cell = self.no_cell
         if self.periodic:
@@ -77,7 +95,7 @@ class Pt2Callback:
         pairs, shifts = self.neighbors(x, cell, self.periodic)
         energy, forces = self.student.energy_forces(x, self.species, pairs, shifts)
         energy = float(energy) * EV_TO_KJ_PER_MOL
-        if not bool(torch.isfinite(x).all()):  # atoms with NaN positions have no edges: say so with a NaN energy
+        if not np.isfinite(nm).all():  # atoms with NaN positions have no edges: say so with a NaN energy
             energy = float("nan")
         forces = forces.to(torch.float64) * (EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM)
         if self.index is not None:
