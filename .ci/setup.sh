@@ -15,6 +15,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
+requirements="$ROOT/requirements.txt"
+if [ -n "${HESSDISTILL_CUDA:-}" ]; then
+    # the one CPU/CUDA switch: the same versions, the CUDA TorchForce plugin and CUDA OpenMM platform
+    [ "$HESSDISTILL_CUDA" = 12 ] || { echo "== HESSDISTILL_CUDA must be 12 (OpenMM's CUDA wheels are CUDA 12)" >&2; exit 2; }
+    openmm_version=$(sed -n 's/^openmm==//p' "$requirements")
+    requirements="$(mktemp)"
+    sed 's/^acellera-openmmtorch-cpu==/acellera-openmmtorch-cu12==/' "$ROOT/requirements.txt" > "$requirements"
+    echo "openmm-cuda-12==$openmm_version" >> "$requirements"
+fi
 echo "== installing the stack of requirements.txt into $VENV (first time: several GB, a few minutes)"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"

@@ -38,6 +38,16 @@ def make_student(arch="painn", type_names=("H", "C", "O", "Si"), cutoff=3.5, fea
     return m.to(dtype)
 
 
+@pytest.fixture(scope="session")
+def compiled_student(tmp_path_factory):
+    """A small PaiNN (H, C, O, Si; cutoff 3 A; float64) compiled once per session as a .pt2 package (tens of
+    seconds), for the tests that run a .pt2 through every engine."""
+    from hessdistill.formats import save_student
+
+    model = make_student("painn", type_names=("H", "C", "O", "Si"), cutoff=3.0, seed=2)
+    return save_student(model, tmp_path_factory.mktemp("compiled") / "painn.pt2")
+
+
 def cluster(n=5, seed=0, spacing=1.6):
     """A compact random cluster of carbon-labelled atoms with no two atoms closer than 1.1 A."""
     rng = np.random.default_rng(seed)

@@ -1,5 +1,5 @@
-"""The MD contract shared by ASE, OpenMM and LAMMPS (hessdistill.engines.contract): for every student architecture,
-a molecule and a periodic (tilted, two-element) cell start from the same state in every engine - the student's own
+"""The MD contract shared by ASE, OpenMM and LAMMPS (hessdistill.engines.contract): for every student architecture
+(and a compiled .pt2 student, which OpenMM runs through openmm.PythonForce), a molecule and a periodic (tilted, two-element) cell start from the same state in every engine - the student's own
 energy and forces, the same velocities - and follow the same velocity-Verlet trajectory; results have one schema and
 one set of file names; an unknown option is the same ConfigError everywhere.
 """
@@ -34,10 +34,13 @@ ENGINE_OPTIONS = {"ase": {}, "openmm": {"platform": "Reference"}, "lammps": {}}
 
 
 @pytest.fixture(scope="module")
-def students(tmp_path_factory):
+def students(tmp_path_factory, compiled_student):
     d = tmp_path_factory.mktemp("students")
-    return {arch: export_student(make_student(arch, type_names=("H", "C", "O", "Si"), cutoff=3.0, seed=2),
-                                 d / f"{arch}.pt", dtype="float64") for arch in ("painn", "schnet", "tensornet")}
+    files = {arch: export_student(make_student(arch, type_names=("H", "C", "O", "Si"), cutoff=3.0, seed=2),
+                                  d / f"{arch}.pt", dtype="float64") for arch in ("painn", "schnet", "tensornet")}
+    # the same PaiNN compiled (AOTInductor): ASE and LAMMPS load the package, OpenMM runs it through PythonForce
+    files["painn.pt2"] = compiled_student
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,7 @@ def frame0_forces(engine, result, atoms, student):
 
 
 @pytest.mark.parametrize("kind", ["molecule", "periodic"])
-@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
+@pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet", "painn.pt2"])
 def test_engines_agree(tmp_path, students, plugin, arch, kind):
     atoms = structure(kind)
     reference = atoms.copy()

@@ -4,7 +4,8 @@
 water (a small ethanol template next to amber14's TIP3P, built by OpenMM's ForceField) equals the MM system minus
 the MM energy of ethanol alone plus the student (no cutoff: that sum is exact), equals a system built by hand with
 ethanol's MM terms zeroed (PME), interpolates between MM (lambda 0) and mixed (lambda 1), and runs NVE with the
-energy monitor. Runs with openmm-ml 1.4 (OpenMM 8.4, TorchForce) and 1.8 (OpenMM 8.6.1, PythonForce).
+energy monitor; a compiled .pt2 student does the same through openmm.PythonForce. Runs with openmm-ml 1.7 (OpenMM
+8.5.2, TorchForce) and 1.8 (OpenMM 8.6.1, PythonForce alone).
 """
 
 import copy
@@ -15,7 +16,6 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
-import torch  # noqa: F401  (before openmm: openmmtorch's plugin needs libtorch loaded first)
 
 openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmml")
@@ -162,7 +162,9 @@ def test_entry_point_and_light_import():
     assert out.stdout.strip() == "False"
 
 
-def test_create_system_equals_student(student):
+@pytest.mark.parametrize("kind", ["TorchScript", "pt2"])
+def test_create_system_equals_student(kind, student, compiled_student):
+    student = student if kind == "TorchScript" else compiled_student
     pdb = app.PDBFile(io.StringIO(ETHANOL_PDB))
     system = MLPotential("hessdistill", modelPath=str(student)).createSystem(pdb.topology)
     pos = np.asarray(pdb.positions.value_in_unit(unit.nanometer)) + np.random.default_rng(0).normal(
@@ -171,9 +173,11 @@ def test_create_system_equals_student(student):
     assert_close(energy_forces(system, pos), student_reference(student, symbols, pos))
 
 
-def test_mixed_system_replaces_solute_mm_terms(student, forcefield, solvated):
+@pytest.mark.parametrize("kind", ["TorchScript", "pt2"])
+def test_mixed_system_replaces_solute_mm_terms(kind, student, compiled_student, forcefield, solvated):
     """No cutoff: mixed = MM(all) - MM(ethanol alone) + student(ethanol), energies and forces; interpolation
     gives the MM system at lambda 0 and the mixed one at lambda 1."""
+    student = student if kind == "TorchScript" else compiled_student
     topology, pos = copy.deepcopy(solvated[0]), solvated[1]
     topology.setPeriodicBoxVectors(None)  # the same molecules without the box
     mm = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=True)

@@ -15,7 +15,7 @@ the region's internal nonbonded pairs, and with ``interpolate=True`` adds the gl
 :func:`hessdistill.engines.openmm.student_force` (TorchForce, or the PythonForce fallback).
 
 Arguments given to ``MLPotential(...)`` are defaults for every system; those given to ``createSystem`` or
-``createMixedSystem`` apply to that system: ``modelPath`` (the TorchScript student file; constructor only),
+``createMixedSystem`` apply to that system: ``modelPath`` (the student file, TorchScript or .pt2; constructor only),
 ``backend`` ("auto", "torchforce", "pythonforce"), ``device`` (where the PythonForce fallback runs the model),
 ``skin`` (A, the Verlet skin of the force's neighbor list). The student is short-ranged: openmm-ml 1.6+ asks
 (:meth:`HessdistillPotentialImpl.getMLLongRange`) and keeps the MM electrostatics between periodic images of the
@@ -58,7 +58,7 @@ class HessdistillPotentialImpl:
     Parameters
     ----------
     name: the name given to ``MLPotential``.
-    modelPath: the TorchScript student file (``hessdistill export``).
+    modelPath: the student file (``hessdistill export``): TorchScript, or .pt2 (runs through PythonForce).
     backend, device, skin: defaults for :func:`hessdistill.engines.openmm.student_force`.
     """
 
