@@ -12,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch  # import torch before openmm: openmmtorch's plugin needs libtorch's libraries loaded first
-
 import openmm
+import torch
 from openmm import app, unit
 
 from hessdistill.engines.openmm import EnergyMonitorReporter, create_system, select_platform
