@@ -7,20 +7,25 @@ from ..errors import HessdistillError
 from .store import label_structures, parse_shard
 
 
-def label_file(structures, teacher, output, rows="full", shard="0/1", seed: int = 0, relabel: bool = False) -> dict:
+def label_file(structures, teacher, output, rows="full", shard="0/1", seed: int = 0, relabel: bool = False,
+               probes: str = "rows") -> dict:
     """Label every structure of the file ``structures`` (split where the file has no split) with ``teacher`` (a
-    name or a teacher object) into the store ``output``; ``shard`` ``"i/n"`` labels every n-th structure only;
-    ``relabel`` discards finished parts (of another teacher or structure set) instead of refusing them.
+    name or a teacher object) into the store ``output``; ``rows`` Hessian rows per structure, or with
+    ``probes="random"`` as many Hessian-vector products along random probes; ``shard`` ``"i/n"`` labels every
+    n-th structure only; ``relabel`` discards finished parts (of another teacher, structure set or probe kind)
+    instead of refusing them.
 
     Example
     -------
-    >>> label_file("structures.extxyz", "ani1x", "labels.h5", rows=8)
+    >>> label_file("structures.extxyz", "ani1x", "labels.h5", rows=8, probes="random")
     """
     from ..paths import check_output
     from ..sample import read_structures, split
     from ..teachers import load_teacher
+    from .probes import check_probe_kind
     from .store import parts_dir
 
+    check_probe_kind(probes)
     atoms_list = read_structures(structures)
     check_output(output, inputs=[structures], what="label store")
     check_output(parts_dir(output), inputs=[structures], kind="dir", what="parts folder")
@@ -33,4 +38,5 @@ def label_file(structures, teacher, output, rows="full", shard="0/1", seed: int 
             raise type(exc)(f"structure #{k}: {exc}") from exc
     if not all("split" in s.info for s in atoms_list):
         atoms_list = split(atoms_list, seed=seed)
-    return label_structures(atoms_list, teacher, output, rows=rows, shard=shard, seed=seed, relabel=relabel)
+    return label_structures(atoms_list, teacher, output, rows=rows, shard=shard, seed=seed, relabel=relabel,
+                            probes=probes)

@@ -1,0 +1,68 @@
+"""Hessian labels along random probes: the teacher's stored H v against a finite-difference Hessian, the probes
+themselves, and a label run that refuses to mix probe kinds."""
+
+import numpy as np
+import pytest
+
+from conftest import cluster, fd_rows
+from hessdistill.errors import InputError, LabelStoreError
+from hessdistill.label import label_structures, load_labels
+from hessdistill.label.probes import choose_probes
+from hessdistill.sample import rattled, split
+from hessdistill.teachers.analytic import MorseTeacher
+
+
+@pytest.fixture
+def structures():
+    return split(rattled(cluster(5, seed=2), 6, 0.05, seed=1))
+
+
+def test_stored_products_equal_finite_difference_hessian_times_probe(structures, tmp_path):
+    teacher = MorseTeacher()
+    label_structures(structures, teacher, tmp_path / "p.h5", rows=4, probes="random", progress=False)
+    items = load_labels(tmp_path / "p.h5")
+    for atoms, it in zip(structures, items, strict=True):
+        assert it.probes.shape == it.hvp.shape == (4, 5, 3)
+        assert it.hessian_rows.shape == (0,)
+        full = fd_rows(teacher, atoms, range(15), 1e-5)  # central differences of the forces, 30 force calls
+        expected = it.probes.reshape(4, -1) @ full.T
+        np.testing.assert_allclose(it.hvp.reshape(4, -1), expected, atol=1e-6 * np.abs(expected).max())
+        # unit length, no net translation, and a direction not aligned with one coordinate
+        np.testing.assert_allclose(np.linalg.norm(it.probes.reshape(4, -1), axis=1), 1.0, atol=1e-12)
+        np.testing.assert_allclose(it.probes.sum(axis=1), 0.0, atol=1e-12)
+        assert np.abs(it.probes).reshape(4, -1).max(axis=1).max() < 0.9
+
+
+def test_probes_are_reproducible_and_differ_between_structures():
+    np.testing.assert_array_equal(choose_probes(5, 3, index=2, seed=7), choose_probes(5, 3, index=2, seed=7))
+    assert not np.allclose(choose_probes(5, 3, index=2, seed=7), choose_probes(5, 3, index=3, seed=7))
+    assert not np.allclose(choose_probes(5, 3, index=2, seed=7), choose_probes(5, 3, index=2, seed=8))
+
+
+def test_probe_pairs_of_rows_are_unit_probes(structures, tmp_path):
+    label_structures(structures, MorseTeacher(), tmp_path / "r.h5", rows=3, progress=False)
+    for it in load_labels(tmp_path / "r.h5"):
+        probes, hvp = it.probe_pairs()
+        assert it.probes is None
+        np.testing.assert_array_equal(np.argmax(probes, axis=1), it.hessian_rows)
+        np.testing.assert_array_equal(probes.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(hvp, it.hessian)
+
+
+def test_resume_refuses_another_probe_kind(structures, tmp_path):
+    store = tmp_path / "k.h5"
+    label_structures(structures, MorseTeacher(), store, rows=2, shard=(0, 2), progress=False)
+    with pytest.raises(LabelStoreError, match="probes of kind rows, not random"):
+        label_structures(structures, MorseTeacher(), store, rows=2, shard=(0, 2), probes="random", progress=False)
+    # the other shard's parts, of the other kind, complete the set: the merge refuses to mix them
+    with pytest.raises(LabelStoreError, match="probe kinds"):
+        label_structures(structures, MorseTeacher(), store, rows=2, shard=(1, 2), probes="random", progress=False)
+    res = label_structures(structures, MorseTeacher(), store, rows=2, probes="random", relabel=True,
+                           progress=False)
+    assert res["merged"] and res["labelled"] == len(structures)
+    import h5py
+
+    with h5py.File(store, "r") as f:
+        assert f.attrs["hessian_probes"] == "random"
+    with pytest.raises(InputError, match="rows, random"):
+        label_structures(structures, MorseTeacher(), tmp_path / "x.h5", probes="modes", progress=False)
