@@ -66,3 +66,33 @@ def test_resume_refuses_another_probe_kind(structures, tmp_path):
         assert f.attrs["hessian_probes"] == "random"
     with pytest.raises(InputError, match="rows, random"):
         label_structures(structures, MorseTeacher(), tmp_path / "x.h5", probes="modes", progress=False)
+
+
+def test_finite_difference_teacher_products_equal_autograd_ones(structures):
+    """An ASE calculator teacher takes H v as a central difference of its forces along v (2 calls per probe)."""
+    from hessdistill.teachers.ase_fd import ASECalculatorTeacher
+
+    morse = MorseTeacher()
+    fd = ASECalculatorTeacher(morse.as_calculator(), delta=1e-4)
+    probes = choose_probes(5, 3, index=0, seed=0)
+    exact = morse.hessian_vector_products(structures[0], probes)
+    np.testing.assert_allclose(fd.hessian_vector_products(structures[0], probes), exact,
+                               atol=1e-6 * np.abs(exact).max())
+
+
+def test_cli_labels_random_probes(structures, tmp_path):
+    import subprocess
+    import sys
+
+    from hessdistill.sample import read_structures, write_structures
+
+    write_structures(structures, tmp_path / "s.extxyz")
+    subprocess.run([sys.executable, "-m", "hessdistill", "label", str(tmp_path / "s.extxyz"), "--teacher", "morse",
+                    "-o", str(tmp_path / "cli.h5"), "--rows", "3", "--hessian-probes", "random", "--seed", "4"],
+                   check=True, capture_output=True)
+    label_structures(read_structures(tmp_path / "s.extxyz"), MorseTeacher(), tmp_path / "lib.h5", rows=3,
+                     probes="random", seed=4, progress=False)
+    for a, b in zip(load_labels(tmp_path / "cli.h5"), load_labels(tmp_path / "lib.h5"), strict=True):
+        assert a.probes.shape == (3, 5, 3)
+        np.testing.assert_array_equal(a.probes, b.probes)
+        np.testing.assert_allclose(a.hvp, b.hvp, rtol=1e-12, atol=1e-12)
