@@ -96,3 +96,17 @@ def test_cli_labels_random_probes(structures, tmp_path):
         assert a.probes.shape == (3, 5, 3)
         np.testing.assert_array_equal(a.probes, b.probes)
         np.testing.assert_allclose(a.hvp, b.hvp, rtol=1e-12, atol=1e-12)
+
+
+def test_report_compares_the_stored_products(structures, tmp_path):
+    """The fidelity report's Hessian errors of a probe store are along its probes: zero (to the finite-difference
+    error) for the teacher itself, not for another potential."""
+    from hessdistill.report.labels import label_errors
+    from hessdistill.teachers.analytic import LennardJonesTeacher
+
+    label_structures(structures, MorseTeacher(), tmp_path / "p.h5", rows=3, probes="random", progress=False)
+    items = load_labels(tmp_path / "p.h5")
+    same, _ = label_errors(items, MorseTeacher().as_calculator(), progress=False)
+    other, _ = label_errors(items, LennardJonesTeacher().as_calculator(), progress=False)
+    assert same["hessian_mae"] < 1e-5 * same["teacher_mean_abs_hessian"]
+    assert other["hessian_mae"] > 0.1 * other["teacher_mean_abs_hessian"]
