@@ -163,3 +163,17 @@ def test_compiled_step_on_probes_equals_eager(probe_labels, tmp_path):
         for name, g, r in zip(step.names, grads, ref):
             assert r is None or float((g - r).norm()) <= 1e-10 * float(r.norm()), (size, name)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_resume_of_a_checkpoint_older_than_the_weighting_option(probe_labels, tmp_path):
+    """A checkpoint written before ``hessian_probe_weighting`` existed resumes with its default and refuses the
+    other weighting."""
+    from hessdistill.errors import ConfigError
+
+    Trainer(tiny(epochs=1), probe_labels, tmp_path / "old", progress=False).fit()
+    state = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=False)
+    del state["config"]["hessian_probe_weighting"]
+    torch.save(state, tmp_path / "old" / "checkpoint.pt")
+    assert Trainer(tiny(epochs=2), probe_labels, tmp_path / "old", progress=False).epoch == 1
+    with pytest.raises(ConfigError, match="hessian_probe_weighting"):
+        Trainer(tiny(epochs=2, hessian_probe_weighting="curvature"), probe_labels, tmp_path / "old", progress=False)
