@@ -38,8 +38,8 @@ HELP = {
                     "step (uniform, without replacement over the stored ones)",
     "hessian_probe_weighting": "none: the Hessian term is the plain MSE of H v (Cartesian rows or probes); "
                                "curvature: each probe's squared error divided by the teacher's curvature v.Hv "
-                               "squared (floored at 1% of the median absolute v.Hv over the training probes), so that soft "
-                               "directions count like stiff ones",
+                               "squared (floored at 1% of the median absolute v.Hv over the training probes), so "
+                               "that soft directions count like stiff ones",
     "batch_size": "structures per optimizer step",
     "epochs": "maximum epochs; 0: from max_steps (none with a time_budget: the plateau rule or the budget ends it)",
     "max_steps": "optimizer steps that set the epoch cap when epochs is 0 (the cap adapts to the data size)",

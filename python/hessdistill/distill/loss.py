@@ -114,8 +114,8 @@ def curvature_normalizers(graphs: list[Graph]) -> dict:
     and the mean of (H v)^2 / max(c^2, floor^2) over the probes' components, the weighted term's normaliser."""
     curvature = np.concatenate([g.curvature for g in graphs])
     floor = max(CURVATURE_FLOOR * float(np.median(np.abs(curvature))), 1e-8)
-    weighted = sum(float((g.hessian.double() ** 2).sum(dim=1).cpu() @ torch.as_tensor(
-        1.0 / np.maximum(g.curvature**2, floor**2))) for g in graphs if g.n_probes)
+    weighted = sum(float(1.0 / np.maximum(g.curvature**2, floor**2)
+                         @ (g.hessian.double() ** 2).sum(dim=1).cpu().numpy()) for g in graphs)
     count = sum(g.hessian.numel() for g in graphs)
     return {"curvature_floor": floor, "hessian_curvature": max(weighted / count, 1e-12)}
 
