@@ -117,8 +117,8 @@ def test_curvature_weighting_follows_its_formula(probe_labels, tmp_path):
     graphs = train[:3]
     batch = collate(graphs)
     slots = sample_row_slots(batch, 2, np.random.default_rng(5))
-    extra = float(slots_loss(trainer.model, batch, config, norm, slots)
-                  - slots_loss(trainer.model, batch, config, norm, None))
+    extra = float((slots_loss(trainer.model, batch, config, norm, slots)
+                   - slots_loss(trainer.model, batch, config, norm, None)).detach())
     rng = np.random.default_rng(5)
     total = 0.0
     for g in graphs:
