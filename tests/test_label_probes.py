@@ -64,8 +64,8 @@ def test_resume_refuses_another_probe_kind(structures, tmp_path):
 
     with h5py.File(store, "r") as f:
         assert f.attrs["hessian_probes"] == "random"
-    with pytest.raises(InputError, match="rows, random"):
-        label_structures(structures, MorseTeacher(), tmp_path / "x.h5", probes="modes", progress=False)
+    with pytest.raises(InputError, match="rows, random, modes"):
+        label_structures(structures, MorseTeacher(), tmp_path / "x.h5", probes="eigen", progress=False)
 
 
 def test_finite_difference_teacher_products_equal_autograd_ones(structures):
@@ -110,3 +110,62 @@ def test_report_compares_the_stored_products(structures, tmp_path):
     other, _ = label_errors(items, LennardJonesTeacher().as_calculator(), progress=False)
     assert same["hessian_mae"] < 1e-5 * same["teacher_mean_abs_hessian"]
     assert other["hessian_mae"] > 0.1 * other["teacher_mean_abs_hessian"]
+
+
+def test_mode_probes_are_the_minimums_soft_modes_rotated_onto_each_structure(tmp_path):
+    """At a rotated copy of the minimum the probes are the minimum's softest modes rotated alike, and each is an
+    eigenvector of the teacher's Hessian there (equal masses: H v = c v); rattled copies get probes too; resume
+    refuses the modes of another minimum."""
+    from scipy.spatial.transform import Rotation
+
+    from hessdistill.label.probes import minimum_modes
+    from hessdistill.sample.modes import relax
+
+    teacher = MorseTeacher()
+    minimum = relax(cluster(5, seed=2), teacher.as_calculator(), fmax=1e-6)
+    rot = Rotation.random(random_state=3).as_matrix()
+    turned = minimum.copy()
+    turned.positions = (minimum.positions - minimum.positions.mean(axis=0)) @ rot + 2.0
+    structures = split([turned] + rattled(turned, 5, 0.05, seed=1))
+    label_structures(structures, teacher, tmp_path / "m.h5", rows=3, probes="modes", minimum=minimum,
+                     progress=False)
+    items = load_labels(tmp_path / "m.h5")
+    modes = minimum_modes(minimum, teacher)
+    np.testing.assert_allclose(items[0].probes, modes[:3] @ rot, atol=1e-10)
+    c = np.einsum("kna,kna->k", items[0].probes, items[0].hvp)
+    np.testing.assert_allclose(items[0].hvp, c[:, None, None] * items[0].probes, atol=1e-6 * np.abs(c).max())
+    assert np.all(np.diff(c) >= 0) and c[0] > 0  # softest first, all vibrations
+    full = fd_rows(teacher, structures[2], range(15), 1e-5)
+    np.testing.assert_allclose(items[2].hvp.reshape(3, -1), items[2].probes.reshape(3, -1) @ full.T, atol=1e-5)
+    other = relax(cluster(5, seed=2), teacher.as_calculator(), fmax=1e-2)
+    with pytest.raises(LabelStoreError, match="another minimum"):
+        label_structures(structures, teacher, tmp_path / "m.h5", rows=3, probes="modes", minimum=other,
+                         progress=False)
+    with pytest.raises(InputError, match="need the minimum"):
+        label_structures(structures, teacher, tmp_path / "x.h5", rows=3, probes="modes", progress=False)
+    with pytest.raises(InputError, match="does not hold the minimum's atoms"):
+        label_structures(rattled(cluster(6, seed=1), 3, 0.05, seed=0), teacher, tmp_path / "y.h5", rows=3,
+                         probes="modes", minimum=minimum, progress=False)
+
+
+def test_cli_labels_mode_probes(structures, tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    from hessdistill.sample import write_structures
+
+    write_structures(structures, tmp_path / "s.extxyz")
+    write_structures([cluster(5, seed=2)], tmp_path / "start.extxyz")
+    base = [sys.executable, "-m", "hessdistill", "label", str(tmp_path / "s.extxyz"), "--teacher", "morse", "-o",
+            str(tmp_path / "cli.h5"), "--rows", "2"]
+    subprocess.run(base + ["--hessian-probes", "modes", "--minimum", str(tmp_path / "start.extxyz")], check=True,
+                   capture_output=True)
+    with h5py.File(tmp_path / "cli.h5", "r") as f:
+        assert f.attrs["hessian_probes"] == "modes"
+    for it in load_labels(tmp_path / "cli.h5"):
+        assert it.probes.shape == (2, 5, 3)
+        np.testing.assert_allclose(np.linalg.norm(it.probes.reshape(2, -1), axis=1), 1.0, atol=1e-12)
+    proc = subprocess.run(base + ["--minimum", str(tmp_path / "start.extxyz")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "need the minimum" in proc.stderr
