@@ -1,11 +1,11 @@
-"""A first look at Hessian probes on a floppy molecule: Cartesian rows vs random probes, each with and without the
-curvature weighting, at equal labels (K products per structure) and epochs; ANI-1x, methyl ethyl ether (ase g2
+"""A first look at Hessian probes on a floppy molecule: Cartesian rows vs random probes vs the teacher's softest
+normal modes at the minimum (rotated onto each structure), each with and without the curvature weighting, at equal labels (K products per structure) and epochs; ANI-1x, methyl ethyl ether (ase g2
 "CH3CH2OCH3": one mode below 200 cm^-1 and three more below 400 at the teacher's minimum), a few seeds (each its
 own MD sample, split, probes and student). Reports the test force and H v errors (the latter on each store's own
 rows or probes, so not comparable between kinds) and the frequency errors at the teacher's minimum, soft modes
 (< 200 cm^-1) and the lowest modes (< 400 cm^-1) separately.
 
-    python benchmarks/studies/hessian_probes.py      # writes results/hessian_probes.json (~4 min per seed, 1 core)
+    python benchmarks/studies/hessian_probes.py      # writes results/hessian_probes.json (~6 min per seed, 1 core)
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-RUNS = (("rows", "none"), ("rows", "curvature"), ("random", "none"), ("random", "curvature"))
+KINDS = ("rows", "random", "modes")
+RUNS = tuple((kind, weighting) for kind in KINDS for weighting in ("none", "curvature"))
 
 
 def one_seed(seed: int, n_structures: int, probes_per_structure: int, epochs: int) -> dict:
@@ -26,17 +27,19 @@ def one_seed(seed: int, n_structures: int, probes_per_structure: int, epochs: in
     from hessdistill.label.store import label_structures
     from hessdistill.report.physics import molecule_physics
     from hessdistill.sample import split, starting_structure, teacher_md
+    from hessdistill.sample.modes import relax
     from hessdistill.teachers import load_teacher
 
     teacher = load_teacher("ani1x")
     start = starting_structure("CH3CH2OCH3")
     structures = split(teacher_md(start, teacher.as_calculator(), n_structures, 500.0, interval=10, seed=seed,
                                   progress=False), (0.7, 0.1, 0.2), seed)
+    minimum = relax(start, teacher.as_calculator())
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("rows", "random"):
+        for kind in KINDS:
             label_structures(structures, teacher, Path(tmp) / f"{kind}.h5", rows=probes_per_structure, seed=seed,
-                             probes=kind, progress=False)
+                             probes=kind, minimum=minimum if kind == "modes" else None, progress=False)
         for kind, weighting in RUNS:
             config = DistillConfig(architecture="painn", features=32, num_interactions=2, cutoff=4.0, epochs=epochs,
                                    lr_schedule="cosine", batch_size=4, hessian_rows=2, seed=seed, compile="off",
