@@ -84,5 +84,7 @@ def labels_fingerprint(items: Sequence) -> str:
                   np.asarray(it.hessian_rows, np.int64).tobytes(), np.asarray(it.hessian, np.float64).tobytes()]
         if it.stress is not None:
             parts.append(np.asarray(it.stress, np.float64).tobytes())
+        if getattr(it, "probes", None) is not None:
+            parts += [np.asarray(it.probes, np.float64).tobytes(), np.asarray(it.hvp, np.float64).tobytes()]
     return _digest(parts)
 

@@ -14,12 +14,14 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError, InputError, LabelStoreError, first_line
+from .config import DistillConfig
 from ..students import StudentBase, build_student
 
 #: the ``"format"`` entry of every checkpoint this version writes and reads
@@ -59,7 +61,8 @@ def load_checkpoint(path: str | os.PathLike, settings: dict, labels_fingerprint:
             f"run folder {Path(path).parent} was trained on other labels (fingerprint {state['labels_fingerprint']}, "
             f"these are {labels_fingerprint}); use another --out, or --no-resume to train afresh on these (the old "
             "checkpoint is replaced at the first validation)")
-    saved = state["config"]
+    # an option newer than the checkpoint had its default value there
+    saved = dataclasses.asdict(DistillConfig()) | state["config"]
     diff = sorted(k for k, v in settings.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
     if diff:
         raise ConfigError(

@@ -1,9 +1,9 @@
 """A compiled training step: loss and parameter gradients of a batch from one traced, compiled graph.
 
 ``torch.compile`` of the student or of the loss fails on this loss's double backward (forces are dE/dx and the
-Hessian rows are VJPs of the forces; "aot_autograd does not currently support double backward", with compiled
-autograd too). :func:`hessdistill.tracing.trace_autograd` can trace it: the function of (parameters, buffers,
-batch tensors, row slots) that returns (loss, parameter gradients) becomes one graph of aten ops with every
+Hessian rows or probe products are VJPs of the forces; "aot_autograd does not currently support double
+backward", with compiled autograd too). :func:`hessdistill.tracing.trace_autograd` can trace it: the function of (parameters, buffers,
+batch tensors, probe slots) that returns (loss, parameter gradients) becomes one graph of aten ops with every
 backward unrolled, the parameters as inputs (``torch.func.functional_call``), and ``torch.compile`` compiles
 that graph like any other. The optimizer update, clipping and EMA stay eager (fused AdamW), so a compiled step
 differs from an eager one only by the rounding of the reordered arithmetic.
@@ -14,8 +14,8 @@ molecule terms (``loss.uses_molecules``) each atom's molecule and lever arm and 
 
 Sizes: the graph is traced on a synthetic batch whose sizes (structures, atoms, edges) are distinct from each
 other and from the fixed sizes (3 axes, 2 edge ends, s rows), so none is specialized or merged with another;
-each call marks the atom, edge and structure dimensions dynamic, so batches of other sizes reuse the compiled
-code. A batch of one structure (or of fewer than 2 atoms or edges) runs eagerly: on torch 2.9.1 the compiled
+each call marks the atom, edge and structure dimensions dynamic (those of the probe slots too), so batches of
+other sizes reuse the compiled code. A batch of one structure (or of fewer than 2 atoms or edges) runs eagerly: on torch 2.9.1 the compiled
 graph's parameter gradients for one structure were wrong (off by 50% in a test, whether the trace had one
 structure or several; the traced graph itself was right), and a short last batch is one step per epoch.
 
@@ -90,8 +90,8 @@ class CompiledStep:
         k = len(self.parameters) + len(self.buffer_names)
         dims = [(t, _DYNAMIC[name]) for t, name in zip(inputs[k:], self.fields)]
         if self.rows:
-            coords, teacher = inputs[k + len(self.fields) :]
-            dims += [(coords, 1), (teacher, 1)]
+            probes, teacher, curvature = inputs[k + len(self.fields) :]
+            dims += [(probes, 1), (teacher, 1), (curvature, 1)]
         for t, d in dims:
             torch._dynamo.maybe_mark_dynamic(t, d)
 
@@ -177,4 +177,6 @@ def _synthetic_batch(like: Batch, rows: int) -> tuple[Batch, Optional[tuple]]:
     if not rows:
         return batch, None
     coords = torch.tensor([[3 * off + j % 12 for off in offsets] for j in range(rows)], device=device)
-    return batch, (coords, torch.zeros(rows, 3 * n, dtype=dtype, device=device))
+    probes = torch.zeros(rows, 3 * n, dtype=dtype, device=device).scatter_(1, coords, 1.0)
+    curvature = torch.ones(rows, n_structures, dtype=dtype, device=device)
+    return batch, (probes, torch.zeros(rows, 3 * n, dtype=dtype, device=device), curvature)

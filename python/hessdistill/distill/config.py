@@ -35,7 +35,12 @@ HELP = {
                         "cell-spanning networks left out; 0: off",
     "net_torque_weight": "wNT: weight of the MSE of each molecule's net torque about its centre of mass, as "
                          "net_force_weight; 0: off",
-    "hessian_rows": "s: Hessian rows sampled per structure per step (uniform, without replacement over 3N)",
+    "hessian_rows": "s: Hessian rows (or probes, of a store labelled with random probes) sampled per structure per "
+                    "step (uniform, without replacement over the stored ones)",
+    "hessian_probe_weighting": "none: the Hessian term is the plain MSE of H v (Cartesian rows or probes); "
+                               "curvature: each probe's squared error divided by the teacher's curvature v.Hv "
+                               "squared (floored at 1% of the median absolute v.Hv over the training probes), so "
+                               "that soft directions count like stiff ones",
     "batch_size": "structures per optimizer step",
     "epochs": "maximum epochs; 0: from max_steps (none with a time_budget: the plateau rule or the budget ends it)",
     "max_steps": "optimizer steps that set the epoch cap when epochs is 0 (the cap adapts to the data size)",
@@ -82,6 +87,7 @@ class DistillConfig:
     net_force_weight: float = 10.0
     net_torque_weight: float = 10.0
     hessian_rows: int = 1
+    hessian_probe_weighting: str = "none"
     batch_size: int = 4
     # Run length: the plateau rule ends a run; the step cap only guards against one that never plateaus
     # (see docs/design/training.md)
@@ -111,6 +117,7 @@ class DistillConfig:
             "export_dtype": tuple(DTYPES),
             "device": ("auto", "cpu", "cuda"),
             "compile": ("auto", "on", "off"),
+            "hessian_probe_weighting": ("none", "curvature"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -34,15 +34,16 @@ def element_types(items: Sequence[LabeledStructure]) -> tuple[list[str], list[in
 
 
 def check_hessian_rows(items: Sequence[LabeledStructure], s: int) -> None:
-    """Every structure must store at least the ``s`` Hessian rows a step samples from it."""
+    """Every structure must store at least the ``s`` Hessian rows (or probes) a step samples from it."""
     for it in items:
         n3 = 3 * len(it.numbers)
         if s > n3:
             raise InputError(f"hessian_rows s = {s} is larger than 3N = {n3} of structure #{it.index}")
-        if s > len(it.hessian_rows):
+        stored = len(it.hvp) if it.probes is not None else len(it.hessian_rows)
+        if s > stored:
             raise InputError(
-                f"hessian_rows s = {s} but structure #{it.index} has only {len(it.hessian_rows)} stored Hessian "
-                "rows; label with more rows or lower s"
+                f"hessian_rows s = {s} but structure #{it.index} has only {stored} stored Hessian rows or probes; "
+                "label with more rows or lower s"
             )
 
 
@@ -54,16 +55,23 @@ class Graph:
     shifts: torch.Tensor  # (E, 3)
     energy: float
     forces: torch.Tensor  # (N, 3)
-    hessian_rows: np.ndarray  # (R,) stored row numbers in 0..3N-1
-    hessian: torch.Tensor  # (R, 3N)
+    hessian_rows: np.ndarray  # (R,) stored row numbers in 0..3N-1; (0,) where probes are stored instead
+    hessian: torch.Tensor  # (R, 3N) the teacher's H v for each stored probe (a row: the product with e_k)
     stress: torch.Tensor | None = None  # (6,) eV/A^3, Voigt, ASE's sign; None: no stress label
     volume: float = 0.0  # cell volume, A^3 (periodic cells; 0 otherwise)
     molecule: torch.Tensor | None = None  # (N,) each atom's molecule (covalent bond graph), 0..n_molecules-1
     lever: torch.Tensor | None = None  # (N, 3) position relative to its molecule's centre of mass, A
     n_molecules: int = 1
     molecule_mask: torch.Tensor | None = None  # (n_molecules,) 1 for molecules the loss fits (``fitted_molecules``)
+    probes: torch.Tensor | None = None  # (R, 3N) unit probes v of ``hessian``; None: the unit vectors of the rows
+    curvature: np.ndarray = field(init=False, repr=False)  # (R,) the teacher's v . H v along each probe
 
     def __post_init__(self):
+        h = self.hessian.detach().cpu().double().numpy()
+        if self.probes is None:  # of a row k: H_kk
+            self.curvature = h[np.arange(len(h)), self.hessian_rows] if len(h) else np.zeros(0)
+        else:
+            self.curvature = np.einsum("rk,rk->r", self.probes.detach().cpu().double().numpy(), h)
         if self.molecule is None:  # a graph made without its bond graph: one molecule, nothing intermolecular
             self.molecule = torch.zeros(self.n_atoms, dtype=torch.long, device=self.positions.device)
             self.lever = torch.zeros_like(self.positions)
@@ -75,6 +83,11 @@ class Graph:
     @property
     def n_atoms(self) -> int:
         return self.positions.shape[0]
+
+    @property
+    def n_probes(self) -> int:
+        """Stored Hessian rows or probes."""
+        return self.hessian.shape[0]
 
 
 def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutoff: float, dtype, device) -> list[Graph]:
@@ -90,6 +103,7 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
         kw = dict(dtype=dtype, device=device)
         periodic = bool(np.all(it.pbc))
         groups, whole = molecules(atoms)
+        probed = it.probes is not None
         molecule, lever = lever_arms(atoms.get_masses(), whole, groups)
         graphs.append(
             Graph(
@@ -100,13 +114,14 @@ def build_graphs(items: Sequence[LabeledStructure], type_names: list[str], cutof
                 energy=it.energy,
                 forces=torch.tensor(it.forces, **kw),
                 hessian_rows=np.asarray(it.hessian_rows, dtype=np.int64),
-                hessian=torch.tensor(it.hessian, **kw),
+                hessian=torch.tensor(it.hvp.reshape(len(it.hvp), -1) if probed else it.hessian, **kw),
                 stress=None if it.stress is None else torch.tensor(it.stress, **kw),
                 volume=abs(float(np.linalg.det(it.cell))) if periodic else 0.0,
                 molecule=torch.tensor(molecule, dtype=torch.long, device=device),
                 lever=torch.tensor(lever, **kw),
                 n_molecules=len(groups),
                 molecule_mask=torch.tensor(fitted_molecules(atoms, groups, whole), **kw),
+                probes=torch.tensor(it.probes.reshape(len(it.probes), -1), **kw) if probed else None,
             )
         )
     if graphs and all(g.edge_index.shape[1] == 0 for g in graphs) and any(g.n_atoms > 1 for g in graphs):
@@ -176,19 +191,32 @@ def collate(graphs: Sequence[Graph]) -> Batch:
     )
 
 
-def sample_row_slots(batch: Batch, s: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick ``s`` stored Hessian rows per structure, uniformly without replacement.
+def sample_row_slots(batch: Batch, s: int, rng: np.random.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pick ``s`` stored Hessian rows or probes per structure, uniformly without replacement
+    (``gather_slots``)."""
+    return gather_slots(batch, [rng.choice(g.n_probes, size=s, replace=False) for g in batch.graphs])
 
-    Returns (coords (s, B) global flat coordinates for ``hessian.hessian_rows``, teacher (s, 3 N_total): slot j
-    holds, in each structure's block, the teacher row picked for it, laid out like the student's VJP result).
+
+def gather_slots(batch: Batch, picks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The probe slots of the stored probes ``picks[b]`` (s each) of every structure b of the batch.
+
+    Returns (probes (s, 3 N_total): slot j holds, in each structure's block, the probe picked for it, for
+    ``hessian.hessian_vector_products``; teacher (s, 3 N_total): the teacher's H v, laid out alike; curvature
+    (s, B): the teacher's v . H v of each). A stored row k is the unit probe e_k.
     """
-    device = batch.positions.device
-    n_total = batch.positions.shape[0]
-    coords = torch.empty(s, len(batch.graphs), dtype=torch.long, device=device)
-    teacher = torch.zeros(s, 3 * n_total, dtype=batch.positions.dtype, device=device)
-    for b, (g, off) in enumerate(zip(batch.graphs, batch.offsets)):
-        picks = rng.choice(len(g.hessian_rows), size=s, replace=False)
-        for j, p in enumerate(picks):
-            coords[j, b] = 3 * off + int(g.hessian_rows[p])
-            teacher[j, 3 * off : 3 * (off + g.n_atoms)] = g.hessian[p]
-    return coords, teacher
+    device, dtype = batch.positions.device, batch.positions.dtype
+    n_total, s = batch.positions.shape[0], len(picks[0])
+    probes = torch.zeros(s, 3 * n_total, dtype=dtype, device=device)
+    teacher = torch.zeros(s, 3 * n_total, dtype=dtype, device=device)
+    curvature = np.empty((s, len(batch.graphs)))
+    for b, (g, off, chosen) in enumerate(zip(batch.graphs, batch.offsets, picks)):
+        block = slice(3 * off, 3 * (off + g.n_atoms))
+        curvature[:, b] = g.curvature[chosen]
+        for j, p in enumerate(chosen):
+            if g.probes is None:
+                probes[j, 3 * off + int(g.hessian_rows[p])] = 1.0
+            else:
+                probes[j, block] = g.probes[p]
+            teacher[j, block] = g.hessian[p]
+    return probes, teacher, torch.as_tensor(curvature, dtype=dtype, device=device)

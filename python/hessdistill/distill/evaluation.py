@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from .data import Graph, collate
-from .hessian import hessian_rows
+from .data import Graph, collate, gather_slots
+from .hessian import hessian_vector_products
 from .loss import predict
 
 
 def evaluate(model, graphs: list[Graph], hessian_rows_per_structure: int = 6, batch_size: int = 16) -> dict:
-    """MAE of energy (eV/structure and eV/atom), forces (eV/A), Hessian rows (eV/A^2) and stress (eV/A^3, Voigt
-    components of the structures with a stress label) against the labels.
+    """MAE of energy (eV/structure and eV/atom), forces (eV/A), Hessian rows or probe products H v (eV/A^2) and
+    stress (eV/A^3, Voigt components of the structures with a stress label) against the labels.
 
-    The Hessian MAE uses the first ``hessian_rows_per_structure`` stored rows of each structure (a fixed set);
-    it is NaN when that is 0 or a structure stores no rows. The stress MAE is NaN when no structure has stress.
+    The Hessian MAE uses the first ``hessian_rows_per_structure`` stored rows (or probes) of each structure (a
+    fixed set); it is NaN when that is 0 or a structure stores none. The stress MAE is NaN when no structure has stress.
 
     Example
     -------
@@ -23,7 +23,7 @@ def evaluate(model, graphs: list[Graph], hessian_rows_per_structure: int = 6, ba
     e_err, e_err_atom, f_err, h_err, s_err = [], [], [], [], []
     for start in range(0, len(graphs), batch_size):
         batch = collate(graphs[start : start + batch_size])
-        want_h = hessian_rows_per_structure > 0 and all(len(g.hessian_rows) for g in batch.graphs)
+        want_h = hessian_rows_per_structure > 0 and all(g.n_probes for g in batch.graphs)
         want_s = any(g.stress is not None for g in batch.graphs)
         energy, grad, pos, stress = predict(model, batch, create_graph=want_h, stress=want_s)
         e_err.append((energy - batch.energy).abs().detach())
@@ -32,16 +32,10 @@ def evaluate(model, graphs: list[Graph], hessian_rows_per_structure: int = 6, ba
         if want_s:
             s_err.append((stress - batch.stress).abs()[batch.stress_mask > 0].reshape(-1).detach())
         if want_h:
-            s = min(hessian_rows_per_structure, min(len(g.hessian_rows) for g in batch.graphs))
-            coords = torch.tensor(
-                [[3 * o + int(g.hessian_rows[j]) for g, o in zip(batch.graphs, batch.offsets)] for j in range(s)],
-                device=pos.device,
-            )
-            rows = hessian_rows(grad, pos, coords, create_graph=False).reshape(s, -1)
-            teacher = torch.zeros_like(rows)
-            for b, (g, o) in enumerate(zip(batch.graphs, batch.offsets)):
-                teacher[:, 3 * o : 3 * (o + g.n_atoms)] = g.hessian[:s]
-            h_err.append((rows - teacher).abs().reshape(-1).detach())
+            s = min(hessian_rows_per_structure, min(g.n_probes for g in batch.graphs))
+            probes, teacher, _ = gather_slots(batch, [range(s)] * len(batch.graphs))
+            products = hessian_vector_products(grad, pos, probes, create_graph=False).reshape(s, -1)
+            h_err.append((products - teacher).abs().reshape(-1).detach())
     return {
         "energy_mae": float(torch.cat(e_err).mean()),
         "energy_mae_per_atom": float(torch.cat(e_err_atom).mean()),

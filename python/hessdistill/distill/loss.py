@@ -1,10 +1,14 @@
 """The distillation loss and the training-set statistics that normalise it.
 
-loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H rows) / <H^2> + wS * MSE(stress) / <S^2>
+loss = wE * MSE(E/N) / var(E/N) + wF * MSE(F) / <F^2> + wH * MSE(H v) / <(H v)^2> + wS * MSE(stress) / <S^2>
        + wNF * MSE(net force per molecule) / <NF^2> + wNT * MSE(net torque per molecule) / <NT^2>,
-with ``s`` Hessian rows per structure and step drawn uniformly without replacement from the stored rows, the
-student's rows coming from vector-Jacobian products of its forces (``hessian.hessian_rows``). wH = 0 is the
-undistilled baseline. The stress term counts only structures with a stress label (periodic cells of teachers that
+with ``s`` Hessian probes v per structure and step drawn uniformly without replacement from the stored ones (a
+stored Cartesian row k is the probe e_k, so that MSE(H v) is the MSE of Hessian rows), the student's products
+coming from vector-Jacobian products of its forces (``hessian.hessian_vector_products``). With
+``hessian_probe_weighting: curvature`` each probe's squared error is divided by c^2, c = v . H_teacher v floored
+at ``CURVATURE_FLOOR`` times the training set's median |c|, and the term by the same weighted mean of (H v)^2: a
+torsion's small H v then counts as much as a bond stretch's, relative to its own size. wH = 0 is the undistilled
+baseline. The stress term counts only structures with a stress label (periodic cells of teachers that
 give one; mean over their six Voigt components); the student's stress is (1/V) dE/d(strain), the derivative of its
 energy with the batch's cells and positions deformed by a zero strain per structure, taken in the same backward
 pass as the forces (so it can be differentiated again, for the parameter gradients).
@@ -28,9 +32,13 @@ import torch
 
 from .config import DistillConfig
 from .data import Batch, Graph, sample_row_slots
-from .hessian import hessian_rows
+from .hessian import hessian_vector_products
 from ..students import StudentBase
 from ..teachers.base import VOIGT
+
+#: The floor of the teacher's curvature |v . H v| in the curvature weighting, as a fraction of its training-set
+#: median: flat or negative directions (away from minima) get a large but bounded weight.
+CURVATURE_FLOOR = 0.01
 
 
 def predict(model, batch: Batch, create_graph: bool, stress: bool = False):
@@ -87,6 +95,8 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
     h = [g.hessian.reshape(-1) for g in graphs if g.hessian.numel()]
     h2 = float(torch.mean(torch.cat(h) ** 2)) if h else 1.0
     norm = {"energy": max(var_e, 1e-8), "forces": max(f2, 1e-8), "hessian": max(h2, 1e-8)}
+    if h:
+        norm.update(curvature_normalizers(graphs))
     net_forces, net_torques = [], []
     for g in graphs:
         if bool(g.molecule_mask.any()):
@@ -101,6 +111,17 @@ def normalizers(graphs: list[Graph], model: StudentBase) -> dict:
         # <S^2>, not the variance about the mean: a set at one volume has a large mean (pressure) and tiny spread
         norm["stress"] = max(float(torch.mean(torch.stack(stresses) ** 2)), 1e-10)
     return norm
+
+
+def curvature_normalizers(graphs: list[Graph]) -> dict:
+    """The floor of |v . H v| of the curvature weighting (``CURVATURE_FLOOR`` x the median over the stored probes)
+    and the mean of (H v)^2 / max(c^2, floor^2) over the probes' components, the weighted term's normaliser."""
+    curvature = np.concatenate([g.curvature for g in graphs])
+    floor = max(CURVATURE_FLOOR * float(np.median(np.abs(curvature))), 1e-8)
+    weighted = sum(float(1.0 / np.maximum(g.curvature**2, floor**2)
+                         @ (g.hessian.double() ** 2).sum(dim=1).cpu().numpy()) for g in graphs)
+    count = sum(g.hessian.numel() for g in graphs)
+    return {"curvature_floor": floor, "hessian_curvature": max(weighted / count, 1e-12)}
 
 
 def uses_stress(config: DistillConfig, norm: dict) -> bool:
@@ -137,9 +158,17 @@ def energy_force_loss(energy, grad, batch: Batch, config: DistillConfig, norm: d
     return loss + config.force_weight * torch.mean((grad + batch.forces) ** 2) / norm["forces"]
 
 
-def hessian_row_loss(rows, teacher, config: DistillConfig, norm: dict) -> torch.Tensor:
-    """wH * MSE(H rows) / <H^2> of the student's rows against the teacher's, laid out alike (s, 3 N_total)."""
-    return config.hessian_weight * torch.mean((rows - teacher) ** 2) / norm["hessian"]
+def hessian_probe_loss(products, teacher, curvature, batch: Batch, config: DistillConfig, norm: dict
+                       ) -> torch.Tensor:
+    """wH * MSE(H v) / <(H v)^2> of the student's products against the teacher's, laid out alike (s, 3 N_total);
+    with the curvature weighting, each structure's squared errors along probe j divided by max(c^2, floor^2) of
+    its teacher curvature c = curvature[j, b] (s, B), and the term by the weighted normaliser."""
+    sq = (products - teacher) ** 2
+    if config.hessian_probe_weighting == "none":
+        return config.hessian_weight * torch.mean(sq) / norm["hessian"]
+    weight = 1.0 / torch.clamp(curvature**2, min=norm["curvature_floor"] ** 2)
+    sq = sq.reshape(sq.shape[0], -1, 3) * weight[:, batch.batch].unsqueeze(2)
+    return config.hessian_weight * torch.mean(sq) / norm["hessian_curvature"]
 
 
 def stress_loss(stress, batch: Batch, config: DistillConfig, norm: dict) -> torch.Tensor:
@@ -150,17 +179,17 @@ def stress_loss(stress, batch: Batch, config: DistillConfig, norm: dict) -> torc
 
 
 def batch_loss(model, batch: Batch, config: DistillConfig, norm: dict, rng: np.random.Generator) -> torch.Tensor:
-    """One batch's loss: energies, forces and, with wH > 0, ``config.hessian_rows`` rows per structure drawn
-    with ``rng``."""
+    """One batch's loss: energies, forces and, with wH > 0, ``config.hessian_rows`` Hessian probes (rows) per
+    structure drawn with ``rng``."""
     slots = sample_row_slots(batch, config.hessian_rows, rng) if config.hessian_weight > 0 else None
     return slots_loss(model, batch, config, norm, slots)
 
 
 def slots_loss(model, batch: Batch, config: DistillConfig, norm: dict, slots, batched_rows: bool = True
                ) -> torch.Tensor:
-    """``batch_loss`` with the Hessian-row slots already drawn (``sample_row_slots``; None when wH = 0): the
+    """``batch_loss`` with the Hessian probe slots already drawn (``sample_row_slots``; None when wH = 0): the
     part of the loss that is a function of tensors only, which ``compiled.py`` traces (with ``batched_rows``
-    False: see ``hessian.hessian_rows``)."""
+    False: see ``hessian.hessian_vector_products``)."""
     with_stress = uses_stress(config, norm)
     energy, grad, pos, stress = predict(model, batch, create_graph=True, stress=with_stress)
     loss = energy_force_loss(energy, grad, batch, config, norm)
@@ -169,7 +198,7 @@ def slots_loss(model, batch: Batch, config: DistillConfig, norm: dict, slots, ba
     if with_stress:
         loss = loss + stress_loss(stress, batch, config, norm)
     if slots is not None:
-        coords, teacher = slots
-        rows = hessian_rows(grad, pos, coords, batched=batched_rows).reshape(coords.shape[0], -1)
-        loss = loss + hessian_row_loss(rows, teacher, config, norm)
+        probes, teacher, curvature = slots
+        products = hessian_vector_products(grad, pos, probes, batched=batched_rows).reshape(probes.shape[0], -1)
+        loss = loss + hessian_probe_loss(products, teacher, curvature, batch, config, norm)
     return loss

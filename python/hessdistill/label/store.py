@@ -11,8 +11,12 @@ store when complete, so the store is always one complete merge (the last rename 
 Layout of a part and of each ``/structures/NNNNNN`` group of the merged store: datasets ``numbers`` (N,),
 ``positions`` (N, 3) A, ``cell`` (3, 3) A, ``pbc`` (3,), ``forces`` (N, 3) eV/A, ``hessian_rows`` (R,) and
 ``hessian`` (R, 3N) eV/A^2, and for periodic cells of teachers with stress ``stress`` (6,) eV/A^3 (Voigt xx, yy,
-zz, yz, xz, xy; ASE's sign, positive under tension); attributes ``energy`` (eV), ``split``, ``index``. A part
-records its ``teacher`` as a file attribute; the merged store records ``teacher`` and ``format``.
+zz, yz, xz, xy; ASE's sign, positive under tension); attributes ``energy`` (eV), ``split``, ``index``. Labelled
+along random probes (``probes="random"``, :mod:`hessdistill.label.probes`) a structure stores ``probes`` (k, N, 3)
+unit directions and ``hvp`` (k, N, 3) eV/A^2, the products H v, and no rows (``hessian_rows`` (0,)); so does a
+structure labelled along the teacher's normal modes at a minimum (``probes="modes"``). A part records its
+``teacher`` and ``hessian_probes`` (rows, random or modes; for modes ``probe_minimum``, the minimum's fingerprint)
+as file attributes; the merged store records ``teacher``, ``hessian_probes`` and ``format``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ase import Atoms
 from .. import __version__
 from ..errors import InputError, LabelStoreError, first_line
 from ..teachers.base import Label, Teacher
+from .probes import check_probe_kind, choose_probes, minimum_modes, mode_probes
 
 SPLITS = ("train", "val", "test")
 
@@ -49,9 +54,17 @@ class LabeledStructure:
     split: str
     index: int
     stress: np.ndarray | None = None  # (6,) eV/A^3, Voigt; None where the teacher gave none (or not periodic)
+    probes: np.ndarray | None = None  # (k, N, 3) unit probe directions; None: the rows are the probes
+    hvp: np.ndarray | None = None  # (k, N, 3) eV/A^2, H v along each probe
 
     def atoms(self) -> Atoms:
         return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
+
+    def probe_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probes, H v), each (k, 3N): the stored probes, or for Cartesian rows their unit vectors and rows."""
+        if self.probes is not None:
+            return self.probes.reshape(len(self.probes), -1), self.hvp.reshape(len(self.hvp), -1)
+        return np.eye(3 * len(self.numbers))[np.asarray(self.hessian_rows, dtype=np.int64)], self.hessian
 
 
 def parts_dir(store: str | os.PathLike) -> Path:
@@ -91,6 +104,9 @@ def _write_group(group: h5py.Group, atoms: Atoms, label: Label, split: str, inde
     hess = label.hessian if label.hessian is not None else np.zeros((0, 3 * len(atoms)))
     group.create_dataset("hessian_rows", data=rows)
     group.create_dataset("hessian", data=hess, compression="gzip" if hess.size > 4096 else None)
+    if label.probes is not None:
+        group.create_dataset("probes", data=np.asarray(label.probes, dtype=np.float64))
+        group.create_dataset("hvp", data=np.asarray(label.hvp, dtype=np.float64))
     if label.stress is not None:
         group.create_dataset("stress", data=np.asarray(label.stress, dtype=np.float64).reshape(6))
     group.attrs["energy"] = float(label.energy)
@@ -111,6 +127,8 @@ def _read_group(group: h5py.Group) -> LabeledStructure:
         split=str(group.attrs["split"]),
         index=int(group.attrs["index"]),
         stress=group["stress"][()] if "stress" in group else None,
+        probes=group["probes"][()] if "probes" in group else None,
+        hvp=group["hvp"][()] if "hvp" in group else None,
     )
 
 
@@ -143,8 +161,8 @@ def _read_part(path: Path) -> LabeledStructure | None:
 
 def _part_attrs(path: Path) -> dict:
     with h5py.File(path, "r") as f:
-        return {k: f.attrs[k] for k in ("teacher", "teacher_fingerprint", "structures_fingerprint", "n_structures")
-                if k in f.attrs}
+        return {k: f.attrs[k] for k in ("teacher", "teacher_fingerprint", "structures_fingerprint", "n_structures",
+                                        "hessian_probes", "probe_minimum") if k in f.attrs}
 
 
 def label_structures(
@@ -157,20 +175,36 @@ def label_structures(
     progress: bool = True,
     merge_when_done: bool = True,
     relabel: bool = False,
+    probes: str = "rows",
+    minimum: Atoms | None = None,
 ) -> dict:
     """Label this shard's structures into ``<store>.parts/``, skipping finished ones; merge when all are done.
 
-    Parts record the teacher and the structure set (:mod:`hessdistill.provenance`): finished parts of another
-    teacher or set are refused, or with ``relabel`` deleted first. Returns counts: {"labelled", "skipped",
-    "total", "merged"}.
+    ``rows`` Hessian rows per structure ("full": 3N), or with ``probes="random"`` as many products H v along
+    random probe directions, or with ``probes="modes"`` along the softest normal modes of the teacher at
+    ``minimum`` (a relaxed structure of the same atoms; :mod:`hessdistill.label.probes`). Parts record the
+    teacher, the structure set (:mod:`hessdistill.provenance`) and the probe kind (and minimum): finished parts of
+    another teacher, set, kind or minimum are refused, or with ``relabel`` deleted first. Returns counts:
+    {"labelled", "skipped", "total", "merged"}.
     """
     from ..progress import progress_bar
     from ..provenance import structures_fingerprint, teacher_fingerprint
 
     if len(structures) == 0:
         raise InputError("no structures to label (empty input)")
+    check_probe_kind(probes)
+    if (probes == "modes") != (minimum is not None):
+        raise InputError("Hessian probes 'modes' need the minimum whose modes they are (and only they use one), got "
+                         f"probes {probes!r} and {'a' if minimum is not None else 'no'} minimum")
+    probe_attrs = {"hessian_probes": probes}
+    if probes == "modes":
+        teacher.check(minimum)
+        modes = minimum_modes(minimum, teacher)
+        probe_attrs["probe_minimum"] = structures_fingerprint([minimum])
     for k, atoms in enumerate(structures):  # a bad row count fails before any folder or label is made
-        choose_rows(len(atoms), rows, k, seed)
+        chosen = choose_rows(len(atoms), rows, k, seed)
+        if probes == "modes":
+            mode_probes(modes, minimum, atoms, len(chosen), k)
     pdir = parts_dir(store)
     if pdir.exists() and not pdir.is_dir():
         raise LabelStoreError(f"parts folder {pdir} exists and is not a directory")
@@ -187,7 +221,7 @@ def label_structures(
         if done.exists():
             part = _read_part(done)
             if part is not None:  # an unreadable part (killed mid-write by an old version) is labelled again
-                _check_part(done, _part_attrs(done), t_name, t_fp, s_fp, pdir)
+                _check_part(done, _part_attrs(done), t_name, t_fp, s_fp, probe_attrs, pdir)
                 if part.positions.shape != structures[k].positions.shape or not np.allclose(
                     part.positions, structures[k].positions
                 ):
@@ -201,12 +235,18 @@ def label_structures(
     with progress_bar(len(todo), f"label [{teacher.name}]", unit="struct", enabled=progress) as bar:
         for k in todo:
             atoms = structures[k]
-            label = teacher.label(atoms, rows=choose_rows(len(atoms), rows, k, seed))
+            chosen = choose_rows(len(atoms), rows, k, seed)
+            if probes == "rows":
+                label = teacher.label(atoms, rows=chosen)
+            elif probes == "random":
+                label = teacher.label(atoms, probes=choose_probes(len(atoms), len(chosen), k, seed))
+            else:
+                label = teacher.label(atoms, probes=mode_probes(modes, minimum, atoms, len(chosen), k))
             split = str(atoms.info.get("split", "train"))
             with _atomic_h5(_part_path(store, k)) as f:
                 _write_group(f.create_group("structure"), atoms, label, split, k)
                 f.attrs.update({"teacher": t_name, "teacher_fingerprint": t_fp, "structures_fingerprint": s_fp,
-                                "n_structures": len(structures)})
+                                "n_structures": len(structures), **probe_attrs})
             bar.update(1)
     merged = False
     if merge_when_done and all(_part_path(store, k).exists() for k in range(len(structures))):
@@ -215,8 +255,10 @@ def label_structures(
     return {"labelled": len(todo), "skipped": skipped, "total": len(structures), "merged": merged}
 
 
-def _check_part(path: Path, attrs: dict, t_name: str, t_fp: str, s_fp: str, pdir: Path) -> None:
-    """Refuse a finished part of another teacher or structure set (parts of older versions record neither)."""
+def _check_part(path: Path, attrs: dict, t_name: str, t_fp: str, s_fp: str, probe_attrs: dict, pdir: Path
+                ) -> None:
+    """Refuse a finished part of another teacher, structure set or probe kind (parts of older versions record
+    neither teacher nor set, and hold Cartesian rows)."""
     fix = f"pass --relabel to delete the parts in {pdir} and label again, or choose another store path"
     if "teacher_fingerprint" in attrs and str(attrs["teacher_fingerprint"]) != t_fp:
         raise LabelStoreError(f"{path} was labelled by teacher {attrs.get('teacher', '?')} (fingerprint "
@@ -224,6 +266,12 @@ def _check_part(path: Path, attrs: dict, t_name: str, t_fp: str, s_fp: str, pdir
     if "structures_fingerprint" in attrs and str(attrs["structures_fingerprint"]) != s_fp:
         raise LabelStoreError(f"{path} belongs to another structure set (fingerprint {attrs['structures_fingerprint']}"
                               f", this one is {s_fp}); {fix}")
+    if str(attrs.get("hessian_probes", "rows")) != probe_attrs["hessian_probes"]:
+        raise LabelStoreError(f"{path} holds Hessian probes of kind {attrs.get('hessian_probes', 'rows')}, not "
+                              f"{probe_attrs['hessian_probes']}; {fix}")
+    if str(attrs.get("probe_minimum", "")) != probe_attrs.get("probe_minimum", ""):
+        raise LabelStoreError(f"{path} holds the normal modes of another minimum (fingerprint "
+                              f"{attrs.get('probe_minimum')}, this one is {probe_attrs.get('probe_minimum')}); {fix}")
 
 
 def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_name: str = "") -> Path:
@@ -249,9 +297,10 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
                               f"{_part_path(store, corrupt[0])}); run `hessdistill label` again to relabel them")
     recorded = {int(a["n_structures"]) for a in attrs.values() if "n_structures" in a}
     if len(recorded) > 1 or any(len({str(a.get(key)) for a in attrs.values() if key in a}) > 1
-                                for key in ("teacher_fingerprint", "structures_fingerprint")):
-        raise LabelStoreError(f"cannot merge {store}: the parts in {pdir} come from different teachers or structure "
-                              "sets; label again with --relabel")
+                                for key in ("teacher_fingerprint", "structures_fingerprint")) or len(
+            {(str(a.get("hessian_probes", "rows")), str(a.get("probe_minimum", ""))) for a in attrs.values()}) > 1:
+        raise LabelStoreError(f"cannot merge {store}: the parts in {pdir} come from different teachers, structure "
+                              "sets or Hessian probe kinds; label again with --relabel")
     n = n_structures if n_structures is not None else (
         recorded.pop() if recorded else (max(indices) + 1 if indices else 0))
     missing = sorted(set(range(n)) - set(indices))
@@ -269,6 +318,7 @@ def merge(store: str | os.PathLike, n_structures: int | None = None, teacher_nam
         for key in ("teacher_fingerprint", "structures_fingerprint"):
             if key in first:
                 out.attrs[key] = str(first[key])
+        out.attrs["hessian_probes"] = str(first.get("hessian_probes", "rows"))
         grp = out.create_group("structures")
         for k in range(n):
             with h5py.File(_part_path(store, k), "r") as f:
@@ -291,7 +341,7 @@ def write_store(items: Sequence[LabeledStructure], store: str | os.PathLike, tea
         )
         grp = out.create_group("structures")
         for k, it in enumerate(items):
-            label = Label(it.energy, it.forces, it.hessian_rows, it.hessian, it.stress)
+            label = Label(it.energy, it.forces, it.hessian_rows, it.hessian, it.stress, it.probes, it.hvp)
             _write_group(grp.create_group(f"{k:06d}"), it.atoms(), label, it.split, k)
     return Path(store)
 

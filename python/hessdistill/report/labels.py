@@ -1,4 +1,5 @@
-"""The student's errors on labelled (held-out) structures: energy per atom, forces, Hessian rows, stress.
+"""The student's errors on labelled (held-out) structures: energy per atom, forces, Hessian rows (or products
+H v along the stored probes), stress.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import numpy as np
 from ase import Atoms
 
 
-#: coordinates of each structure's stored Hessian rows compared (each costs two student force calls)
+#: stored Hessian rows (or probes) of each structure compared (each costs two student force calls)
 HESSIAN_ROWS = 6
 #: central-difference step of the student's Hessian, A
 FD_STEP = 1e-3
@@ -18,16 +19,20 @@ def student_hessian(atoms: Atoms, calculator, rows=None, step: float = FD_STEP) 
     forces: row k = -(F(x + h e_k) - F(x - h e_k)) / 2h."""
     n3 = 3 * len(atoms)
     rows = np.arange(n3) if rows is None else np.asarray(rows, dtype=int)
+    return student_products(atoms, calculator, np.eye(n3)[rows], step)
+
+
+def student_products(atoms: Atoms, calculator, vectors: np.ndarray, step: float = FD_STEP) -> np.ndarray:
+    """H v of ``calculator``'s energy at ``atoms`` for each row v of ``vectors`` (k, 3N), by central differences
+    of the forces along v: -(F(x + h v) - F(x - h v)) / 2h, (k, 3N)."""
     probe = atoms.copy()
     probe.calc = calculator
     x0 = atoms.positions.reshape(-1)
-    out = np.empty((len(rows), n3))
-    for r, k in enumerate(rows):
+    out = np.empty((len(vectors), x0.size))
+    for r, v in enumerate(vectors):
         forces = []
         for sign in (1.0, -1.0):
-            x = x0.copy()
-            x[k] += sign * step
-            probe.positions = x.reshape(-1, 3)
+            probe.positions = (x0 + sign * step * v).reshape(-1, 3)
             forces.append(probe.get_forces().reshape(-1))
         out[r] = -(forces[0] - forces[1]) / (2.0 * step)
     return out
@@ -64,10 +69,11 @@ def label_errors(items, calculator, hessian_rows: int = HESSIAN_ROWS, progress: 
         if teacher_stress is not None and atoms.pbc.all():
             pairs["stress"][0].append(np.asarray(teacher_stress).reshape(-1))
             pairs["stress"][1].append(atoms.get_stress(voigt=True))
-        k = min(hessian_rows, len(item.hessian_rows))
+        probes, products = item.probe_pairs()
+        k = min(hessian_rows, len(probes))
         if k:
-            pairs["hessian"][0].append(item.hessian[:k].reshape(-1))
-            pairs["hessian"][1].append(student_hessian(atoms, calculator, item.hessian_rows[:k]).reshape(-1))
+            pairs["hessian"][0].append(products[:k].reshape(-1))
+            pairs["hessian"][1].append(student_products(atoms, calculator, probes[:k]).reshape(-1))
     bar.close()
     values = {key: tuple(np.concatenate([np.atleast_1d(x) for x in side]) if side else np.zeros(0) for side in v)
               for key, v in pairs.items()}

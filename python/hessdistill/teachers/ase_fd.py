@@ -24,8 +24,9 @@ class ASECalculatorTeacher(Teacher):
     Row k of the Hessian is ``-(F(x + h e_k) - F(x - h e_k)) / (2h)``, flattened atom-major: column k of -dF/dx,
     which equals row k when the calculator's forces are conservative. When all 3N rows are asked for, the result
     is symmetrized, (H + H^T) / 2. Cost: 2 force calls per row, 6N per structure for the full Hessian; the error
-    is O(h^2) plus the calculator's force noise divided by h. The stress is the calculator's own
-    (``has_stress`` when "stress" is among its ``implemented_properties``).
+    is O(h^2) plus the calculator's force noise divided by h. A product H v along a unit probe v is the same
+    difference along v, ``-(F(x + h v) - F(x - h v)) / (2h)``: 2 force calls per probe. The stress is the
+    calculator's own (``has_stress`` when "stress" is among its ``implemented_properties``).
 
     Parameters
     ----------
@@ -117,3 +118,17 @@ class ASECalculatorTeacher(Teacher):
             full = 0.5 * (full + full.T)
             return full[rows_arr]
         return np.stack([cols[int(k)] for k in rows_arr]) if rows_arr.size else np.empty((0, n3))
+
+    def hessian_vector_products(self, atoms: Atoms, vectors: np.ndarray) -> np.ndarray:
+        """H v by central differences of the forces along each unit probe of ``vectors`` (k, N, 3)."""
+        vectors = np.asarray(vectors, dtype=np.float64)
+        work = self._attach(atoms)
+        x0 = atoms.get_positions()
+        out = np.empty_like(vectors)
+        for j, v in enumerate(vectors):
+            f = []
+            for sign in (1.0, -1.0):
+                work.set_positions(x0 + sign * self.delta * v)
+                f.append(np.asarray(work.get_forces(), dtype=np.float64))
+            out[j] = -(f[0] - f[1]) / (2.0 * self.delta)
+        return out

@@ -1,8 +1,9 @@
 """The teacher interface: energy, forces, Hessian rows and (periodic cells) stress of a structure, eV and Angstrom.
 
 A teacher is anything that gives the energy of a structure. ``AutogradTeacher`` turns a differentiable energy
-function of positions into forces (-dE/dx) and Hessian rows (vector-Jacobian products of the forces, batched with
-``is_grads_batched`` and chunked to bound memory, or a plain row loop where that is faster). A teacher whose
+function of positions into forces (-dE/dx), Hessian rows and Hessian-vector products along probe directions (both
+vector-Jacobian products of the forces, a row being the product with a unit vector; batched with
+``is_grads_batched`` and chunked to bound memory, or a plain loop where that is faster). A teacher whose
 forces are not -dE/dx (``conservative = False``) gets its Hessian as the symmetrized negative force Jacobian.
 Its stress is the strain derivative (1/V) dE/d(strain) of ``strain_energy_function`` where a teacher gives one.
 """
@@ -28,13 +29,16 @@ VOIGT = (0, 4, 8, 5, 2, 1)
 @dataclass
 class Label:
     """Teacher labels of one structure. ``hessian`` holds the rows ``hessian_rows`` of the 3N x 3N Hessian
-    (row k is d^2E / dx_k dx, coordinates ordered atom-major: x0, y0, z0, x1, ...)."""
+    (row k is d^2E / dx_k dx, coordinates ordered atom-major: x0, y0, z0, x1, ...); or, labelled along probe
+    directions instead, ``probes`` holds the unit directions v and ``hvp`` the products H v (no rows)."""
 
     energy: float
     forces: np.ndarray  # (N, 3) eV/A
     hessian_rows: np.ndarray | None = None  # (R,) int
     hessian: np.ndarray | None = None  # (R, 3N) eV/A^2
     stress: np.ndarray | None = None  # (6,) eV/A^3, Voigt, ASE's sign; periodic cells of teachers with stress
+    probes: np.ndarray | None = None  # (k, N, 3) unit probe directions
+    hvp: np.ndarray | None = None  # (k, N, 3) eV/A^2, H v for each probe
 
 
 def has_periodic_cell(atoms: Atoms) -> bool:
@@ -76,19 +80,31 @@ class Teacher(ABC):
     def hessian(self, atoms: Atoms, rows: Sequence[int] | None = None) -> np.ndarray:
         """Rows ``rows`` (all 3N if None) of the energy Hessian, eV/A^2, shape (len(rows), 3N)."""
 
+    def hessian_vector_products(self, atoms: Atoms, vectors: np.ndarray) -> np.ndarray:
+        """H v for each direction of ``vectors`` (k, N, 3), eV/A^2, shape (k, N, 3). This default takes the full
+        Hessian; teachers with autograd take one vector-Jacobian product per direction instead."""
+        vectors = np.asarray(vectors, dtype=np.float64)
+        return (vectors.reshape(len(vectors), -1) @ self.hessian(atoms).T).reshape(vectors.shape)
+
     def stress(self, atoms: Atoms) -> np.ndarray:
         """Stress (1/V) dE/d(strain) of a periodic cell in eV/A^3, Voigt order (xx, yy, zz, yz, xz, xy) and ASE's
         sign (positive under tension), like ``atoms.get_stress()``. Only where ``has_stress``."""
         raise ConfigError(f"teacher {self.name} gives no stress (has_stress is False); teachers with stress: "
                           "sevennet0, chgnet, morse/lj with a cutoff, mace:PATH, ASE calculators that implement it")
 
-    def label(self, atoms: Atoms, rows: Sequence[int] | None = None, with_hessian: bool = True) -> Label:
-        """Energy, forces, (optionally) Hessian rows and, for a periodic cell when the teacher has it, stress."""
+    def label(self, atoms: Atoms, rows: Sequence[int] | None = None, with_hessian: bool = True,
+              probes: np.ndarray | None = None) -> Label:
+        """Energy, forces, (optionally) Hessian rows, or with ``probes`` (k, N, 3) the products H v along them
+        instead, and, for a periodic cell when the teacher has it, stress."""
         self.check(atoms)
         energy, forces = self.energy_forces(atoms)
         stress = self.stress(atoms) if self.has_stress and has_periodic_cell(atoms) else None
         if not with_hessian:
             return Label(energy, forces, stress=stress)
+        if probes is not None:
+            probes = np.asarray(probes, dtype=np.float64)
+            return Label(energy, forces, stress=stress, probes=probes,
+                         hvp=self.hessian_vector_products(atoms, probes))
         rows_arr = np.arange(3 * len(atoms)) if rows is None else np.asarray(rows, dtype=np.int64)
         return Label(energy, forces, rows_arr, self.hessian(atoms, rows_arr), stress)
 
@@ -189,27 +205,44 @@ class AutogradTeacher(Teacher):
         x = pos.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             if self.conservative:
-                h = _force_jacobian_rows(forces_fn, x, rows_arr, self._mode(len(atoms)), self.chunk_size)
-                return -h
+                return -_force_vjps(forces_fn, x, self._mode(len(atoms)), self.chunk_size, rows=rows_arr)
             # Non-conservative forces: symmetrize the full negative Jacobian, then take the rows.
-            jac = _force_jacobian_rows(forces_fn, x, np.arange(n3), self._mode(len(atoms)), self.chunk_size)
+            jac = _force_vjps(forces_fn, x, self._mode(len(atoms)), self.chunk_size, rows=np.arange(n3))
             return -0.5 * (jac + jac.T)[rows_arr]
 
+    def hessian_vector_products(self, atoms: Atoms, vectors: np.ndarray) -> np.ndarray:
+        """H v = -(dF/dx)^T v for each direction (k, N, 3): one VJP of the forces per direction (the Hessian is
+        symmetric); non-conservative teachers take the symmetrized full Jacobian, as ``hessian`` does."""
+        if not self.conservative:
+            return super().hessian_vector_products(atoms, vectors)
+        vectors = np.asarray(vectors, dtype=np.float64)
+        forces_fn, pos = self.forces_function(atoms)
+        x = pos.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            hv = -_force_vjps(forces_fn, x, self._mode(len(atoms)), self.chunk_size,
+                              vectors=vectors.reshape(len(vectors), -1))
+        return hv.reshape(vectors.shape)
 
-def _force_jacobian_rows(forces_fn, x: torch.Tensor, rows: np.ndarray, mode: str, chunk_size: int) -> np.ndarray:
-    """Rows of dF/dx: row k is the gradient of F_k, i.e. a VJP of the forces with the unit vector e_k."""
+
+def _force_vjps(forces_fn, x: torch.Tensor, mode: str, chunk_size: int, rows: np.ndarray | None = None,
+                vectors: np.ndarray | None = None) -> np.ndarray:
+    """v^T dF/dx for each unit vector e_k of ``rows`` (row k of the force Jacobian) or each row v of ``vectors``
+    (k, 3N); unit vectors are made a chunk at a time, so that all 3N rows never hold a 3N x 3N identity."""
     forces = forces_fn(x).reshape(-1)
     n3 = forces.numel()
-    out = np.empty((len(rows), n3))
-    if mode == "loop":
-        for r, k in enumerate(rows):
-            g = torch.autograd.grad(forces[int(k)], x, retain_graph=True)[0]
-            out[r] = g.reshape(-1).detach().cpu().double().numpy()
-        return out
-    for start in range(0, len(rows), chunk_size):
-        chunk = torch.as_tensor(rows[start : start + chunk_size], device=forces.device)
-        v = torch.zeros(len(chunk), n3, dtype=forces.dtype, device=forces.device)
-        v[torch.arange(len(chunk)), chunk] = 1.0
-        g = torch.autograd.grad(forces, x, grad_outputs=v, retain_graph=True, is_grads_batched=True)[0]
-        out[start : start + len(chunk)] = g.reshape(len(chunk), n3).detach().cpu().double().numpy()
+    count = len(rows) if rows is not None else len(vectors)
+    out = np.empty((count, n3))
+    step = 1 if mode == "loop" else chunk_size
+    for start in range(0, count, step):
+        stop = min(start + step, count)
+        if rows is not None:
+            v = torch.zeros(stop - start, n3, dtype=forces.dtype, device=forces.device)
+            v[torch.arange(stop - start), torch.as_tensor(rows[start:stop], device=forces.device)] = 1.0
+        else:
+            v = torch.as_tensor(vectors[start:stop], dtype=forces.dtype, device=forces.device)
+        if mode == "loop":
+            g = torch.autograd.grad(forces, x, grad_outputs=v[0], retain_graph=True)[0]
+        else:
+            g = torch.autograd.grad(forces, x, grad_outputs=v, retain_graph=True, is_grads_batched=True)[0]
+        out[start:stop] = g.reshape(stop - start, n3).detach().cpu().double().numpy()
     return out
