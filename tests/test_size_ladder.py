@@ -130,6 +130,12 @@ def test_bad_options_are_one_line_parse_errors(labels, tmp_path, option):
     assert not (tmp_path / "r").exists()
 
 
+def test_ladder_options_need_a_ladder(labels, tmp_path):
+    r = _hessdistill("distill", str(labels), "--out", str(tmp_path / "r"), "--ladder-budget", "5m")
+    assert r.returncode == 2 and "go with --size-ladder" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_ladder_leaves_resumable_runs_beside_a_plain_one(labels, tmp_path):
     out = tmp_path / "run"
     r = _hessdistill("distill", str(labels), "--out", str(out), "--size-ladder", "4x1,6x1", "--architecture",

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ladder-budget", type=duration, default=None, metavar="TIME",
                    help="training time of each ladder size, e.g. 5m (default: --time-budget, else each size "
                         "trains to its plateau)")
-    p.add_argument("--ladder-tolerance", type=nonnegative_float, default=0.1, metavar="FRACTION",
+    p.add_argument("--ladder-tolerance", type=nonnegative_float, default=None, metavar="FRACTION",
                    help="recommend the cheapest size whose validation force MAE is within this fraction of the "
                         "best size's (default 0.1)")
     p.add_argument("--ladder-pt2", action="store_true",
@@ -66,6 +66,8 @@ def run(a) -> None:
         raise InputError("--committee and --compare do not go together")
     if a.size_ladder is not None and (a.committee is not None or a.compare):
         raise InputError("--size-ladder does not go with --committee or --compare")
+    if a.size_ladder is None and (a.ladder_budget or a.ladder_tolerance is not None or a.ladder_pt2):
+        raise InputError("--ladder-budget, --ladder-tolerance and --ladder-pt2 go with --size-ladder SIZES")
     config = load_config(a.config, **{k: getattr(a, k) for k in DistillConfig().to_dict()})
     if a.baseline:
         config = config.replace(hessian_weight=0.0)
@@ -121,7 +123,8 @@ def _size_ladder(a, config, resume: bool) -> None:
     from ..distill.sizes import LADDER_FILE, continue_command, ladder_dir, size_ladder
 
     ladder = size_ladder(config, a.labels, a.out, a.size_ladder, time_budget=a.ladder_budget or "",
-                         tolerance=a.ladder_tolerance, pt2=a.ladder_pt2, resume=resume)
+                         tolerance=0.1 if a.ladder_tolerance is None else a.ladder_tolerance, pt2=a.ladder_pt2,
+                         resume=resume)
     pt2 = a.ladder_pt2
     print(f"{'size':>12} {'params':>8} {'epochs':>6}  {'val force MAE':>14} {'% mean|F|':>9} {'E MAE':>11} "
           f"{'H MAE':>9}  {'TorchScript CPU':>15} {'per atom':>9}" + (f" {'pt2 per atom':>12}" if pt2 else ""))
