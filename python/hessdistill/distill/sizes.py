@@ -237,7 +237,9 @@ def plot_ladder(ladder: dict, png) -> None:
     for xi, yi, r in zip(x, y, rows):
         mark = " (recommended)" if r["spec"] == ladder["recommended"] else ""
         ax.annotate(r["spec"] + mark, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xscale("log")
+    if max(x) > 10 * min(x):  # a narrow range on a log axis crowds its minor tick labels
+        ax.set_xscale("log")
+    ax.margins(0.2)  # room for the labels
     ax.set_xlabel(f"TorchScript CPU us per atom-step ({ladder['cost_atoms']} atoms)")
     ax.set_ylabel("validation force MAE (meV/A)")
     fig.tight_layout()
