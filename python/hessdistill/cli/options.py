@@ -97,3 +97,24 @@ def device(text: str) -> str:
     return text
 
 
+def duration(text: str) -> str:
+    """A positive duration: 90s, 30m, 1.5h (a bare number is seconds)."""
+    from ..distill.config import parse_duration
+    from ..errors import ConfigError
+
+    try:
+        parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive duration like 90s, 30m or 2h, got {text!r}") from exc
+    return text
+
+
+def student_sizes(text: str) -> list:
+    """A comma list of student sizes FEATURESxLAYERS[bBASIS][@CUTOFF] (:func:`hessdistill.distill.sizes.parse_sizes`)."""
+    from ..distill.sizes import parse_sizes
+    from ..errors import ConfigError
+
+    try:
+        return parse_sizes(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc

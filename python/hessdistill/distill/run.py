@@ -22,6 +22,11 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
     >>> summary = distill(DistillConfig(), "labels.h5", "run")
     >>> summary["student"], summary["test"]["force_mae"]
     """
+    return train_student(config, labels, run_dir, resume=resume, progress=progress)[0]
+
+
+def train_student(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> tuple:
+    """:func:`distill`'s work: (summary, the :class:`Trainer` (its graphs per split), the best student)."""
     from ..formats.torchscript import export_student
     trainer = Trainer(config, labels, run_dir, resume=resume, progress=progress)
     model = trainer.fit()
@@ -49,7 +54,7 @@ def distill(config: DistillConfig, labels, run_dir, resume: bool = True, progres
         "config": config.to_dict(),
     }
     atomic_write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    return summary, trainer, model
 
 
 def distill_compare(config: DistillConfig, labels, run_dir, resume: bool = True, progress: bool = True) -> dict:
