@@ -295,7 +295,7 @@ def _openmm_pt2(op: dict | None) -> list[str]:
             "callback = PythonForce step - bare call, per round.")
     rows = ([f"ethanol box, {e['atoms']} atoms", f"{e['ms_per_step']['torchforce']:.2f}",
              f"{e['ms_per_step']['pythonforce_pt2']:.2f}", _r1(e["pt2_speedup"]), f"{e['ms_per_step']['bare_pt2']:.2f}",
-             _spread(e["callback_ms"], fmt="{:.3f}"),
+             _r(e["callback_ms"], unit=""),
              " / ".join(_r1(e["teacher_over"][k]) for k in ("torchforce", "pythonforce_pt2"))
              if "teacher_over" in e else None] for e in boxes.values())
     tg = op["targets"]

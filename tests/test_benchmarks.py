@@ -258,6 +258,7 @@ def test_committed_benchmarks_md_renders_from_the_committed_json():
     results = REPO / "benchmarks" / "results"
     load = lambda path: json.loads(path.read_text()) if path.exists() else None  # noqa: E731
     studies = {n: load(report.STUDIES / f"{n}.json") for n in ("hessian_weight", "trust", "deepmd_compare", "targets")}
-    text = report.render(load(results / "results.json"), studies, load(results / "lammps_scaling.json"))
+    text = report.render(load(results / "results.json"), studies, load(results / "lammps_scaling.json"),
+                         op=load(results / "openmm_pt2.json"))
     assert "${" not in text and "Not run yet" not in text
     assert text == (REPO / "BENCHMARKS.md").read_text()
