@@ -319,7 +319,7 @@ class Pt2StudentFile:
         self.type_names = meta["type_names"].split()
         self.atomic_numbers = [int(z) for z in meta["atomic_numbers"].split()]
         self.dtype = DTYPES[meta["dtype"]]
-        self._ones = None  # energy_forces' all-atoms mask and pair weights, kept while the sizes stay
+        self._ones = None  # energy_forces' all-atoms mask and pair weights (sliced to the pair count), reused
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
@@ -354,8 +354,12 @@ class Pt2StudentFile:
         :func:`.evaluate.pair_records` keeps them, ``pair_shifts`` (P, 3)): the package's own input, for callers
         that keep a half list (OpenMM's PythonForce), with no pair search or output scatter per call."""
         n, p = positions.shape[0], pairs.shape[1]
-        if self._ones is None or self._ones[0].shape[0] != n or self._ones[1].shape[0] != p:
-            self._ones = (torch.ones(n, dtype=torch.bool, device=positions.device),
-                          torch.ones(p, dtype=pair_shifts.dtype, device=pair_shifts.device))
-        energy, _, forces, _, _ = self._run([positions, species, pairs, pair_shifts, self._ones[1], self._ones[0]])
+        local, weights = self._ones if self._ones is not None else (None, None)
+        if local is None or local.shape[0] != n:
+            local = torch.ones(n, dtype=torch.bool, device=positions.device)
+        if weights is None or weights.shape[0] < p:  # the pair count changes every MD step: grow, then slice
+            weights = torch.ones(max(p, 2 * (0 if weights is None else weights.shape[0])), dtype=pair_shifts.dtype,
+                                 device=pair_shifts.device)
+        self._ones = (local, weights)
+        energy, _, forces, _, _ = self._run([positions, species, pairs, pair_shifts, weights[:p], local])
         return energy, forces
