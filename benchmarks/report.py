@@ -538,8 +538,8 @@ def _moving(tg: dict) -> list[str]:
         md = s["liquid_md"]
         lines += ["", f"{name}, MD of the student against the teacher's from the same frame and seed: NVT "
                   f"{md['rdf_ps']:g} ps at 300 K (`hessdistill report --md`; RDFs after the first 20%; first peak of "
-                  f"{md['rdf_pair']}), NPT {md['npt_ps']:g} ps at 300 K and 1 atm (density from the mean volume over "
-                  "the second half):", ""]
+                  f"{md['rdf_pair']}), NPT {md['npt_ps']:g} ps at 300 K and 1 atm (barostat time {md['barostat_time_ps']:g} "
+                  "ps; density from the mean volume over the second half):", ""]
         lines += _table(f"system | RDF difference (worst pair) | {md['rdf_pair']} first peak height, rel. | "
                         f"{md['rdf_pair']} first peak position shift (A) | NPT density teacher / student (g/cm^3) | "
                         "density error | seeds",
