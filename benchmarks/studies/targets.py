@@ -88,8 +88,9 @@ SYSTEMS = {
     "dipeptide": dict(teacher="ani1x", start="dipeptide.xyz", rows="full", md_fraction=0.6, temperatures="300,600",
                       extra="--normal-modes", plan="seeds", moving=True),
     # methanol liquid, 192 atoms, MD only at constant volume. 24 rows of 576: training draws one stored row per
-    # structure and step (hessian_rows=1), so 24 still vary over the epochs, at 1/24 of the labelling cost (the
-    # full Hessian, ~30 s per structure, would take ~2 h for the 250 structures: over the 60-minute target alone)
+    # structure and step (hessian_rows=1), so 24 still vary over the epochs, at 1/24 of the labelling cost: ANI-1x
+    # took 2.2 s of CPU for 24 rows of one box, ~10 min for the 250 structures; the full Hessian (~60 s per box)
+    # would take ~4 h, over the 60-minute target alone
     "methanol": dict(teacher="ani1x", start="methanol.xyz", rows="24", md_fraction=1.0, temperatures="300,350",
                      extra=None, plan="seeds", moving=True, liquid=True),
 }
@@ -268,6 +269,20 @@ def build_mgo(path: Path) -> Path:
     return path
 
 
+def describe(path) -> str:
+    """Atoms, molecules, rotatable bonds and (periodic cells) density of a start structure, for the log."""
+    from ase.io import read
+    from ase.units import _amu
+
+    from hessdistill.molecules import molecules
+
+    atoms = read(path)
+    text = f"{len(atoms)} atoms, {len(molecules(atoms)[0])} molecule(s), {rotatable_bonds(atoms)} rotatable bond(s)"
+    if atoms.pbc.all():
+        text += f", {atoms.get_masses().sum() * _amu * 1e3 / (atoms.get_volume() * 1e-24):.3f} g/cm^3"
+    return text
+
+
 BUILDERS = {"complex.xyz": build_complex, "dipeptide.xyz": build_dipeptide, "methanol.xyz": build_methanol,
             "mgo.xyz": build_mgo}
 
@@ -297,6 +312,7 @@ def build_labels(system: str, size: Size, folder: Path) -> dict:
     start = spec["start"]
     if start in BUILDERS:
         start = str(folder / start) if (folder / start).is_file() else str(BUILDERS[start](folder / start))
+        print(f"[{system}] start {start}: {describe(start)}", flush=True)
     n = size.train + size.val + size.test
     run = sample_and_label(spec, start, n, f"{size.train / n:.6f},{size.val / n:.6f},{size.test / n:.6f}", 0, folder,
                            "labels")
