@@ -472,14 +472,17 @@ def _targets(tg: dict, rel: str) -> list[str]:
           _cell(s.get("distill_minutes"), fmt="{:.1f}"), s.get("force_mae_relative", {}).get("n", 0)]
          for name, s in systems.items()))
     sizes = (size["train"] // 9, size["train"] // 3, size["train"], 3 * size["train"])
-    lines += ["", "Data efficiency (seed 0; held-out force MAE, meV/A, by training structures; the target: the "
-              "distilled student at m/3 reaches the baseline's error at m, judged at the largest m whose third was "
-              "run):", ""]
-    lines += _table("system | arm | " + " | ".join(f"n = {n}" for n in sizes) + " | result",
-                    ([name, arm] + [f"{1e3 * c[n]:.1f}" if n in c else "-" for n in sizes]
-                     + [_efficiency(s["data_efficiency"]) if arm == "distilled" and s.get("data_efficiency") else ""]
-                     for name, s in systems.items() for arm in ("distilled", "baseline")
-                     for c in [{int(k): v for k, v in s["curve"].get(arm, {}).items()}]))
+    efficiency = {name: s for name, s in systems.items() if "baseline" in s["curve"]}  # default-only systems: none
+    if efficiency:
+        lines += ["", "Data efficiency (seed 0; held-out force MAE, meV/A, by training structures; the target: the "
+                  "distilled student at m/3 reaches the baseline's error at m, judged at the largest m whose third was "
+                  "run):", ""]
+        lines += _table("system | arm | " + " | ".join(f"n = {n}" for n in sizes) + " | result",
+                        ([name, arm] + [f"{1e3 * c[n]:.1f}" if n in c else "-" for n in sizes]
+                         + [_efficiency(s["data_efficiency"]) if arm == "distilled" and s.get("data_efficiency")
+                            else ""]
+                         for name, s in efficiency.items() for arm in ("distilled", "baseline")
+                         for c in [{int(k): v for k, v in s["curve"].get(arm, {}).items()}]))
     cap = {name: s["capacity"] for name, s in systems.items() if s.get("capacity")}
     if cap:
         lines += ["", "Capacity (seed 0, full training set): accuracy and speed cost of a larger or other student (CPU "
@@ -489,6 +492,7 @@ def _targets(tg: dict, rel: str) -> list[str]:
                         ([name, "painn-32x2 (default)" if arm == "distilled" else arm, v["parameters"],
                           f"{100 * v['force_mae_relative']:.2f}%", f"{v['ms_per_call']:.2f}",
                           _r(v["time_ratio_to_default"])] for name, c in cap.items() for arm, v in c.items()))
+    lines += _moving(tg)
     lines += [x for name, s in systems.items() for r in s["runs"] if r.get("run_by")  # runs started by hand
               for x in ("", f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}.")]
     lines += ["", "Targets (median over seeds): "
@@ -496,6 +500,56 @@ def _targets(tg: dict, rel: str) -> list[str]:
                                                   for k, v in s["targets"].items())
                           for name, s in systems.items())]
     return lines + (["", f"![targets]({rel}/{Path(tg['plot']).name})"] if tg.get("plot") else [])
+
+
+def _moving(tg: dict) -> list[str]:
+    """Section 10's tables of molecules that move (the systems of ``moving_targets``; none in files written before
+    them): each figure with its target for that system."""
+    limits = tg.get("moving_targets", {})
+    systems = {name: s for name, s in tg["systems"].items() if name in limits}
+    if not systems:
+        return []
+
+    def cell(name, s, key, scale=1.0, fmt="{:.2f}", unit=""):
+        text = _cell(s.get(key), scale, fmt + unit)
+        return text + (f" (<= {scale * limits[name][key]:g}{unit})" if key in limits[name] else "")
+
+    def cost(s):
+        c = s.get("cost")
+        return f"{c['pt2']['us_per_atom']:.1f} / {c['torchscript']['us_per_atom']:.1f}" if c else "-"
+
+    lines = ["", "Molecules that move (the default student; median (min-max) over seeds, target in brackets; net "
+             "force and torque: each molecule's, relative to the teacher's mean absolute component; softer modes "
+             "below 200 cm^-1; labels -> student: sampling + labelling + `hessdistill distill`; cost: CPU us per "
+             "atom-step of the seed-0 student as `hessdistill export` .pt2 / as TorchScript, energy + forces on a "
+             "test structure, neighbour list excluded, 1 thread):", ""]
+    lines += _table("system | force MAE / teacher mean abs F | net force per molecule | net torque per molecule | "
+                    "softer modes MAE (cm^-1) | stiff modes rms rel. | minimum RMSD (A) | labels -> student (min) | "
+                    ".pt2 / TorchScript us per atom-step | seeds",
+                    ([name, cell(name, s, "force_mae_relative", 100, "{:.2f}", "%"),
+                      cell(name, s, "net_force_mae_relative", 100, "{:.1f}", "%"),
+                      cell(name, s, "net_torque_mae_relative", 100, "{:.1f}", "%"),
+                      cell(name, s, "soft_frequency_mae_cm", fmt="{:.1f}"),
+                      cell(name, s, "stiff_frequency_rms_relative", 100, "{:.2f}", "%"),
+                      cell(name, s, "minimum_rmsd", fmt="{:.3f}"), cell(name, s, "labels_to_student_minutes", fmt="{:.0f}"),
+                      cost(s), s.get("force_mae_relative", {}).get("n", 0)] for name, s in systems.items()))
+    liquids = {name: s for name, s in systems.items() if s.get("liquid_md")}
+    for name, s in liquids.items():
+        md = s["liquid_md"]
+        lines += ["", f"{name}, MD of the student against the teacher's from the same frame and seed: NVT "
+                  f"{md['rdf_ps']:g} ps at 300 K (`hessdistill report --md`; RDFs after the first 20%; first peak of "
+                  f"{md['rdf_pair']}), NPT {md['npt_ps']:g} ps at 300 K and 1 atm (barostat time {md['barostat_time_ps']:g} "
+                  "ps; density from the mean volume over the second half):", ""]
+        lines += _table(f"system | RDF difference (worst pair) | {md['rdf_pair']} first peak height, rel. | "
+                        f"{md['rdf_pair']} first peak position shift (A) | NPT density teacher / student (g/cm^3) | "
+                        "density error | seeds",
+                        [[name, _cell(s.get("rdf_difference"), fmt="{:.3f}"),
+                          cell(name, s, "rdf_peak_height_relative", 100, "{:.1f}", "%"),
+                          cell(name, s, "rdf_peak_shift_A", fmt="{:.3f}"),
+                          f"{s['teacher_density_g_cm3']:.3f} / {_cell(s.get('student_density_g_cm3'), fmt='{:.3f}')}",
+                          cell(name, s, "density_error_relative", 100, "{:.1f}", "%"),
+                          s["rdf_difference"]["n"]]])
+    return lines
 
 
 def load_studies(folder: Path = STUDIES) -> dict:

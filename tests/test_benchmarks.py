@@ -250,6 +250,83 @@ def test_targets_section_follows_its_runs():
                 assert f"{name} {r['arm']} n = {r['train']} seed {r['seed']}: {r['run_by']}." in text
 
 
+def test_targets_builds_a_flexible_molecule():
+    """The dipeptide of the molecules-that-move systems as placed from its Z-matrix (before any teacher relaxes it):
+    22 atoms of H, C, N, O, bond lengths as listed, no clashes, phi and psi as set, and two rotatable bonds by the
+    study's count, which also gives the textbook counts of a few g2 molecules."""
+    import numpy as np
+    from ase.build import molecule
+
+    import targets
+
+    atoms = targets.dipeptide_atoms()
+    assert len(atoms) == 22 and atoms.get_chemical_formula() == "C6H12N2O2"
+    for k, (_, c, *_rest, bond, _angle, _dihedral) in enumerate(targets.DIPEPTIDE):
+        if c is not None:
+            assert atoms.get_distance(k, c) == pytest.approx(bond, abs=1e-9)
+    d = atoms.get_all_distances()
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > 0.95
+    assert atoms.get_dihedral(1, 2, 3, 4) == pytest.approx(targets.PHI % 360, abs=1e-6)
+    assert atoms.get_dihedral(2, 3, 4, 5) == pytest.approx(targets.PSI % 360, abs=1e-6)
+    assert targets.rotatable_bonds(atoms) == 2
+    for name, count in (("trans-butane", 1), ("CH3CH2OH", 0), ("C6H6", 0), ("CH3CONH2", 0), ("CH3CH2OCH3", 1)):
+        assert targets.rotatable_bonds(molecule(name)) == count, name
+
+
+def test_targets_moving_molecules_tables():
+    """The figures of molecules that move, from made-up two-seed runs: summarize takes medians over the seeds (the
+    liquid's RDF and density errors as magnitudes), checks judges each system's own limits, and report.py's tables
+    show them; a file without them renders no such table."""
+    import report
+    import targets
+
+    def run(system, seed, force, net, liquid=None):
+        r = {"system": system, "arm": "distilled", "train": 9, "seed": seed, "distill_wall_s": 60.0 * (10 + seed),
+             "label_errors": {"force_mae": force, "force_mae_relative": force},
+             "physics": {"soft_frequency_mae_cm": 8.0 + 8 * seed, "minimum_rmsd": 0.05}}
+        if net is not None:  # a single molecule has no net force error
+            r["label_errors"].update(net_force_mae_relative=net, net_torque_mae_relative=2 * net)
+        if seed == 0:
+            r["cost"] = {"pt2": {"us_per_atom": 7.0}, "torchscript": {"us_per_atom": 21.0}}
+        return {**r, "liquid": liquid} if liquid else r
+
+    def liquid(height, shift, density):
+        return {"rdf": {"ps": 5.0, "max_rdf_difference": 0.1, "pairs": {"O-O": {
+            "student_first_peak_height": height, "teacher_first_peak_height": 2.0, "first_peak_shift_A": shift}}},
+            "npt": {"ps": 4.0, "barostat_time_ps": 0.25, "teacher": {"density_g_cm3": 0.8}, "student": {"density_g_cm3": density},
+                    "density_error_relative": density / 0.8 - 1.0}}
+
+    info = {"atoms": 192, "teacher": "ani1x", "rows": "24", "counts": {"train": 9, "val": 3, "test": 4},
+            "sample_wall_s": 300.0, "label_wall_s": 300.0, "sampling": "sample --start methanol.xyz"}
+    runs = {"dipeptide": [run("dipeptide", 0, 0.02, None), run("dipeptide", 1, 0.05, None)],
+            "methanol": [run("methanol", 0, 0.03, 0.04, liquid(2.1, -0.02, 0.78)),
+                         run("methanol", 1, 0.03, 0.08, liquid(1.7, 0.08, 0.86))]}
+    systems = {}
+    for name, rs in runs.items():
+        s = targets.summarize(name, info, rs)
+        systems[name] = {**s, "targets": targets.checks(s, name)}
+    dip, liq = systems["dipeptide"], systems["methanol"]
+    assert dip["force_mae_relative"]["median"] == pytest.approx(0.035)
+    assert dip["labels_to_student_minutes"]["median"] == pytest.approx(20.5)  # 10 min labels, 10-11 min distill
+    assert dip["targets"] == {"force_mae_relative_le_0.03": False, "soft_frequency_mae_cm_le_10": False,
+                              "labels_to_student_minutes_le_60": True}
+    assert liq["rdf_peak_height_relative"]["median"] == pytest.approx((0.05 + 0.15) / 2)
+    assert liq["rdf_peak_shift_A"]["median"] == pytest.approx(0.05)
+    assert liq["density_error_relative"]["median"] == pytest.approx((0.025 + 0.075) / 2)
+    assert liq["targets"] == {"net_force_mae_relative_le_0.1": True, "rdf_peak_height_relative_le_0.05": False,
+                              "rdf_peak_shift_A_le_0.05": True, "density_error_relative_le_0.02": False,
+                              "labels_to_student_minutes_le_60": True}
+    tg = {"size": {"train": 9}, "systems": systems, "moving_targets": targets.MOVING_TARGETS, "plot": None}
+    text = "\n".join(report._targets(tg, "r"))
+    assert "Data efficiency" not in text  # no baseline runs
+    assert "| dipeptide | 3.50% (2.00%-5.00%) (<= 3%) | - | - | 12.0 (8.0-16.0) (<= 10) |" in text
+    assert "| 7.0 / 21.0 | 2 |" in text
+    assert ("| methanol | 0.100 | 10.0% (5.0%-15.0%) (<= 5%) | 0.050 (0.020-0.080) (<= 0.05) | 0.800 / 0.820 "
+            "(0.780-0.860) | 5.0% (2.5%-7.5%) (<= 2%) | 2 |") in text
+    assert "Molecules that move" not in "\n".join(report._targets({**tg, "moving_targets": {}}, "r"))
+
+
 def test_committed_benchmarks_md_renders_from_the_committed_json():
     """BENCHMARKS.md is report.md with its slots filled from the committed JSON: rendering it again (no plots)
     gives the committed file byte for byte, and every slot of the template is filled."""
