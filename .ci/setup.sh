@@ -24,6 +24,12 @@ if [ -n "${HESSDISTILL_CUDA:-}" ]; then
     sed 's/^acellera-openmmtorch-cpu==/acellera-openmmtorch-cu12==/' "$ROOT/requirements.txt" > "$requirements"
     echo "openmm-cuda-12==$openmm_version" >> "$requirements"
 fi
+# the CPU and CUDA TorchForce wheels both ship the module openmmtorch: switching, the other one goes first
+other=acellera-openmmtorch-cu12
+[ -n "${HESSDISTILL_CUDA:-}" ] && other=acellera-openmmtorch-cpu
+if "$VENV/bin/pip" show --quiet "$other" >/dev/null 2>&1; then
+    "$VENV/bin/pip" uninstall --quiet --yes "$other"
+fi
 echo "== installing the stack of requirements.txt into $VENV (first time: several GB, a few minutes)"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
