@@ -401,13 +401,13 @@ def one_run(system: str, size: Size, folder: Path, arm: str, n_train: int, seed:
     return result
 
 
-def run_system(system: str, size: Size, workdir: Path, seeds: int) -> list[dict]:
+def run_system(system: str, size: Size, workdir: Path, seeds: int, kind: str | None = None) -> list[dict]:
     folder = workdir / system
     info = build_labels(system, size, folder)
     print(f"[{system}] labels: {info['counts']} ({info['atoms']} atoms)", flush=True)
     results = []
     spec = SYSTEMS[system]
-    for arm, n_train, seed in plan(size, seeds, spec.get("plan", "all")):
+    for arm, n_train, seed in plan(size, seeds, kind or spec.get("plan", "all")):
         t0 = time.perf_counter()
         r = common.guarded(one_run, system, size, folder, arm, n_train, seed)
         if "error" not in r and spec.get("moving") and arm == "distilled" and n_train == size.train:
@@ -709,6 +709,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", default="/tmp/hessdistill-targets")
     ap.add_argument("--out", default=None)
     ap.add_argument("--jobs", type=int, default=1, help="systems run side by side")
+    ap.add_argument("--plan", choices=("all", "seeds"), default=None,
+                    help="seeds: the default student at the main set only, every seed (default: the system's own)")
     ap.add_argument("--quick", action="store_true", help="tiny sets (a smoke test of the script)")
     a = ap.parse_args(argv)
     size = QUICK if a.quick else FULL
@@ -719,7 +721,7 @@ def main(argv=None) -> dict:
     _STATE["out"].mkdir(parents=True, exist_ok=True)
     _STATE["meta"] = {**common.study_record("targets.py", argv), "size": size.__dict__, "seeds": seeds}
     with ThreadPoolExecutor(a.jobs) as pool:
-        list(pool.map(lambda s: run_system(s, size, workdir, seeds), a.systems))
+        list(pool.map(lambda s: run_system(s, size, workdir, seeds, a.plan), a.systems))
     out = write(workdir)
     for name, s in out["systems"].items():
         print(name, json.dumps(s["targets"]))
