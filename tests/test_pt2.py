@@ -127,6 +127,29 @@ def test_local_mask_and_shift_forces_as_lammps_uses_them(model, loaded):
     np.testing.assert_allclose(out.virial.numpy(), virial.numpy(), rtol=0, atol=1e-12)
 
 
+def test_strided_inputs_give_the_same_numbers(loaded):
+    """Pair records picked by NumPy fancy indexing (``pairs[:, keep]`` is Fortran-ordered) and positions seen
+    through a transposed array: the compiled kernels read their inputs as contiguous, so these must be laid out
+    again, not read in the wrong order."""
+    from hessdistill.formats.evaluate import pair_records
+
+    _, pt2 = loaded
+    atoms = structures()["Si16"]
+    ei, sh = neighbor_list(atoms, pt2.cutoff)
+    kept = pair_records(torch.tensor(ei), torch.tensor(sh)).numpy()
+    pairs, shifts = ei[:, kept], sh[kept]
+    species = pt2.species(atoms.get_chemical_symbols())
+    x = torch.tensor(atoms.positions)
+    energy, forces = pt2.energy_forces(x, species, torch.tensor(np.ascontiguousarray(pairs)), torch.tensor(shifts))
+    strided_pairs = torch.from_numpy(pairs)
+    strided_x = torch.from_numpy(np.asfortranarray(atoms.positions))
+    assert not strided_pairs.is_contiguous() and not strided_x.is_contiguous()
+    e2, f2 = pt2.energy_forces(strided_x, species, strided_pairs, torch.from_numpy(np.asfortranarray(shifts)))
+    assert abs(e2.item() - energy.item()) < 1e-12
+    np.testing.assert_allclose(f2.numpy(), forces.numpy(), rtol=0, atol=1e-12)
+    assert np.abs(forces.numpy()).max() > 1e-3
+
+
 @pytest.mark.parametrize("arch", ["painn", "schnet", "tensornet"])
 def test_traced_graph_equals_autograd_for_any_size(arch):
     """trace_autograd of the engine signature: one graph, no autograd left, right for sizes it never saw."""

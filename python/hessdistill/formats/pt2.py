@@ -312,7 +312,7 @@ class Pt2StudentFile:
         except Exception as exc:  # the loader raises bare RuntimeErrors
             raise ModelFileError(f"cannot load {self.path} as a .pt2 package: {first_line(exc)}") from exc
         # the loader's flat entry point: the runner's __call__ parses its call spec and pytrees every call
-        self._run = self.runner.loader.boxed_run
+        self._boxed_run = self.runner.loader.boxed_run
         self.metadata = meta
         self.cutoff = float(meta["cutoff"])
         self.num_interactions = int(meta["num_interactions"])
@@ -320,6 +320,11 @@ class Pt2StudentFile:
         self.atomic_numbers = [int(z) for z in meta["atomic_numbers"].split()]
         self.dtype = DTYPES[meta["dtype"]]
         self._ones = None  # energy_forces' all-atoms mask and pair weights (sliced to the pair count), reused
+
+    def _run(self, inputs: list) -> list:
+        # the compiled kernels index their inputs as contiguous: a strided view (a column slice, a transposed or
+        # Fortran-ordered array from NumPy) would be read in the wrong order, silently
+        return self._boxed_run([t.contiguous() for t in inputs])
 
     def species(self, symbols) -> torch.Tensor:
         """Type indices for element symbols; raises UnsupportedElementError for elements not covered."""
