@@ -292,7 +292,8 @@ def _openmm_pt2(op: dict | None) -> list[str]:
     head = (f"OpenMM with the default student (float32, Reference platform; torch {op['versions']['torch']}, OpenMM "
             f"{op['versions']['openmm']}), ms per step: TorchScript in TorchForce against the `.pt2` package in "
             "PythonForce, the bare `.pt2` call on the same MD's pair lists, ANI-1x's ASE step on the smaller boxes; "
-            "callback = PythonForce step - bare call, per round.")
+            "callback = PythonForce step - bare call, per round."
+            + (f" Conditions: {op['conditions']}." if op.get("conditions") else ""))
     rows = ([f"ethanol box, {e['atoms']} atoms", f"{e['ms_per_step']['torchforce']:.2f}",
              f"{e['ms_per_step']['pythonforce_pt2']:.2f}", _r1(e["pt2_speedup"]), f"{e['ms_per_step']['bare_pt2']:.2f}",
              _r(e["callback_ms"], unit=""),

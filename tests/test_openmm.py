@@ -173,22 +173,28 @@ def test_context_energy_forces_equal_student(student64, system, outputs_forces):
         np.testing.assert_allclose(f, f_ref, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["TorchScript", "pt2"])
 @pytest.mark.parametrize("system", ["molecule", "small-box", "large-box"])
-def test_verlet_list_follows_moving_atoms_and_box(student64, system):
+def test_verlet_list_follows_moving_atoms_and_box(student64, compiled_student, system, kind):
     """One Context over positions that move by more than the skin, and a rescaled box: the force's kept neighbor
-    list is searched again when needed, and every evaluation equals the student's own (energy-only evaluations
-    between force evaluations included)."""
+    list (TorchScript: the module's; .pt2: the callback's NumPy list) is searched again when needed, and every
+    evaluation equals the student's own (energy-only evaluations between force evaluations included)."""
+    from hessdistill.engines.openmm.pythonforce import Pt2Callback
     from hessdistill.engines.openmm.student_module import DEFAULT_SKIN, StudentForceModule
     from hessdistill.formats import StudentFile
 
+    path = student64 if kind == "TorchScript" else compiled_student
     periodic = system != "molecule"
     atoms = periodic_ethanol(system.split("-")[0]) if periodic else molecule("CH3CH2OH")
     topology, pos_nm, atoms = topology_from_atoms(atoms)
-    omm_system = create_system(topology, student64)
+    omm_system = create_system(topology, path)
     ctx = openmm.Context(omm_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    sf = StudentFile(student64)
-    module = torch.jit.script(StudentForceModule(sf.module, sf.species(atoms.get_chemical_symbols()), None,
-                                                 periodic, sf.dtype, sf.cutoff))
+    if kind == "TorchScript":  # a second copy of the force's module, called directly, counts its searches
+        sf = StudentFile(path)
+        own = torch.jit.script(StudentForceModule(sf.module, sf.species(atoms.get_chemical_symbols()), None,
+                                                  periodic, sf.dtype, sf.cutoff))
+    else:
+        own = Pt2Callback(path, atoms.get_chemical_symbols(), None, periodic, "cpu", DEFAULT_SKIN)
     rng = np.random.default_rng(3)
     x, cell = pos_nm.copy(), atoms.cell.array / 10.0
     # each molecule drifts its own way, 0.15 A per call (relative motion where there are several), bonds jiggle
@@ -204,12 +210,22 @@ def test_verlet_list_follows_moving_atoms_and_box(student64, system):
         e, f = context_energy_forces_of(ctx)
         moved = atoms.copy()
         moved.positions, moved.cell = x * 10.0, cell * 10.0
-        e_ref, f_ref = reference(moved, student64)
+        e_ref, f_ref = reference(moved, path)
         assert energy_only == pytest.approx(e_ref, abs=1e-10) and e == pytest.approx(e_ref, abs=1e-10)
         np.testing.assert_allclose(f, f_ref, atol=1e-10)
-        module(torch.tensor(x), torch.tensor(cell) if periodic else None)
+        if kind == "TorchScript":
+            own(torch.tensor(x), torch.tensor(cell) if periodic else None)
+        else:
+            e_own, f_own = own(ctx.getState(getPositions=True))
+            assert e_own / EV_TO_KJ_PER_MOL == pytest.approx(e_ref, abs=1e-10)
+            np.testing.assert_allclose(f_own / EV_TO_KJ_PER_MOL / 10.0, f_ref, atol=1e-10)
     # 8 calls moving atoms 1.2 A in all, skin 1 A: more than one search, fewer than one per call
-    assert 1 < module.neighbors.searches < 8 and DEFAULT_SKIN == 1.0
+    assert 1 < own.neighbors.searches < 8 and DEFAULT_SKIN == 1.0
+    assert np.abs(f_ref).max() > 1e-3
+    if kind == "pt2":  # an atom gone non-finite: a NaN energy for the monitor to see, not an exception
+        x[2, 0] = np.nan
+        ctx.setPositions(x)
+        assert np.isnan(own(ctx.getState(getPositions=True))[0])
 
 
 def _edge_set(edge_index, lattice):

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from ...errors import InputError
-from ...formats.evaluate import pair_records
 from ...neighbors import cell_list_edges, edge_ends, edges_within
 from ...units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -37,18 +36,15 @@ class VerletList(nn.Module):
 
     Candidate pairs within cutoff + ``skin`` are searched again (:func:`~hessdistill.neighbors.cell_list_edges`,
     O(N)) only when an atom has moved more than skin / 2 since the last search or the cell has changed; every
-    other call keeps the candidates inside the cutoff (O(edges)). The state lives in buffers. ``half``: keep each
-    pair once (:func:`~hessdistill.formats.evaluate.pair_records`, the compiled format's pair records), chosen at
-    the search rather than at every call.
+    other call keeps the candidates inside the cutoff (O(edges)). The state lives in buffers.
     """
 
-    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype, half: bool = False):
+    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype):
         super().__init__()
         if not skin >= 0:
             raise InputError(f"skin must be >= 0 A, got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
-        self.half = bool(half)
         self.register_buffer("candidates", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("candidate_shifts", torch.zeros(0, 3, dtype=dtype))
         self.register_buffer("candidate_ends", torch.zeros(0, dtype=torch.long))
@@ -68,9 +64,6 @@ class VerletList(nn.Module):
             # run backward (an energy-only evaluation) otherwise broke the next call's backward
             with torch.no_grad():
                 candidates, shifts = cell_list_edges(xd, cd, periodic, self.cutoff + self.skin)
-                if self.half:
-                    kept = pair_records(candidates, shifts)
-                    candidates, shifts = candidates.index_select(1, kept), shifts.index_select(0, kept)
                 self.candidates, self.candidate_shifts = candidates, shifts
                 self.candidate_ends = edge_ends(candidates)
                 self.reference_positions = xd.clone()
