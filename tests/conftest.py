@@ -106,3 +106,33 @@ def rewrite_pt2_metadata(src, dst, change):
             if item.filename.endswith("_metadata.json"):
                 data = json.dumps(change(json.loads(data))).encode()
             zout.writestr(item, data)
+
+
+def assert_compiled_step_equals_eager(trainer, config, batches, term_off=None):
+    """The traced and compiled loss + parameter gradients (``CompiledStep``) against eager autograd
+    (``slots_loss``) on each of ``batches`` (lists of graphs), float64, to 1e-10 relative; every batch of two
+    structures or more shares one compiled graph (a batch of one runs eagerly). ``term_off``: the config without
+    the term under test, whose loss must differ (the term is there). Returns the step."""
+    from torch._dynamo.utils import counters
+
+    from hessdistill.distill.compiled import CompiledStep
+    from hessdistill.distill.data import collate, sample_row_slots
+    from hessdistill.distill.loss import slots_loss
+
+    step = CompiledStep(trainer.model, config, trainer.norm)
+    counters.clear()
+    for graphs in batches:
+        batch = collate(graphs)
+        slots = sample_row_slots(batch, 2, np.random.default_rng(len(graphs)))
+        ref_loss = slots_loss(trainer.model, batch, config, trainer.norm, slots)
+        ref = torch.autograd.grad(ref_loss, step.parameters, allow_unused=True)
+        if term_off is not None:
+            without = slots_loss(trainer.model, batch, term_off, trainer.norm, slots)
+            assert float(ref_loss.detach() - without.detach()) > 1e-4 * float(ref_loss.detach())
+        loss, grads = step(batch, slots)
+        assert float(abs(loss - ref_loss.detach())) <= 1e-10 * float(ref_loss.detach()), len(graphs)
+        assert [g is None for g in grads] == [r is None for r in ref]
+        for name, g, r in zip(step.names, grads, ref):
+            assert r is None or float((g - r).norm()) <= 1e-10 * float(r.norm()), (len(graphs), name)
+    assert counters["stats"]["unique_graphs"] == 1
+    return step

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from conftest import cluster
+from conftest import assert_compiled_step_equals_eager, cluster
 import numpy as np
 
 from hessdistill.distill import DistillConfig, load_config, model_from_checkpoint, write_config
@@ -161,28 +161,10 @@ def test_compiled_step_gradients_equal_eager(morse_labels, tmp_path, architectur
     """The traced and compiled loss + parameter-gradient graph against eager autograd on the same batches and
     Hessian rows (float64): batches of 4, 3 and 2 structures share one compiled graph (no recompile); a batch
     of one structure runs eagerly. TensorNet's tensor products are where inductor once compiled a wrong graph."""
-    from torch._dynamo.utils import counters
-
-    from hessdistill.distill.compiled import CompiledStep
-    from hessdistill.distill.data import collate, sample_row_slots
-    from hessdistill.distill.loss import slots_loss
-
     config = tiny(architecture=architecture, features=8, hessian_rows=2, hessian_weight=10.0, device="cpu")
     trainer = Trainer(config, morse_labels, tmp_path / "c", progress=False)
-    step = CompiledStep(trainer.model, config, trainer.norm)
-    counters.clear()
-    for size in (4, 3, 2, 1):
-        batch = collate(trainer.graphs["train"][:size])
-        slots = sample_row_slots(batch, 2, np.random.default_rng(size))
-        ref_loss = slots_loss(trainer.model, batch, config, trainer.norm, slots)
-        ref = torch.autograd.grad(ref_loss, step.parameters, allow_unused=True)
-        loss, grads = step(batch, slots)
-        assert float(abs(loss - ref_loss.detach())) <= 1e-10 * float(ref_loss.detach()), size
-        assert [g is None for g in grads] == [r is None for r in ref]
-        for name, g, r in zip(step.names, grads, ref):
-            assert r is None or float((g - r).norm()) <= 1e-10 * float(r.norm()), (size, name)
-    assert counters["stats"]["unique_graphs"] == 1
-
+    train = trainer.graphs["train"]
+    assert_compiled_step_equals_eager(trainer, config, [train[:size] for size in (4, 3, 2, 1)])
 
 def _cli(*args):
     return [sys.executable, "-m", "hessdistill", *map(str, args)]

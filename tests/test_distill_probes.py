@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cluster
+from conftest import assert_compiled_step_equals_eager, cluster
 from hessdistill.distill import DistillConfig, Trainer
 from hessdistill.distill.data import collate, sample_row_slots
 from hessdistill.distill.evaluation import evaluate
@@ -145,25 +145,10 @@ def test_training_on_probes_lowers_the_probe_error(probe_labels, tmp_path, weigh
 
 @pytest.mark.slow
 def test_compiled_step_on_probes_equals_eager(probe_labels, tmp_path):
-    from torch._dynamo.utils import counters
-
-    from hessdistill.distill.compiled import CompiledStep
-
     config = tiny(features=8, hessian_probe_weighting="curvature")
     trainer = Trainer(config, probe_labels, tmp_path / "c", progress=False)
-    step = CompiledStep(trainer.model, config, trainer.norm)
-    counters.clear()
-    for size in (4, 3, 1):
-        batch = collate(trainer.graphs["train"][:size])
-        slots = sample_row_slots(batch, 2, np.random.default_rng(size))
-        ref_loss = slots_loss(trainer.model, batch, config, trainer.norm, slots)
-        ref = torch.autograd.grad(ref_loss, step.parameters, allow_unused=True)
-        loss, grads = step(batch, slots)
-        assert float(abs(loss - ref_loss.detach())) <= 1e-10 * float(ref_loss.detach()), size
-        for name, g, r in zip(step.names, grads, ref):
-            assert r is None or float((g - r).norm()) <= 1e-10 * float(r.norm()), (size, name)
-    assert counters["stats"]["unique_graphs"] == 1
-
+    train = trainer.graphs["train"]
+    assert_compiled_step_equals_eager(trainer, config, [train[:size] for size in (4, 3, 1)])
 
 def test_resume_of_a_checkpoint_older_than_the_weighting_option(probe_labels, tmp_path):
     """A checkpoint written before ``hessian_probe_weighting`` existed resumes with its default and refuses the

@@ -6,14 +6,14 @@ training step against eager autograd; structures of one molecule, which must add
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import molecule
 from scipy.spatial.transform import Rotation
+from conftest import assert_compiled_step_equals_eager
 
 from hessdistill.distill import DistillConfig, Trainer
-from hessdistill.distill.data import collate, sample_row_slots
-from hessdistill.distill.loss import molecule_loss, predict, slots_loss, uses_molecules
+from hessdistill.distill.data import collate
+from hessdistill.distill.loss import molecule_loss, predict, uses_molecules
 from hessdistill.label import label_structures
 from hessdistill.molecules import fitted_molecules, molecules, net_force_torque
 from hessdistill.sample import rattled, split
@@ -113,30 +113,14 @@ def test_sets_of_single_atoms_have_no_molecule_terms(tmp_path):
 def test_compiled_step_with_molecule_terms_equals_eager(dimer_labels, tmp_path):
     """The traced and compiled loss + parameter gradients with the molecule terms against eager autograd
     (float64), on batches mixing dimers and monomers; one compiled graph for all batch sizes."""
-    from torch._dynamo.utils import counters
-
-    from hessdistill.distill.compiled import CompiledStep
-
     config = _config()
     trainer = Trainer(config, dimer_labels, tmp_path / "c", progress=False)
-    step = CompiledStep(trainer.model, config, trainer.norm)
-    assert step.fields[-3:] == ("molecule", "lever", "molecule_mask")
     train = trainer.graphs["train"]
     dimers = [g for g in train if g.n_molecules > 1]
     monomers = [g for g in train if g.n_molecules == 1]
-    counters.clear()
     # batches of 25 atoms or more: torch 2.9.1's compiled graph of this loss guards 'atoms >= 25' or '<= 24'
     # (with or without the molecule terms) and recompiles across that line
-    for graphs in (monomers[1:2] + dimers[:4], dimers[:4] + monomers[:2], dimers[2:7]):
-        batch = collate(graphs)
-        slots = sample_row_slots(batch, 2, np.random.default_rng(len(graphs)))
-        ref_loss = slots_loss(trainer.model, batch, config, trainer.norm, slots)
-        ref = torch.autograd.grad(ref_loss, step.parameters)
-        without = slots_loss(trainer.model, batch, config.replace(net_force_weight=0.0, net_torque_weight=0.0),
-                             trainer.norm, slots)
-        assert float(ref_loss.detach() - without.detach()) > 1e-4 * float(ref_loss.detach())  # the terms are there
-        loss, grads = step(batch, slots)
-        assert float(abs(loss - ref_loss.detach())) <= 1e-10 * float(ref_loss.detach())
-        for name, g, r in zip(step.names, grads, ref):
-            assert float((g - r).norm()) <= 1e-10 * float(r.norm()), name
-    assert counters["stats"]["unique_graphs"] == 1
+    step = assert_compiled_step_equals_eager(
+        trainer, config, [monomers[1:2] + dimers[:4], dimers[:4] + monomers[:2], dimers[2:7]],
+        term_off=config.replace(net_force_weight=0.0, net_torque_weight=0.0))
+    assert step.fields[-3:] == ("molecule", "lever", "molecule_mask")
