@@ -90,17 +90,16 @@ class ScriptedModuleCallback:
 
     def __init__(self, module: torch.jit.ScriptModule, periodic: bool, device: torch.device):
         self.module, self.periodic, self.device = module, periodic, torch.device(device)
+        self.positions_nm, self.box_nm, self.box = None, None, None  # kept between calls (see Pt2Callback)
 
     def __call__(self, state):
-        from openmm import unit
-
-        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
-        box = None
+        self.positions_nm = _positions_nm(state, self.positions_nm)
         if self.periodic:
-            box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
-            box = box.to(self.device)
-        energy, forces = self.module(pos.to(self.device), box)
-        return float(energy), forces.detach().cpu().numpy()
+            vectors = _box_vectors_nm(state)
+            if vectors != self.box_nm:
+                self.box_nm, self.box = vectors, torch.tensor(vectors, dtype=torch.float64, device=self.device)
+        energy, forces = self.module(torch.from_numpy(self.positions_nm).to(self.device), self.box)
+        return energy.item(), forces.detach().cpu().numpy()
 
     def __getstate__(self):
         buf = io.BytesIO()
@@ -108,9 +107,8 @@ class ScriptedModuleCallback:
         return {"module": buf.getvalue(), "periodic": self.periodic, "device": str(self.device)}
 
     def __setstate__(self, state):
-        self.device = torch.device(state["device"])
-        self.periodic = state["periodic"]
-        self.module = torch.jit.load(io.BytesIO(state["module"]), map_location=self.device)
+        module = torch.jit.load(io.BytesIO(state["module"]), map_location=torch.device(state["device"]))
+        self.__init__(module, state["periodic"], state["device"])
 
 
 class Pt2Callback:
