@@ -114,12 +114,12 @@ class ScriptedModuleCallback:
 class Pt2Callback:
     """``openmm.PythonForce`` computation for a compiled .pt2 student: State -> (energy kJ/mol, forces kJ/mol/nm),
     neighbors from a :class:`HostVerletList` (each pair once, the package's own input: no pair search per step),
-    outputs from the package's ``energy_forces()``. Pickled as the file's path
-    and the settings (the package is loaded again from that path).
+    outputs from the package's ``energy_forces()``. Pickled as the file's path and the settings (the package is
+    loaded again from that path).
 
-    At ~30 atoms the package call is ~0.4 ms, so the rest of a step must stay well under it: positions, forces and
-    the cell go through buffers kept between calls (no per-step allocation or unit wrapping), and the cell tensor
-    is made again only when the box changed (a barostat step)."""
+    At ~30 atoms the package call is ~0.4 ms, so the rest of a step must stay well under it: positions and forces
+    go through arrays kept between calls (no unit wrapping; the returned forces are overwritten by the next call,
+    OpenMM copies them at once), and the cell is made again only when the box changed (a barostat step)."""
 
     def __init__(self, path, symbols: Sequence[str], atoms: Optional[Sequence[int]], periodic: bool, device,
                  skin: float):
